@@ -1,0 +1,62 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Condition types. Ready, Progressing and Degraded are the names Argo CD and `kubectl wait` know.
+const (
+	ReadyCondition       = "Ready"
+	ProgressingCondition = "Progressing"
+	DegradedCondition    = "Degraded"
+
+	ConnectedCondition         = "Connected"
+	ControlPlaneReadyCondition = "ControlPlaneReady"
+	TrustFederatedCondition    = "TrustFederated"
+	ServicesSyncedCondition    = "ServicesSynced"
+)
+
+// Condition reasons: each names what a person can act on.
+const (
+	ReasonReconciled       = "Reconciled"
+	ReasonMembersNotReady  = "MembersNotReady"
+	ReasonNoClusters       = "NoClustersSelected"
+	ReasonConflict         = "Conflict"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonClusterNotFound  = "ClusterNotFound"
+	ReasonNotProvisioned   = "ClusterNotProvisioned"
+	ReasonConnected        = "Connected"
+	ReasonUnreachable      = "Unreachable"
+	ReasonApplyFailed      = "ApplyFailed"
+	ReasonRollingOut       = "RollingOut"
+	ReasonVersionMismatch  = "AgentVersionMismatch"
+	ReasonAgentReady       = "AgentReady"
+	ReasonDeleting         = "Deleting"
+	ReasonUninstallSkipped = "UninstallSkippedUnreachable"
+)
+
+// Finalizers and labels.
+const (
+	// MeshClusterFinalizer uninstalls the control plane from a member before its MeshCluster goes.
+	MeshClusterFinalizer = "mesh.fleetmesh.io/uninstall"
+
+	// InstallationLabel on a MeshCluster names its MeshInstallation.
+	InstallationLabel = "mesh.fleetmesh.io/installation"
+
+	// ManagedByLabel marks every object fleetmesh applies into a member.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of ManagedByLabel and the server-side apply field manager.
+	ManagedByValue = "fleetmesh"
+)

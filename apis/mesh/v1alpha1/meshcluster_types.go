@@ -1,0 +1,152 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MeshClusterSpec is one member as the operator decided it. The operator writes it; users read it.
+type MeshClusterSpec struct {
+	// clusterRef is the Cluster API Cluster, in this MeshCluster's namespace, that is the member.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterRef is immutable"
+	ClusterRef ClusterReference `json:"clusterRef"`
+
+	// installation is the name of the MeshInstallation the member belongs to.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="installation is immutable"
+	Installation string `json:"installation"`
+
+	// trustDomain is the member's SPIFFE trust domain, expanded from the installation's template.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9._-]+$')",message="trustDomain may contain only [a-z0-9._-]"
+	TrustDomain string `json:"trustDomain"`
+
+	// locality of the member, used to order failover (same region first).
+	// +optional
+	Locality Locality `json:"locality,omitempty"`
+
+	// network the member's pods are on; members on one network reach each other's pod IPs.
+	// +optional
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Network string `json:"network,omitempty"`
+}
+
+// ClusterReference names a Cluster API Cluster in the same namespace.
+type ClusterReference struct {
+	// name of the Cluster.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+}
+
+// Locality is where a member runs.
+type Locality struct {
+	// region, as in topology.kubernetes.io/region.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Region string `json:"region,omitempty"`
+
+	// zone, as in topology.kubernetes.io/zone.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Zone string `json:"zone,omitempty"`
+}
+
+// BundleStatus describes the member's published SPIFFE trust bundle.
+type BundleStatus struct {
+	// fingerprint is the SHA-256 of the bundle's root certificates, hex encoded.
+	// +optional
+	Fingerprint string `json:"fingerprint,omitempty"`
+
+	// sequence is the bundle's spiffe_sequence.
+	// +optional
+	Sequence uint64 `json:"sequence,omitempty"`
+
+	// expiry is when the first root in the bundle expires.
+	// +optional
+	Expiry *metav1.Time `json:"expiry,omitempty"`
+}
+
+// MeshClusterStatus is what the operator observed of one member.
+type MeshClusterStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (summary), Connected, ControlPlaneReady, TrustFederated, ServicesSynced.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// agentVersion is the version the member's agent reports.
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
+
+	// bundle is the member's current trust bundle.
+	// +optional
+	Bundle *BundleStatus `json:"bundle,omitempty"`
+
+	// exportedServices is how many ServiceExports the member has.
+	// +optional
+	ExportedServices int32 `json:"exportedServices,omitempty"`
+
+	// importedServices is how many ServiceImports the operator maintains in the member.
+	// +optional
+	ImportedServices int32 `json:"importedServices,omitempty"`
+
+	// lastSyncTime is when the operator last converged the member.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+}
+
+// MeshCluster is one member cluster of a MeshInstallation, beside its Cluster API Cluster.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mc;meshcl,categories=fleetmesh
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterRef.name`
+// +kubebuilder:printcolumn:name="Trust-Domain",type=string,JSONPath=`.spec.trustDomain`
+// +kubebuilder:printcolumn:name="Connected",type=string,JSONPath=`.status.conditions[?(@.type=="Connected")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agentVersion`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MeshCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec   MeshClusterSpec   `json:"spec"`
+	Status MeshClusterStatus `json:"status,omitempty"`
+}
+
+// MeshClusterList is a list of MeshClusters.
+// +kubebuilder:object:root=true
+type MeshClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MeshCluster `json:"items"`
+}

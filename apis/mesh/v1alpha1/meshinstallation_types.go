@@ -1,0 +1,381 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MeshInstallationSpec is the whole mesh as the user wants it.
+type MeshInstallationSpec struct {
+	// clusterSelector selects the Cluster API Clusters, in every namespace, that are members of
+	// this mesh. It must not be empty: an empty selector would enrol every Cluster.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="clusterSelector must set matchLabels or matchExpressions; an empty selector would select every Cluster"
+	ClusterSelector metav1.LabelSelector `json:"clusterSelector"`
+
+	// controlPlane configures the fleetmesh agent installed into every member.
+	// +optional
+	// +kubebuilder:default={}
+	ControlPlane ControlPlaneSpec `json:"controlPlane,omitempty"`
+
+	// trust configures every member's SPIFFE trust domain and its certificate authority.
+	// +optional
+	// +kubebuilder:default={}
+	Trust TrustSpec `json:"trust,omitempty"`
+
+	// serviceFederation configures how Multi-Cluster Services exports become imports.
+	// +optional
+	// +kubebuilder:default={}
+	ServiceFederation ServiceFederationSpec `json:"serviceFederation,omitempty"`
+
+	// failover configures how calls move between members when endpoints fail.
+	// +optional
+	// +kubebuilder:default={}
+	Failover FailoverSpec `json:"failover,omitempty"`
+
+	// authorization restricts which peers a workload's server side accepts.
+	// Empty means every federated trust domain and namespace.
+	// +optional
+	Authorization AuthorizationSpec `json:"authorization,omitempty"`
+}
+
+// LogLevel is the agent's log verbosity.
+// +kubebuilder:validation:Enum=debug;info;warn;error
+type LogLevel string
+
+// Log levels the agent understands.
+const (
+	LogLevelDebug LogLevel = "debug"
+	LogLevelInfo  LogLevel = "info"
+	LogLevelWarn  LogLevel = "warn"
+	LogLevelError LogLevel = "error"
+)
+
+// ControlPlaneSpec is how the agent runs in each member.
+type ControlPlaneSpec struct {
+	// image is the agent image repository, without tag.
+	// +optional
+	// +kubebuilder:default="ghcr.io/fleetmesh/agent"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches('.*:[^/]*$')",message="image must be a repository without tag or digest; set the tag in version"
+	Image string `json:"image,omitempty"`
+
+	// version is the agent version (the image tag); the agent must report it before its member
+	// counts as ready.
+	// +optional
+	// +kubebuilder:default="v0.1.0"
+	// +kubebuilder:validation:Pattern=`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`
+	// +kubebuilder:validation:MaxLength=64
+	Version string `json:"version,omitempty"`
+
+	// replicas of the agent Deployment in each member.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// resources of the agent container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// logLevel of the agent.
+	// +optional
+	// +kubebuilder:default=info
+	LogLevel LogLevel `json:"logLevel,omitempty"`
+}
+
+// TrustSpec configures SPIFFE identity for the mesh.
+// +kubebuilder:validation:XValidation:rule="!has(self.caTTL) || !has(self.svidTTL) || !self.caTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || !self.svidTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.caTTL) >= duration(self.svidTTL) + duration(self.svidTTL)",message="caTTL must be at least twice svidTTL, so a CA outlives every SVID it signs across a rotation",fieldPath=".caTTL"
+type TrustSpec struct {
+	// trustDomainTemplate names each member's SPIFFE trust domain. Tokens: {cluster} and
+	// {namespace} (of the member's Cluster API Cluster) and {mesh} (this MeshInstallation's name).
+	// Other characters must be in [a-z0-9._-].
+	// +optional
+	// +kubebuilder:default="{cluster}.{namespace}.{mesh}"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9._-]|[{]cluster[}]|[{]namespace[}]|[{]mesh[}])+$')",message="trustDomainTemplate may contain only the tokens {cluster}, {namespace}, {mesh} and the characters [a-z0-9._-]"
+	// +kubebuilder:validation:XValidation:rule="self.contains('{cluster}')",message="trustDomainTemplate must contain {cluster}: every member needs its own trust domain"
+	TrustDomainTemplate string `json:"trustDomainTemplate,omitempty"`
+
+	// ca is where each member's certificate authority comes from.
+	// +optional
+	// +kubebuilder:default={selfSigned:{}}
+	CA CASource `json:"ca,omitempty"`
+
+	// svidTTL is the lifetime of workload X.509 SVIDs; workloads renew at half-life.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="svidTTL must be a positive duration such as 1h or 30m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1m')",message="svidTTL must be at least 1m"
+	SVIDTTL metav1.Duration `json:"svidTTL,omitempty"`
+
+	// caTTL is the lifetime of each member's CA certificate. It must be at least twice svidTTL.
+	// +optional
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="caTTL must be a positive duration such as 2160h"
+	CATTL metav1.Duration `json:"caTTL,omitempty"`
+
+	// federatesWith lists trust domains outside the mesh (for example a SPIRE deployment) whose
+	// bundles are fetched from their bundle endpoint and distributed to every member.
+	// +optional
+	// +listType=map
+	// +listMapKey=trustDomain
+	// +kubebuilder:validation:MaxItems=64
+	FederatesWith []FederatedTrustDomain `json:"federatesWith,omitempty"`
+}
+
+// CASource selects exactly one source of a member's CA.
+// +kubebuilder:validation:XValidation:rule="has(self.selfSigned) != has(self.certManager)",message="ca must set exactly one of selfSigned or certManager"
+type CASource struct {
+	// selfSigned: each member's CA is its own root, generated in the member.
+	// +optional
+	SelfSigned *SelfSignedCA `json:"selfSigned,omitempty"`
+
+	// certManager: each member's CA is an intermediate signed by a cert-manager issuer in the
+	// management cluster through a CSR; the key is still generated in, and never leaves, the member.
+	// +optional
+	CertManager *CertManagerCA `json:"certManager,omitempty"`
+}
+
+// SelfSignedCA has no settings yet.
+type SelfSignedCA struct{}
+
+// CertManagerCA names the cert-manager issuer that signs members' intermediates.
+type CertManagerCA struct {
+	// issuerRef is the Issuer or ClusterIssuer in the management cluster.
+	// +required
+	IssuerRef IssuerReference `json:"issuerRef"`
+}
+
+// IssuerReference names a cert-manager Issuer or ClusterIssuer.
+// +kubebuilder:validation:XValidation:rule="self.kind != 'Issuer' || (has(self.__namespace__) && size(self.__namespace__) > 0)",message="issuerRef.namespace is required when kind is Issuer",fieldPath=".namespace"
+// +kubebuilder:validation:XValidation:rule="self.kind != 'ClusterIssuer' || !has(self.__namespace__)",message="issuerRef.namespace must be empty when kind is ClusterIssuer",fieldPath=".namespace"
+type IssuerReference struct {
+	// name of the issuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// kind of the issuer.
+	// +optional
+	// +kubebuilder:default=ClusterIssuer
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	Kind string `json:"kind,omitempty"`
+
+	// group of the issuer.
+	// +optional
+	// +kubebuilder:default="cert-manager.io"
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group,omitempty"`
+
+	// namespace of an Issuer; empty for a ClusterIssuer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// BundleEndpointProfile is a SPIFFE bundle endpoint profile.
+// +kubebuilder:validation:Enum=https_web;https_spiffe
+type BundleEndpointProfile string
+
+// Bundle endpoint profiles from the SPIFFE federation specification.
+const (
+	BundleEndpointProfileHTTPSWeb    BundleEndpointProfile = "https_web"
+	BundleEndpointProfileHTTPSSPIFFE BundleEndpointProfile = "https_spiffe"
+)
+
+// FederatedTrustDomain is a trust domain outside the mesh and where to fetch its bundle.
+// +kubebuilder:validation:XValidation:rule="self.profile != 'https_spiffe' || (has(self.endpointSPIFFEID) && self.endpointSPIFFEID.startsWith('spiffe://'))",message="endpointSPIFFEID (spiffe://...) is required with the https_spiffe profile",fieldPath=".endpointSPIFFEID"
+type FederatedTrustDomain struct {
+	// trustDomain is the outside SPIFFE trust domain, e.g. example.org.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9._-]+$')",message="trustDomain may contain only [a-z0-9._-]"
+	TrustDomain string `json:"trustDomain"`
+
+	// bundleEndpointURL is the https URL of the trust domain's SPIFFE bundle endpoint.
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https'",message="bundleEndpointURL must be an https URL"
+	BundleEndpointURL string `json:"bundleEndpointURL"`
+
+	// profile of the bundle endpoint.
+	// +optional
+	// +kubebuilder:default=https_spiffe
+	Profile BundleEndpointProfile `json:"profile,omitempty"`
+
+	// endpointSPIFFEID is the SPIFFE ID the https_spiffe endpoint must present.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
+}
+
+// NetworkingMode is how members' workloads reach each other.
+// +kubebuilder:validation:Enum=Flat;Gateway
+type NetworkingMode string
+
+// Networking modes. Only Flat is implemented.
+const (
+	NetworkingFlat    NetworkingMode = "Flat"
+	NetworkingGateway NetworkingMode = "Gateway"
+)
+
+// ServiceFederationSpec configures Multi-Cluster Services.
+type ServiceFederationSpec struct {
+	// namespaces whose ServiceExports are federated; empty means every namespace.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// networking is Flat (every member's pod IPs reachable from every other). Gateway is
+	// reserved and refused until a gateway exists.
+	// +optional
+	// +kubebuilder:default=Flat
+	// +kubebuilder:validation:XValidation:rule="self != 'Gateway'",message="networking Gateway is not supported yet; use Flat"
+	Networking NetworkingMode `json:"networking,omitempty"`
+
+	// createNamespaces lets an import create its namespace in a member that lacks it.
+	// By default (namespace sameness) a member without the namespace imports nothing.
+	// +optional
+	CreateNamespaces bool `json:"createNamespaces,omitempty"`
+
+	// clusterSetIPRange is the CIDR from which ClusterSetIP imports get their clusterset IP.
+	// +optional
+	// +kubebuilder:default="240.245.0.0/16"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="clusterSetIPRange must be a CIDR such as 240.245.0.0/16"
+	ClusterSetIPRange string `json:"clusterSetIPRange,omitempty"`
+
+	// endpointGracePeriod is how long an unreachable member's last exported endpoints stay
+	// in the other members (marked stale) before they are withdrawn.
+	// +optional
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="endpointGracePeriod must be a non-negative duration such as 2m"
+	EndpointGracePeriod metav1.Duration `json:"endpointGracePeriod,omitempty"`
+}
+
+// FailoverSpec tunes failover between members.
+type FailoverSpec struct {
+	// consecutiveErrors before a host is ejected by outlier detection.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	ConsecutiveErrors *int32 `json:"consecutiveErrors,omitempty"`
+
+	// interval between outlier-detection sweeps.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="interval must be a positive duration such as 1s"
+	Interval metav1.Duration `json:"interval,omitempty"`
+
+	// baseEjectionTime of an ejected host.
+	// +optional
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="baseEjectionTime must be a positive duration such as 15s"
+	BaseEjectionTime metav1.Duration `json:"baseEjectionTime,omitempty"`
+
+	// retries for calls that failed with UNAVAILABLE before any response.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	Retries *int32 `json:"retries,omitempty"`
+}
+
+// AuthorizationSpec is the server-side policy of the data plane.
+type AuthorizationSpec struct {
+	// allowedTrustDomains a server accepts callers from; empty means every federated one.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=255
+	AllowedTrustDomains []string `json:"allowedTrustDomains,omitempty"`
+
+	// allowedNamespaces a server accepts callers from; empty means every namespace.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
+}
+
+// MeshInstallationStatus is what the operator observed.
+type MeshInstallationStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Progressing, Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// selectedClusters is how many Clusters the selector matches and this installation owns.
+	// +optional
+	SelectedClusters int32 `json:"selectedClusters"`
+
+	// readyClusters is how many members are Ready.
+	// +optional
+	ReadyClusters int32 `json:"readyClusters"`
+}
+
+// MeshInstallation turns selected Cluster API clusters into one service mesh.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=mi;meshinst,categories=fleetmesh
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Clusters-Ready",type=integer,JSONPath=`.status.readyClusters`
+// +kubebuilder:printcolumn:name="Selected",type=integer,JSONPath=`.status.selectedClusters`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MeshInstallation struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec   MeshInstallationSpec   `json:"spec"`
+	Status MeshInstallationStatus `json:"status,omitempty"`
+}
+
+// MeshInstallationList is a list of MeshInstallations.
+// +kubebuilder:object:root=true
+type MeshInstallationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MeshInstallation `json:"items"`
+}

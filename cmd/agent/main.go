@@ -1,0 +1,89 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command agent is fleetmesh's control plane inside one member cluster.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/version"
+)
+
+func main() {
+	var (
+		kubeconfig  string
+		namespace   string
+		probeAddr   string
+		heartbeat   time.Duration
+		showVersion bool
+	)
+	flag.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty uses the in-cluster ServiceAccount.")
+	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "fleetmesh-system"), "Namespace the agent runs and publishes its status in.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz, /readyz and /version.")
+	flag.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "How often the agent republishes its status.")
+	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	klog.InitFlags(nil)
+	flag.Parse()
+	if showVersion {
+		fmt.Println(version.Version)
+		return
+	}
+	if err := run(kubeconfig, namespace, probeAddr, heartbeat); err != nil {
+		klog.ErrorS(err, "agent stopped")
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, namespace, probeAddr string, heartbeat time.Duration) error {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("load cluster credentials: %w", err)
+	}
+	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Heartbeat: heartbeat})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return a.Run(ctx)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

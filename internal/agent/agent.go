@@ -1,0 +1,148 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package agent wires the per-member fleetmesh agent: it connects to its own cluster, serves
+// health probes, and publishes what the operator needs to read (its version) as an object in
+// its namespace, since the operator reaches members only through their API servers.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+)
+
+// StatusConfigMap is the object in the agent's namespace through which it reports to the operator.
+const StatusConfigMap = "fleetmesh-agent-status"
+
+// Keys of StatusConfigMap.
+const (
+	StatusKeyVersion   = "version"
+	StatusKeyHeartbeat = "heartbeat"
+)
+
+// Options configure an agent.
+type Options struct {
+	Config    *rest.Config
+	Namespace string
+	Version   string
+	// ProbeAddr serves /healthz and /readyz.
+	ProbeAddr string
+	// Heartbeat is how often the agent republishes its status.
+	Heartbeat time.Duration
+	Now       func() time.Time
+}
+
+// Agent is one member's fleetmesh control plane.
+type Agent struct {
+	opts   Options
+	client kubernetes.Interface
+	ready  atomic.Bool
+	log    klog.Logger
+}
+
+// New validates options and builds an agent.
+func New(opts Options) (*Agent, error) {
+	if opts.Config == nil {
+		return nil, errors.New("agent: a rest config is required")
+	}
+	if opts.Namespace == "" {
+		return nil, errors.New("agent: a namespace is required")
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c, err := kubernetes.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("agent: build client: %w", err)
+	}
+	return &Agent{opts: opts, client: c, log: klog.Background().WithName("agent")}, nil
+}
+
+// Run serves probes and publishes status until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	lis, err := net.Listen("tcp", a.opts.ProbeAddr)
+	if err != nil {
+		return fmt.Errorf("agent: listen for probes on %s: %w", a.opts.ProbeAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not connected to the cluster yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(a.opts.Version)) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	a.log.Info("agent started", "version", a.opts.Version, "namespace", a.opts.Namespace, "probes", lis.Addr().String())
+
+	ticker := time.NewTicker(a.opts.Heartbeat)
+	defer ticker.Stop()
+	for {
+		if err := a.publish(ctx); err != nil {
+			a.ready.Store(false)
+			a.log.Error(err, "publish status")
+		} else {
+			a.ready.Store(true)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// publish checks the connection and writes the agent's status object by server-side apply.
+func (a *Agent) publish(ctx context.Context) error {
+	sv, err := a.client.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("reach the API server: %w", err)
+	}
+	cm := corev1ac.ConfigMap(StatusConfigMap, a.opts.Namespace).
+		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
+		WithData(map[string]string{
+			StatusKeyVersion:    a.opts.Version,
+			StatusKeyHeartbeat:  a.opts.Now().UTC().Format(time.RFC3339),
+			"kubernetesVersion": sv.GitVersion,
+		})
+	_, err = a.client.CoreV1().ConfigMaps(a.opts.Namespace).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true})
+	if err != nil {
+		return fmt.Errorf("apply %s/%s: %w", a.opts.Namespace, StatusConfigMap, err)
+	}
+	return nil
+}
