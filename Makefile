@@ -91,7 +91,7 @@ demo: kube-binaries tools build ## Start a local fleet, install the mesh, wait f
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Install the project's tools into bin/.
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(KWOK) ## Install the project's tools into bin/.
 
 .PHONY: kube-binaries
 kube-binaries: ## Build etcd and the Kubernetes control plane from the module proxy into bin/ (cached).

@@ -26,11 +26,12 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
 
 	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/version"
 )
 
@@ -39,13 +40,15 @@ func main() {
 		kubeconfig  string
 		namespace   string
 		probeAddr   string
-		heartbeat   time.Duration
+		resync      time.Duration
+		configPath  string
 		showVersion bool
 	)
-	flag.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty uses the in-cluster ServiceAccount.")
+	flag.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty uses $KUBECONFIG, else the in-cluster ServiceAccount.")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "fleetmesh-system"), "Namespace the agent runs and publishes its status in.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz, /readyz and /version.")
-	flag.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "How often the agent republishes its status.")
+	flag.DurationVar(&resync, "resync", 30*time.Second, "How often the agent re-applies its status object.")
+	flag.StringVar(&configPath, "config", "", "Path of the agent configuration rendered by the operator.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -53,26 +56,32 @@ func main() {
 		fmt.Println(version.Version)
 		return
 	}
-	if err := run(kubeconfig, namespace, probeAddr, heartbeat); err != nil {
+	if err := run(kubeconfig, namespace, probeAddr, configPath, resync); err != nil {
 		klog.ErrorS(err, "agent stopped")
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, namespace, probeAddr string, heartbeat time.Duration) error {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
+func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Duration) error {
+	if configPath != "" {
+		data, err := os.ReadFile(configPath)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		cfg := install.AgentConfig{}
+		if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+			return fmt.Errorf("parse config %s: %w", configPath, err)
+		}
+		klog.InfoS("configured", "mesh", cfg.Mesh, "cluster", cfg.Cluster, "trustDomain", cfg.TrustDomain)
 	}
+	// --kubeconfig, else $KUBECONFIG, else the in-cluster ServiceAccount: the usual order.
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
 		return fmt.Errorf("load cluster credentials: %w", err)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Heartbeat: heartbeat})
+	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Resync: resync})
 	if err != nil {
 		return err
 	}

@@ -22,18 +22,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/operator"
 	"github.com/fleetmesh/fleetmesh/internal/version"
 )
 
@@ -48,7 +41,7 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
-	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader-election Lease; defaults to the pod's namespace.")
+	flag.StringVar(&leaderElectionNS, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the leader-election Lease; defaults to $POD_NAMESPACE.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -60,43 +53,17 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, leaderElect, leaderElectionNS); err != nil {
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := operator.NewManager(ctx, ctrl.GetConfigOrDie(), operator.Options{
+		MetricsAddr: metricsAddr, ProbeAddr: probeAddr, LeaderElect: leaderElect, LeaderElectionNS: leaderElectionNS,
+	})
+	if err != nil {
+		log.Error(err, "set up the manager")
+		os.Exit(1)
+	}
+	log.Info("starting manager", "version", version.Version)
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
-}
-
-// Scheme holds every type the operator reads or writes in the management cluster.
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(clusterv1.AddToScheme(s))
-	utilruntime.Must(meshv1alpha1.AddToScheme(s))
-	return s
-}
-
-func run(metricsAddr, probeAddr string, leaderElect bool, leaderElectionNS string) error {
-	leaseDuration := 15 * time.Second
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                  newScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        "fleetmesh-manager.mesh.fleetmesh.io",
-		LeaderElectionNamespace: leaderElectionNS,
-		LeaseDuration:           &leaseDuration,
-		// A new leader starts at once when the old one stops cleanly.
-		LeaderElectionReleaseOnCancel: true,
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("add healthz check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("add readyz check: %w", err)
-	}
-	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version)
-	return mgr.Start(ctrl.SetupSignalHandler())
 }

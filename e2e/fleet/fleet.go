@@ -33,6 +33,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,9 +45,9 @@ import (
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	capikubeconfig "sigs.k8s.io/cluster-api/util/kubeconfig"
-	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 )
@@ -76,6 +77,10 @@ type Options struct {
 	MemberCRDs []string
 	// Regions are assigned to members round-robin (Cluster label topology.kubernetes.io/region).
 	Regions []string
+	// Full makes every cluster, management included, one that runs workloads: besides etcd and
+	// kube-apiserver it gets kube-controller-manager, kube-scheduler (from BinDir) and kwok (from
+	// BinDir or PATH) simulating one Node.
+	Full bool
 }
 
 // Cluster is one running control plane.
@@ -87,6 +92,10 @@ type Cluster struct {
 	Client client.Client
 	// Kubeconfig is an admin kubeconfig for this cluster, as Cluster API would store it.
 	Kubeconfig []byte
+	// StartedIn is how long the cluster took to start, components included.
+	StartedIn time.Duration
+
+	procs *clusterProcs
 }
 
 // Fleet is a management cluster and its members.
@@ -107,6 +116,7 @@ func Scheme() *runtime.Scheme {
 	utilruntime.Must(clusterv1.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(cmapi.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	utilruntime.Must(mcsv1beta1.Install(s))
 	return s
 }
@@ -138,6 +148,11 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 			_ = f.Stop()
 		}
 	}()
+	if opts.Full {
+		if err := f.writeKwokStages(); err != nil {
+			return nil, err
+		}
+	}
 
 	mgmtCRDs, err := ManagementCRDPaths()
 	if err != nil {
@@ -154,18 +169,18 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 		mu   sync.Mutex
 		errs []error
 	)
-	start := func(c *Cluster, crds []string) {
+	start := func(ctx context.Context, c *Cluster, crds []string) {
 		defer wg.Done()
-		if err := f.startCluster(c, crds); err != nil {
+		if err := f.startCluster(ctx, c, crds); err != nil {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("start %s: %w", c.Name, err))
 			mu.Unlock()
 		}
 	}
 	wg.Add(1 + len(f.Members))
-	go start(f.Management, append(mgmtCRDs, opts.ManagementCRDs...))
+	go start(ctx, f.Management, append(mgmtCRDs, opts.ManagementCRDs...))
 	for _, m := range f.Members {
-		go start(m, opts.MemberCRDs)
+		go start(ctx, m, opts.MemberCRDs)
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -197,12 +212,16 @@ func NewEnvironment(binDir string, index int, scheme *runtime.Scheme, crds ...st
 	return env
 }
 
-func (f *Fleet) startCluster(c *Cluster, crds []string) error {
+func (f *Fleet) startCluster(ctx context.Context, c *Cluster, crds []string) error {
+	started := time.Now()
 	env := NewEnvironment(f.opts.BinDir, c.Index, f.Scheme, crds...)
 	c.Env = env
+	if err := f.prepareControlPlane(c, env); err != nil {
+		return err
+	}
 	cfg, err := env.Start()
 	if err != nil {
-		return err
+		return f.withLogTail(c, "kube-apiserver", err)
 	}
 	c.Config = cfg
 	admin, err := env.AddUser(envtest.User{Name: "fleet-admin", Groups: []string{"system:masters"}}, nil)
@@ -213,8 +232,16 @@ func (f *Fleet) startCluster(c *Cluster, crds []string) error {
 		return fmt.Errorf("render admin kubeconfig: %w", err)
 	}
 	c.Config = admin.Config()
-	c.Client, err = client.New(c.Config, client.Options{Scheme: f.Scheme})
-	return err
+	if c.Client, err = client.New(c.Config, client.Options{Scheme: f.Scheme}); err != nil {
+		return err
+	}
+	if f.isFullMember(c) {
+		if err := f.startComponents(ctx, c); err != nil {
+			return err
+		}
+	}
+	c.StartedIn = time.Since(started)
+	return nil
 }
 
 // registerMembers does what Cluster API does for a provisioned workload cluster: a Cluster object,
@@ -237,8 +264,8 @@ func (f *Fleet) registerMembers(ctx context.Context) error {
 func (f *Fleet) RegisterMember(ctx context.Context, m *Cluster) error {
 	mc := f.Management.Client
 	labels := map[string]string{MemberLabel: "true"}
-	if len(f.opts.Regions) > 0 {
-		labels[RegionLabel] = f.opts.Regions[(m.Index-1)%len(f.opts.Regions)]
+	if region := f.Region(m); region != "" {
+		labels[RegionLabel] = region
 	}
 	u := m.Env.ControlPlane.APIServer.SecureServing
 	port := int32(0)
@@ -259,7 +286,25 @@ func (f *Fleet) RegisterMember(ctx context.Context, m *Cluster) error {
 	if err := mc.Status().Update(ctx, cluster); err != nil {
 		return fmt.Errorf("mark Cluster %s provisioned: %w", m.Name, err)
 	}
-	return f.WriteKubeconfigSecret(ctx, m, m.Kubeconfig)
+	// A revocable credential (unlike envtest's client certificates), so tests can rotate the
+	// Secret and revoke the old credential as Cluster API users do.
+	token, err := AdminToken(ctx, m, InitialCredential)
+	if err != nil {
+		return err
+	}
+	kc, err := KubeconfigWithToken(m, token)
+	if err != nil {
+		return err
+	}
+	return f.WriteKubeconfigSecret(ctx, m, kc)
+}
+
+// Region is the member's region (from Options.Regions), or "" if it has none.
+func (f *Fleet) Region(m *Cluster) string {
+	if len(f.opts.Regions) == 0 || m == f.Management {
+		return ""
+	}
+	return f.opts.Regions[(m.Index-1)%len(f.opts.Regions)]
 }
 
 // WriteKubeconfigSecret writes (or replaces) the member's <name>-kubeconfig Secret, as Cluster
@@ -328,7 +373,7 @@ func (f *Fleet) Stop() error {
 		wg.Add(1)
 		go func(c *Cluster) {
 			defer wg.Done()
-			if err := c.Env.Stop(); err != nil {
+			if err := f.stopCluster(c); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("stop %s: %w", c.Name, err))
 				mu.Unlock()

@@ -38,11 +38,8 @@ import (
 // StatusConfigMap is the object in the agent's namespace through which it reports to the operator.
 const StatusConfigMap = "fleetmesh-agent-status"
 
-// Keys of StatusConfigMap.
-const (
-	StatusKeyVersion   = "version"
-	StatusKeyHeartbeat = "heartbeat"
-)
+// StatusKeyVersion in StatusConfigMap is the version the agent runs.
+const StatusKeyVersion = "version"
 
 // Options configure an agent.
 type Options struct {
@@ -51,9 +48,9 @@ type Options struct {
 	Version   string
 	// ProbeAddr serves /healthz and /readyz.
 	ProbeAddr string
-	// Heartbeat is how often the agent republishes its status.
-	Heartbeat time.Duration
-	Now       func() time.Time
+	// Resync is how often the agent re-applies its status (restoring it if it was deleted);
+	// an unchanged apply is a no-op on the server and wakes no watcher.
+	Resync time.Duration
 }
 
 // Agent is one member's fleetmesh control plane.
@@ -72,11 +69,8 @@ func New(opts Options) (*Agent, error) {
 	if opts.Namespace == "" {
 		return nil, errors.New("agent: a namespace is required")
 	}
-	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = 30 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Resync <= 0 {
+		opts.Resync = 30 * time.Second
 	}
 	c, err := kubernetes.NewForConfig(opts.Config)
 	if err != nil {
@@ -110,7 +104,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "version", a.opts.Version, "namespace", a.opts.Namespace, "probes", lis.Addr().String())
 
-	ticker := time.NewTicker(a.opts.Heartbeat)
+	ticker := time.NewTicker(a.opts.Resync)
 	defer ticker.Stop()
 	for {
 		if err := a.publish(ctx); err != nil {
@@ -137,7 +131,6 @@ func (a *Agent) publish(ctx context.Context) error {
 		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
 		WithData(map[string]string{
 			StatusKeyVersion:    a.opts.Version,
-			StatusKeyHeartbeat:  a.opts.Now().UTC().Format(time.RFC3339),
 			"kubernetesVersion": sv.GitVersion,
 		})
 	_, err = a.client.CoreV1().ConfigMaps(a.opts.Namespace).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true})

@@ -1,0 +1,434 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package meshcluster reconciles a MeshCluster: it installs the fleetmesh control plane into the
+// member through Cluster API's cluster cache, keeps it as rendered, and uninstalls it when the
+// member leaves.
+package meshcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/events"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/membership"
+	"github.com/fleetmesh/fleetmesh/internal/ssa"
+	"github.com/fleetmesh/fleetmesh/internal/status"
+)
+
+// DefaultUninstallTimeout bounds how long a leaving member that cannot be reached holds up the
+// deletion of its MeshCluster. After it, the MeshCluster goes and the member keeps what was
+// installed (reported by a Warning Event): a member that is gone for good must not block forever.
+const DefaultUninstallTimeout = 5 * time.Minute
+
+// WatchedKinds are the member objects whose changes wake the reconciler: everything it installs
+// (drift is restored at once) and the agent's status ConfigMap. The cluster cache holds only
+// objects labelled part-of=fleetmesh (see CacheByObject).
+func WatchedKinds() []client.Object {
+	return []client.Object{
+		&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{},
+		&rbacv1.Role{}, &rbacv1.RoleBinding{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{},
+		&corev1.Namespace{},
+	}
+}
+
+// Reconciler reconciles MeshClusters.
+type Reconciler struct {
+	Client       client.Client
+	ClusterCache clustercache.ClusterCache
+	Recorder     events.EventRecorder
+	// UninstallTimeout: see DefaultUninstallTimeout.
+	UninstallTimeout time.Duration
+	// Now is the clock; injected for tests.
+	Now func() time.Time
+
+	controller controller.Controller
+}
+
+// SetupWithManager registers the controller and its sources.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil {
+		return errors.New("meshcluster: Client, ClusterCache and Recorder are required")
+	}
+	if r.UninstallTimeout == 0 {
+		r.UninstallTimeout = DefaultUninstallTimeout
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		For(&meshv1alpha1.MeshCluster{}).
+		WithOptions(opts).
+		// Spec changes of the installation roll out to every member.
+		Watches(&meshv1alpha1.MeshInstallation{}, handler.EnqueueRequestsFromMapFunc(r.membersOf)).
+		// Woken on connect, disconnect and a failing health probe of a member.
+		WatchesRawSource(r.ClusterCache.GetClusterSource("meshcluster", r.clusterToMeshCluster,
+			clustercache.WatchForProbeFailure(15*time.Second))).
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.controller = c
+	return nil
+}
+
+func (r *Reconciler) membersOf(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &meshv1alpha1.MeshClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingLabels{meshv1alpha1.InstallationLabel: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "list MeshClusters of an installation")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, mc := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&mc)})
+	}
+	return reqs
+}
+
+// A MeshCluster is named and placed like its Cluster.
+func (r *Reconciler) clusterToMeshCluster(_ context.Context, o client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+}
+
+// Reconcile converges one member.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	mc := &meshv1alpha1.MeshCluster{}
+	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("cluster", mc.Namespace+"/"+mc.Spec.ClusterRef.Name)
+	ctx = ctrl.LoggerInto(ctx, log)
+	clusterKey := client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name}
+
+	if !mc.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, mc, clusterKey)
+	}
+	if controllerutil.AddFinalizer(mc, meshv1alpha1.MeshClusterFinalizer) {
+		if err := r.Client.Update(ctx, mc); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+
+	before := mc.DeepCopy()
+	defer func() {
+		retErr = errors.Join(retErr, r.patchStatus(ctx, before, mc))
+	}()
+
+	mi := &meshv1alpha1.MeshInstallation{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: mc.Spec.Installation}, mi); err != nil {
+		// The installation's own finalizer deletes this MeshCluster; nothing to install meanwhile.
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+
+	c, connected, probing := r.connect(ctx, mc, clusterKey)
+	if !connected {
+		if probing {
+			// Still connected but failing probes: if the API server comes back before the cache
+			// disconnects, no connect event will follow, so look again after the next probe.
+			return ctrl.Result{RequeueAfter: probeInterval}, nil
+		}
+		// Disconnected: the cluster source wakes this reconciler on connect (clustercache's
+		// advice: no requeue).
+		return ctrl.Result{}, nil
+	}
+	if err := r.watchMember(ctx, clusterKey, req.NamespacedName); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	objs, err := install.Render(mi, mc)
+	if err != nil {
+		r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, err.Error())
+		return ctrl.Result{}, err
+	}
+	if err := r.applyAll(ctx, c, objs); err != nil {
+		r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed,
+			fmt.Sprintf("applying the control plane failed (retrying): %v", err))
+		return ctrl.Result{}, err
+	}
+	if err := r.prune(ctx, c, mi.Name, objs); err != nil {
+		r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed,
+			fmt.Sprintf("pruning objects no longer rendered failed (retrying): %v", err))
+		return ctrl.Result{}, err
+	}
+	ready, reason, msg, agentVersion, err := r.controlPlaneState(ctx, c, mi)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	mc.Status.AgentVersion = agentVersion
+	st := metav1.ConditionFalse
+	if ready {
+		st = metav1.ConditionTrue
+	}
+	r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, st, reason, msg)
+	now := metav1.NewTime(r.Now())
+	mc.Status.LastSyncTime = &now
+	return ctrl.Result{}, nil
+}
+
+// probeInterval is clustercache's fixed health-probe interval.
+const probeInterval = 10 * time.Second
+
+// connect returns the member's client, or reports why there is none in the Connected condition;
+// probing tells that the cache is still connected while its health probes fail.
+func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey) (_ client.Client, connected, probing bool) {
+	cluster := &clusterv1.Cluster{}
+	if err := r.Client.Get(ctx, key, cluster); err != nil {
+		reason, msg := meshv1alpha1.ReasonClusterNotFound, fmt.Sprintf("Cluster %s not found: %v", key, err)
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, reason, msg)
+		return nil, false, false
+	}
+	if cluster.Status.Initialization.InfrastructureProvisioned == nil || !*cluster.Status.Initialization.InfrastructureProvisioned {
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonNotProvisioned,
+			fmt.Sprintf("Cluster %s is not provisioned yet (status.initialization.infrastructureProvisioned)", key))
+		return nil, false, false
+	}
+	health := r.ClusterCache.GetHealthCheckingState(ctx, key)
+	c, err := r.ClusterCache.GetClient(ctx, key)
+	if err != nil {
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
+		return nil, false, false
+	}
+	if health.ConsecutiveFailures > 0 {
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, nil))
+		return nil, false, true
+	}
+	r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionTrue, meshv1alpha1.ReasonConnected,
+		fmt.Sprintf("connected to the API server of %s through its kubeconfig Secret", key))
+	return c, true, false
+}
+
+func unreachableMessage(key client.ObjectKey, h clustercache.HealthCheckingState, err error) string {
+	msg := fmt.Sprintf("the API server of %s does not answer", key)
+	if h.ConsecutiveFailures > 0 {
+		msg += fmt.Sprintf(" (%d consecutive failed health probes)", h.ConsecutiveFailures)
+	}
+	if !h.LastProbeSuccessTime.IsZero() {
+		msg += "; last healthy at " + h.LastProbeSuccessTime.UTC().Format(time.RFC3339)
+	}
+	if err != nil {
+		msg += ": " + err.Error()
+	}
+	return msg + "; other members are unaffected, and this one converges when it is back"
+}
+
+// watchMember registers, once per connection, watches on the member's fleetmesh objects.
+func (r *Reconciler) watchMember(ctx context.Context, clusterKey client.ObjectKey, mcKey client.ObjectKey) error {
+	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: mcKey}}
+	})
+	for _, kind := range WatchedKinds() {
+		err := r.ClusterCache.Watch(ctx, clusterKey, clustercache.NewWatcher(clustercache.WatcherOptions{
+			Name:         fmt.Sprintf("meshcluster-%T", kind),
+			Watcher:      r.controller,
+			Kind:         kind,
+			EventHandler: enqueue,
+			Predicates:   []predicate.Predicate{predicate.ResourceVersionChangedPredicate{}},
+		}))
+		if err != nil {
+			return fmt.Errorf("watch %T in member %s: %w", kind, clusterKey, err)
+		}
+	}
+	return nil
+}
+
+// applyAll applies every rendered object; it goes on past a failure so one bad object does not
+// hold back the rest, and reports all failures. A half-done install is retried as a whole.
+func (r *Reconciler) applyAll(ctx context.Context, c client.Client, objs []client.Object) error {
+	var errs []error
+	for _, o := range objs {
+		if err := ssa.Apply(ctx, c, o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// installed lists every object of the given installation in the member, per prunable kind.
+func installed(ctx context.Context, c client.Client, installationName string) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, tm := range install.PrunableKinds() {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion(tm.APIVersion)
+		list.SetKind(tm.Kind + "List")
+		if err := c.List(ctx, list, client.MatchingLabels{
+			meshv1alpha1.ManagedByLabel: meshv1alpha1.ManagedByValue, meshv1alpha1.InstallationLabel: installationName,
+		}); err != nil {
+			return nil, fmt.Errorf("list %s: %w", tm.Kind, err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			u.SetAPIVersion(tm.APIVersion)
+			u.SetKind(tm.Kind)
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// prune deletes objects of this installation that are no longer rendered.
+func (r *Reconciler) prune(ctx context.Context, c client.Client, installationName string, rendered []client.Object) error {
+	have, err := installed(ctx, c, installationName)
+	if err != nil {
+		return err
+	}
+	byKey := map[install.Key]*unstructured.Unstructured{}
+	keys := make([]install.Key, 0, len(have))
+	for _, u := range have {
+		k := install.KeyOf(u)
+		byKey[k] = u
+		keys = append(keys, k)
+	}
+	var errs []error
+	for _, k := range install.Stale(keys, rendered) {
+		if err := c.Delete(ctx, byKey[k]); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("prune %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// controlPlaneState reads the agent Deployment and the version the agent reports.
+func (r *Reconciler) controlPlaneState(ctx context.Context, c client.Client, mi *meshv1alpha1.MeshInstallation) (ready bool, reason, msg, agentVersion string, err error) {
+	dep := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, dep); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, meshv1alpha1.ReasonRollingOut, "agent Deployment not observed yet", "", nil
+		}
+		return false, "", "", "", fmt.Errorf("get agent Deployment: %w", err)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.StatusConfigMap}, cm); client.IgnoreNotFound(err) != nil {
+		return false, "", "", "", fmt.Errorf("get agent status: %w", err)
+	}
+	agentVersion = cm.Data[agent.StatusKeyVersion]
+	ready, reason, msg = membership.ControlPlaneReady(dep, agentVersion, mi.Spec.ControlPlane.Version)
+	return ready, reason, msg, agentVersion, nil
+}
+
+// reconcileDelete uninstalls the control plane from the member, within the bounded policy.
+func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshCluster, clusterKey client.ObjectKey) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(mc, meshv1alpha1.MeshClusterFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	done := func() (ctrl.Result, error) {
+		controllerutil.RemoveFinalizer(mc, meshv1alpha1.MeshClusterFinalizer)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, mc))
+	}
+	cluster := &clusterv1.Cluster{}
+	if err := r.Client.Get(ctx, clusterKey, cluster); apierrors.IsNotFound(err) {
+		r.Recorder.Eventf(mc, nil, "Normal", "Uninstalled", "Uninstall", "Cluster %s is gone: nothing to uninstall", clusterKey)
+		return done()
+	}
+	c, err := r.ClusterCache.GetClient(ctx, clusterKey)
+	if err == nil && r.ClusterCache.GetHealthCheckingState(ctx, clusterKey).ConsecutiveFailures == 0 {
+		remaining, err := r.uninstall(ctx, c, mc.Spec.Installation)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if remaining > 0 {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
+		r.Recorder.Eventf(mc, nil, "Normal", "Uninstalled", "Uninstall", "removed the fleetmesh control plane from %s (CRDs are kept)", clusterKey)
+		return done()
+	}
+	deadline := mc.DeletionTimestamp.Add(r.UninstallTimeout)
+	if now := r.Now(); now.After(deadline) {
+		r.Recorder.Eventf(mc, nil, "Warning", meshv1alpha1.ReasonUninstallSkipped, "Uninstall",
+			"member %s unreachable for the whole uninstall timeout (%s): its fleetmesh objects (namespace %s, ClusterRole %s) are left in place",
+			clusterKey, r.UninstallTimeout, install.Namespace, install.ClusterRoleName(mc.Spec.Installation))
+		return done()
+	}
+	before := mc.DeepCopy()
+	r.setCondition(mc, meshv1alpha1.ReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonDeleting,
+		fmt.Sprintf("waiting for member %s to become reachable to uninstall; gives up at %s and leaves its objects in place",
+			clusterKey, deadline.UTC().Format(time.RFC3339)))
+	if !apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
+		if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+	return ctrl.Result{RequeueAfter: min(30*time.Second, time.Until(deadline)+time.Second)}, nil
+}
+
+// uninstall deletes everything of the installation in the member except CRDs, and returns how
+// many objects still exist (namespaces that are terminating count as gone: the member's
+// namespace controller finishes them).
+func (r *Reconciler) uninstall(ctx context.Context, c client.Client, installationName string) (int, error) {
+	have, err := installed(ctx, c, installationName)
+	if err != nil {
+		return 0, err
+	}
+	remaining := 0
+	var errs []error
+	for _, u := range have {
+		if u.GetDeletionTimestamp() != nil {
+			if u.GetKind() != "Namespace" {
+				remaining++
+			}
+			continue
+		}
+		if err := c.Delete(ctx, u, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("delete %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err))
+			continue
+		}
+		if u.GetKind() != "Namespace" {
+			remaining++
+		}
+	}
+	return remaining, errors.Join(errs...)
+}
+
+func (r *Reconciler) setCondition(mc *meshv1alpha1.MeshCluster, t string, s metav1.ConditionStatus, reason, msg string) {
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: mc.Generation})
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, before, mc *meshv1alpha1.MeshCluster) error {
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, membership.MemberReady(mc.Generation, mc.Status.Conditions))
+	mc.Status.ObservedGeneration = mc.Generation
+	// LastSyncTime alone is not worth a write on every wake-up.
+	if before.Status.LastSyncTime != nil && mc.Status.LastSyncTime != nil && mc.Status.LastSyncTime.Sub(before.Status.LastSyncTime.Time) < time.Minute {
+		mc.Status.LastSyncTime = before.Status.LastSyncTime
+	}
+	if apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package meshinstallation reconciles a MeshInstallation into one MeshCluster per Cluster API
+// cluster it owns, and sums its members up in its status.
+package meshinstallation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/membership"
+	"github.com/fleetmesh/fleetmesh/internal/ssa"
+	"github.com/fleetmesh/fleetmesh/internal/status"
+)
+
+// Finalizer waits for every member to be uninstalled before the MeshInstallation goes: a
+// management cluster without garbage collection, or a member that must be cleaned first, must not
+// leave MeshClusters (and installed control planes) behind.
+const Finalizer = "mesh.fleetmesh.io/members"
+
+// Reconciler reconciles MeshInstallations.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil || r.Recorder == nil {
+		return errors.New("meshinstallation: Client and Recorder are required")
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&meshv1alpha1.MeshInstallation{}).
+		Owns(&meshv1alpha1.MeshCluster{}).
+		// A Cluster's labels decide membership, possibly of any installation.
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.allInstallations)).
+		Complete(r)
+}
+
+func (r *Reconciler) allInstallations(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &meshv1alpha1.MeshInstallationList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "list MeshInstallations to map a Cluster event")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, mi := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: mi.Name}})
+	}
+	return reqs
+}
+
+// Reconcile selects the members, converges their MeshClusters and reports status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	mi := &meshv1alpha1.MeshInstallation{}
+	if err := r.Client.Get(ctx, req.NamespacedName, mi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !mi.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, mi)
+	}
+	if controllerutil.AddFinalizer(mi, Finalizer) {
+		if err := r.Client.Update(ctx, mi); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+
+	clusters := &clusterv1.ClusterList{}
+	if err := r.Client.List(ctx, clusters); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list Clusters: %w", err)
+	}
+	all := &meshv1alpha1.MeshInstallationList{}
+	if err := r.Client.List(ctx, all); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list MeshInstallations: %w", err)
+	}
+	sel, err := membership.Select(mi, all.Items, clusters.Items)
+	if err != nil {
+		return ctrl.Result{}, r.patchStatus(ctx, mi, membership.Summary{Conditions: []metav1.Condition{{
+			Type: meshv1alpha1.DegradedCondition, Status: metav1.ConditionTrue, Reason: meshv1alpha1.ReasonInvalidSpec, Message: err.Error(),
+		}}})
+	}
+	plan := membership.PlanMembers(mi, sel.Members)
+
+	applyErr := r.converge(ctx, mi, plan)
+
+	members, err := r.members(ctx, mi.Name)
+	if err != nil {
+		return ctrl.Result{}, errors.Join(applyErr, err)
+	}
+	summary := membership.Summarize(mi.Generation, len(sel.Members), members, sel.Conflicts, plan.Refused)
+	return ctrl.Result{}, errors.Join(applyErr, r.patchStatus(ctx, mi, summary))
+}
+
+// converge creates or updates the desired MeshClusters and deletes the others of this installation.
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, plan membership.Plan) error {
+	var errs []error
+	existing, err := r.members(ctx, mi.Name)
+	if err != nil {
+		return err
+	}
+	for key, spec := range plan.Specs {
+		ns, name := splitKey(key)
+		mc := &meshv1alpha1.MeshCluster{
+			TypeMeta: metav1.TypeMeta{APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshCluster"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: ns,
+				Labels: map[string]string{meshv1alpha1.InstallationLabel: mi.Name},
+				OwnerReferences: []metav1.OwnerReference{{
+					APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshInstallation", Name: mi.Name, UID: mi.UID,
+					Controller: ptrTrue(), BlockOwnerDeletion: ptrTrue(),
+				}},
+			},
+			Spec: spec,
+		}
+		// A MeshCluster of the same name may belong to another installation (a Cluster handed
+		// over): it must be gone before this one takes the name.
+		current := &meshv1alpha1.MeshCluster{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(mc), current); err == nil && current.Spec.Installation != mi.Name {
+			continue
+		} else if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ssa.Apply(ctx, r.Client, mc); err != nil {
+			errs = append(errs, fmt.Errorf("member %s: %w", key, err))
+		}
+	}
+	for i := range existing {
+		mc := &existing[i]
+		if _, ok := plan.Specs[mc.Namespace+"/"+mc.Name]; ok || !mc.DeletionTimestamp.IsZero() {
+			continue
+		}
+		r.Recorder.Eventf(mi, mc, "Normal", "MemberLeaving", "Leave", "cluster %s/%s no longer selected: uninstalling", mc.Namespace, mc.Name)
+		if err := r.Client.Delete(ctx, mc); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("delete MeshCluster %s/%s: %w", mc.Namespace, mc.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) members(ctx context.Context, installation string) ([]meshv1alpha1.MeshCluster, error) {
+	list := &meshv1alpha1.MeshClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingLabels{meshv1alpha1.InstallationLabel: installation}); err != nil {
+		return nil, fmt.Errorf("list MeshClusters: %w", err)
+	}
+	return list.Items, nil
+}
+
+// reconcileDelete deletes every MeshCluster (each uninstalls its member through its own
+// finalizer) and lets the installation go once they are gone.
+func (r *Reconciler) reconcileDelete(ctx context.Context, mi *meshv1alpha1.MeshInstallation) (ctrl.Result, error) {
+	members, err := r.members(ctx, mi.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range members {
+		if members[i].DeletionTimestamp.IsZero() {
+			if err := r.Client.Delete(ctx, &members[i]); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("delete MeshCluster %s/%s: %w", members[i].Namespace, members[i].Name, err)
+			}
+		}
+	}
+	if len(members) > 0 {
+		// MeshCluster deletions wake this reconciler (Owns); the requeue is a safety net.
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	}
+	if controllerutil.RemoveFinalizer(mi, Finalizer) {
+		if err := r.Client.Update(ctx, mi); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, mi *meshv1alpha1.MeshInstallation, s membership.Summary) error {
+	before := mi.DeepCopy()
+	mi.Status.SelectedClusters = s.Selected
+	mi.Status.ReadyClusters = s.Ready
+	mi.Status.ObservedGeneration = mi.Generation
+	status.Set(&mi.Status.Conditions, r.Recorder, mi, s.Conditions...)
+	if apiequality.Semantic.DeepEqual(before.Status, mi.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, mi, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("patch status: %w", err)
+	}
+	return nil
+}
+
+func splitKey(key string) (namespace, name string) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return "", key
+}
+
+func ptrTrue() *bool { t := true; return &t }

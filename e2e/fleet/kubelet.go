@@ -1,0 +1,456 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Binaries maps an image repository (without tag) to the local binary that stands for it. The
+// tag is passed so a harness can provide a binary of that version.
+type Binaries func(repository, tag string) (path string, err error)
+
+// Kubelet runs one cluster's fleetmesh pods as local processes, as a kubelet would run their
+// containers: args and env from the pod spec ($(VAR) expanded), ConfigMap and Secret volumes
+// materialised as files, a kubeconfig carrying a TokenRequest token of the pod's ServiceAccount
+// (so the process has exactly the RBAC installed for it), an address from the cluster's
+// 10.244.<index>.128/25 range, readiness from the container's HTTP readiness probe, and a
+// restart when the process exits.
+type Kubelet struct {
+	cluster  *Cluster
+	binaries Binaries
+	dir      string
+	client   kubernetes.Interface
+
+	mu    sync.Mutex
+	procs map[types.UID]*podProcess
+	ips   map[string]types.UID
+}
+
+type podProcess struct {
+	pod    *corev1.Pod
+	ip     string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	ready  bool
+	cancel context.CancelFunc
+}
+
+// StartKubelet runs the cluster's fleetmesh pods until ctx ends, then stops their processes.
+func (f *Fleet) StartKubelet(ctx context.Context, c *Cluster, binaries Binaries) (*Kubelet, error) {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(f.opts.WorkDir, "kubelet-"+c.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	k := &Kubelet{cluster: c, binaries: binaries, dir: dir, client: cs, procs: map[types.UID]*podProcess{}, ips: map[string]types.UID{}}
+	go k.loop(ctx)
+	return k, nil
+}
+
+// loop syncs on a short period: a kubelet's pod sync loop. Pod starts are driven by what the API
+// server says, never by the tests.
+func (k *Kubelet) loop(ctx context.Context) {
+	defer k.stopAll()
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if err := k.sync(ctx); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "kubelet %s: %v\n", k.cluster.Name, err)
+		}
+	}, 200*time.Millisecond)
+}
+
+func (k *Kubelet) sync(ctx context.Context) error {
+	pods, err := k.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	seen := map[types.UID]bool{}
+	var errs []error
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		// kwok's stages skip exactly these pods; everything else is kwok's.
+		if _, annotated := pod.Annotations[RunLocallyAnnotation]; pod.Labels[PartOfLabel] != PartOfValue && !annotated {
+			continue
+		}
+		seen[pod.UID] = true
+		if pod.Spec.NodeName == "" {
+			continue // not scheduled yet
+		}
+		k.mu.Lock()
+		p := k.procs[pod.UID]
+		k.mu.Unlock()
+		switch {
+		case pod.DeletionTimestamp != nil:
+			k.stop(pod.UID)
+			err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, err)
+			}
+		case p == nil:
+			if err := k.start(ctx, pod); err != nil {
+				errs = append(errs, fmt.Errorf("start pod %s/%s: %w", pod.Namespace, pod.Name, err))
+			}
+		default:
+			errs = append(errs, k.updateStatus(ctx, p))
+		}
+	}
+	k.mu.Lock()
+	var gone []types.UID
+	for uid := range k.procs {
+		if !seen[uid] {
+			gone = append(gone, uid)
+		}
+	}
+	k.mu.Unlock()
+	for _, uid := range gone {
+		k.stop(uid)
+	}
+	return errors.Join(errs...)
+}
+
+func (k *Kubelet) allocateIP(uid types.UID) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for host := 130; host < 255; host++ {
+		ip := fmt.Sprintf("10.244.%d.%d", k.cluster.Index, host)
+		if _, used := k.ips[ip]; !used {
+			k.ips[ip] = uid
+			return ip, nil
+		}
+	}
+	return "", fmt.Errorf("no free pod address in 10.244.%d.128/25", k.cluster.Index)
+}
+
+func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) error {
+	if len(pod.Spec.Containers) != 1 {
+		return fmt.Errorf("the harness runs pods of exactly one container, this one has %d", len(pod.Spec.Containers))
+	}
+	ctr := pod.Spec.Containers[0]
+	repo, tag := splitImage(ctr.Image)
+	bin, err := k.binaries(repo, tag)
+	if err != nil {
+		return err
+	}
+	ip, err := k.allocateIP(pod.UID)
+	if err != nil {
+		return err
+	}
+	podDir := filepath.Join(k.dir, pod.Namespace+"_"+pod.Name)
+	if err := os.MkdirAll(podDir, 0o700); err != nil {
+		return err
+	}
+	env, err := k.env(ctx, pod, ctr, ip)
+	if err != nil {
+		return err
+	}
+	mounts, err := k.materializeVolumes(ctx, pod, ctr, podDir)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := k.serviceAccountKubeconfig(ctx, pod, podDir)
+	if err != nil {
+		return err
+	}
+	args := make([]string, 0, len(ctr.Command)+len(ctr.Args))
+	for _, a := range append(append([]string{}, ctr.Command...), ctr.Args...) {
+		a = expand(a, env)
+		for from, to := range mounts {
+			a = strings.ReplaceAll(a, from, to)
+		}
+		args = append(args, a)
+	}
+	logFile, err := os.OpenFile(filepath.Join(podDir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(pctx, bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	for name, v := range env {
+		cmd.Env = append(cmd.Env, name+"="+v)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		_ = logFile.Close()
+		return err
+	}
+	p := &podProcess{pod: pod.DeepCopy(), ip: ip, cmd: cmd, exited: make(chan struct{}), cancel: cancel}
+	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(p.exited) }()
+	k.mu.Lock()
+	k.procs[pod.UID] = p
+	k.mu.Unlock()
+	return k.updateStatus(ctx, p)
+}
+
+// updateStatus probes the container and writes the pod status a kubelet would write. A process
+// that exited is restarted (restartPolicy Always) on the next sync.
+func (k *Kubelet) updateStatus(ctx context.Context, p *podProcess) error {
+	select {
+	case <-p.exited:
+		k.stop(p.pod.UID) // the next sync starts it again
+		return nil
+	default:
+	}
+	ready := probe(p.pod.Spec.Containers[0], p.ip)
+	pod, err := k.client.CoreV1().Pods(p.pod.Namespace).Get(ctx, p.pod.Name, metav1.GetOptions{})
+	if err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if pod.Status.PodIP == p.ip && p.ready == ready && pod.Status.Phase == corev1.PodRunning {
+		return nil
+	}
+	now := metav1.Now()
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = p.ip
+	pod.Status.PodIPs = []corev1.PodIP{{IP: p.ip}}
+	pod.Status.HostIP = fmt.Sprintf("10.244.%d.1", k.cluster.Index)
+	if pod.Status.StartTime == nil {
+		pod.Status.StartTime = &now
+	}
+	pod.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: st, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: st, LastTransitionTime: now},
+	}
+	ctr := pod.Spec.Containers[0]
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: ctr.Name, Image: ctr.Image, ImageID: ctr.Image, Ready: ready, Started: ptr.To(true),
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: *pod.Status.StartTime}},
+	}}
+	if _, err := k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	p.ready = ready
+	return nil
+}
+
+// probe runs the container's HTTP readiness probe once; no probe means ready once started.
+func probe(ctr corev1.Container, ip string) bool {
+	rp := ctr.ReadinessProbe
+	if rp == nil || rp.HTTPGet == nil {
+		return true
+	}
+	port := rp.HTTPGet.Port.IntValue()
+	if port == 0 {
+		for _, p := range ctr.Ports {
+			if p.Name == rp.HTTPGet.Port.String() {
+				port = int(p.ContainerPort)
+			}
+		}
+	}
+	hc := http.Client{Timeout: time.Second}
+	resp, err := hc.Get(fmt.Sprintf("http://%s:%d%s", ip, port, rp.HTTPGet.Path))
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
+}
+
+func (k *Kubelet) stop(uid types.UID) {
+	k.mu.Lock()
+	p := k.procs[uid]
+	delete(k.procs, uid)
+	if p != nil {
+		delete(k.ips, p.ip)
+	}
+	k.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.cancel()
+	<-p.exited
+}
+
+func (k *Kubelet) stopAll() {
+	k.mu.Lock()
+	uids := make([]types.UID, 0, len(k.procs))
+	for uid := range k.procs {
+		uids = append(uids, uid)
+	}
+	k.mu.Unlock()
+	for _, uid := range uids {
+		k.stop(uid)
+	}
+}
+
+// Running returns how many pod processes run now.
+func (k *Kubelet) Running() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.procs)
+}
+
+func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container, ip string) (map[string]string, error) {
+	env := map[string]string{}
+	for _, e := range ctr.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = expand(e.Value, env)
+		case e.ValueFrom.FieldRef != nil:
+			switch e.ValueFrom.FieldRef.FieldPath {
+			case "status.podIP":
+				env[e.Name] = ip
+			case "metadata.namespace":
+				env[e.Name] = pod.Namespace
+			case "metadata.name":
+				env[e.Name] = pod.Name
+			case "spec.serviceAccountName":
+				env[e.Name] = pod.Spec.ServiceAccountName
+			case "spec.nodeName":
+				env[e.Name] = pod.Spec.NodeName
+			default:
+				return nil, fmt.Errorf("env %s: fieldRef %s not supported by the harness", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			cm, err := k.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, e.ValueFrom.ConfigMapKeyRef.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env[e.Name] = cm.Data[e.ValueFrom.ConfigMapKeyRef.Key]
+		case e.ValueFrom.SecretKeyRef != nil:
+			s, err := k.client.CoreV1().Secrets(pod.Namespace).Get(ctx, e.ValueFrom.SecretKeyRef.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env[e.Name] = string(s.Data[e.ValueFrom.SecretKeyRef.Key])
+		default:
+			return nil, fmt.Errorf("env %s: source not supported by the harness", e.Name)
+		}
+	}
+	return env, nil
+}
+
+// materializeVolumes writes ConfigMap and Secret volumes as files and returns mount path -> dir.
+func (k *Kubelet) materializeVolumes(ctx context.Context, pod *corev1.Pod, ctr corev1.Container, podDir string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, vm := range ctr.VolumeMounts {
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == vm.Name {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil {
+			return nil, fmt.Errorf("volume %s not found", vm.Name)
+		}
+		files := map[string][]byte{}
+		switch {
+		case vol.ConfigMap != nil:
+			cm, err := k.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, vol.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", vm.Name, err)
+			}
+			for name, v := range cm.Data {
+				files[name] = []byte(v)
+			}
+		case vol.Secret != nil:
+			s, err := k.client.CoreV1().Secrets(pod.Namespace).Get(ctx, vol.Secret.SecretName, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", vm.Name, err)
+			}
+			files = s.Data
+		case vol.EmptyDir != nil:
+		default:
+			continue // projected service-account tokens: the kubeconfig carries the token
+		}
+		dir := filepath.Join(podDir, "volumes", vm.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		for name, data := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+				return nil, err
+			}
+		}
+		out[vm.MountPath] = dir
+	}
+	return out, nil
+}
+
+// serviceAccountKubeconfig writes a kubeconfig with a TokenRequest token bound to the pod.
+func (k *Kubelet) serviceAccountKubeconfig(ctx context.Context, pod *corev1.Pod, podDir string) (string, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	tr, err := k.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](24 * 3600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("TokenRequest for ServiceAccount %s/%s: %w", pod.Namespace, sa, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["cluster"] = &clientcmdapi.Cluster{Server: k.cluster.Config.Host, CertificateAuthorityData: k.cluster.Config.CAData}
+	cfg.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["sa"] = &clientcmdapi.Context{Cluster: "cluster", AuthInfo: "sa", Namespace: pod.Namespace}
+	cfg.CurrentContext = "sa"
+	path := filepath.Join(podDir, "kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// expand replaces $(VAR) references as the kubelet does.
+func expand(s string, env map[string]string) string {
+	for name, v := range env {
+		s = strings.ReplaceAll(s, "$("+name+")", v)
+	}
+	return s
+}
+
+func splitImage(image string) (repo, tag string) {
+	i := strings.LastIndex(image, ":")
+	if i < 0 || strings.Contains(image[i:], "/") {
+		return image, "latest"
+	}
+	return image[:i], image[i+1:]
+}

@@ -1,0 +1,403 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package membership_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/e2e/fleet"
+	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
+	"github.com/fleetmesh/fleetmesh/internal/install"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.Enter()
+	os.Exit(m.Run())
+}
+
+func TestMembership(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Membership e2e suite (local fleet: 1 management + 3 members)")
+}
+
+var (
+	f        *fleet.Fleet
+	ctx      = context.Background()
+	kubelets = map[string]*fleet.Kubelet{}
+)
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	opts := fleet.Options{Members: 3, Regions: []string{"eu", "us"}, Full: true, WorkDir: os.Getenv("FLEET_TEST_WORKDIR")}
+	if opts.WorkDir == "" {
+		opts.WorkDir = GinkgoT().TempDir()
+	}
+	f, err = fleet.Start(ctx, opts)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(f.Stop()).To(Succeed()) })
+
+	// Every cluster's kubelet runs fleetmesh's pods as processes: the operator in management
+	// (deployed from config/default) and the agents the operator installs in members.
+	kctx, cancel := context.WithCancel(ctx)
+	DeferCleanup(cancel)
+	binaries := fleet.FleetmeshBinaries(GinkgoT().TempDir())
+	for _, c := range append([]*fleet.Cluster{f.Management}, f.Members...) {
+		k, err := f.StartKubelet(kctx, c, binaries)
+		Expect(err).NotTo(HaveOccurred())
+		kubelets[c.Name] = k
+	}
+	Expect(f.DeployOperator(ctx)).To(Succeed())
+	Eventually(func(g Gomega) {
+		dep := &appsv1.Deployment{}
+		g.Expect(f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.OperatorNamespace, Name: "fleetmesh-controller-manager"}, dep)).To(Succeed())
+		g.Expect(dep.Status.AvailableReplicas).To(BeEquivalentTo(1))
+	}).WithTimeout(60*time.Second).Should(Succeed(), "the operator from config/default never became available")
+})
+
+func sample() *meshv1alpha1.MeshInstallation {
+	root, err := fleet.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	data, err := os.ReadFile(filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshinstallation.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	mi := &meshv1alpha1.MeshInstallation{}
+	Expect(yaml.UnmarshalStrict(data, mi)).To(Succeed())
+	return mi
+}
+
+func meshCluster(name string) func() (*meshv1alpha1.MeshCluster, error) {
+	return func() (*meshv1alpha1.MeshCluster, error) {
+		mc := &meshv1alpha1.MeshCluster{}
+		err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.ClusterNamespace, Name: name}, mc)
+		return mc, err
+	}
+}
+
+func condition(t string) func(*meshv1alpha1.MeshCluster) string {
+	return func(mc *meshv1alpha1.MeshCluster) string {
+		if c := meta.FindStatusCondition(mc.Status.Conditions, t); c != nil {
+			return string(c.Status) + "/" + c.Reason
+		}
+		return ""
+	}
+}
+
+// installedObjects lists what fleetmesh installed in a member (by its labels), CRDs included.
+func installedObjects(m *fleet.Cluster) []string {
+	var names []string
+	sel := client.MatchingLabels{meshv1alpha1.ManagedByLabel: meshv1alpha1.ManagedByValue}
+	lists := map[string]client.ObjectList{
+		"Deployment": &appsv1.DeploymentList{}, "ConfigMap": &corev1.ConfigMapList{}, "Service": &corev1.ServiceList{},
+		"ServiceAccount": &corev1.ServiceAccountList{}, "Role": &rbacv1.RoleList{}, "RoleBinding": &rbacv1.RoleBindingList{},
+		"ClusterRole": &rbacv1.ClusterRoleList{}, "ClusterRoleBinding": &rbacv1.ClusterRoleBindingList{},
+	}
+	for kind, list := range lists {
+		Expect(m.Client.List(ctx, list, sel)).To(Succeed())
+		items, err := meta.ExtractList(list)
+		Expect(err).NotTo(HaveOccurred())
+		for _, it := range items {
+			o := it.(client.Object)
+			names = append(names, kind+":"+o.GetNamespace()+"/"+o.GetName())
+		}
+	}
+	ns := &corev1.Namespace{}
+	if err := m.Client.Get(ctx, client.ObjectKey{Name: install.Namespace}, ns); err == nil && ns.DeletionTimestamp.IsZero() {
+		names = append(names, "Namespace:"+install.Namespace)
+	}
+	return names
+}
+
+var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered, func() {
+	var mi *meshv1alpha1.MeshInstallation
+
+	BeforeAll(func() {
+		mi = sample()
+		Expect(f.Management.Client.Create(ctx, mi)).To(Succeed())
+	})
+
+	It("installs and runs the control plane in every member until the mesh is Ready 3/3", func() {
+		Eventually(installation(mi)).WithTimeout(90 * time.Second).Should(And(
+			HaveField("Status.ReadyClusters", BeEquivalentTo(3)),
+			HaveField("Status.SelectedClusters", BeEquivalentTo(3)),
+			WithTransform(miCondition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")),
+		))
+		got, _ := installation(mi)()
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		for _, m := range f.Members {
+			mc, err := meshCluster(m.Name)()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(condition(meshv1alpha1.ConnectedCondition)(mc)).To(Equal("True/Connected"))
+			Expect(condition(meshv1alpha1.ControlPlaneReadyCondition)(mc)).To(Equal("True/AgentReady"))
+			Expect(mc.Status.AgentVersion).To(Equal("v0.1.0"))
+			Expect(mc.Spec.TrustDomain).To(Equal(m.Name + ".fleet.demo"))
+			Expect(mc.Spec.Locality.Region).NotTo(BeEmpty())
+			Expect(metav1.IsControlledBy(mc, mi)).To(BeTrue())
+			Expect(installedObjects(m)).To(ContainElements(
+				"Namespace:fleetmesh-system",
+				"Deployment:fleetmesh-system/fleetmesh-agent",
+				"ConfigMap:fleetmesh-system/fleetmesh-agent-config",
+				"ServiceAccount:fleetmesh-system/fleetmesh-agent",
+				"ClusterRole:/fleetmesh-agent-demo",
+			))
+			Expect(m.Client.Get(ctx, client.ObjectKey{Name: "serviceexports.multicluster.x-k8s.io"}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
+			Expect(kubelets[m.Name].Running()).To(Equal(1), "the agent runs as a process in %s", m.Name)
+		}
+	})
+
+	It("gives the agent what it needs and refuses it what it must not have", func() {
+		m := f.Members[0]
+		agent := serviceAccountClient(m, install.Namespace, install.AgentName)
+		// Needs: cluster-wide reads for xDS and federation, TokenReview for the identity API,
+		// its own namespace's Secrets (its CA key).
+		Expect(agent.List(ctx, &corev1.ServiceList{})).To(Succeed())
+		Expect(agent.List(ctx, &corev1.SecretList{}, client.InNamespace(install.Namespace))).To(Succeed())
+		tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: "not-a-token"}}
+		Expect(agent.Create(ctx, tr)).To(Succeed())
+		// Refused: Secrets anywhere else, writes outside its namespace, escalation.
+		for _, err := range []error{
+			agent.List(ctx, &corev1.SecretList{}, client.InNamespace("default")),
+			agent.List(ctx, &corev1.SecretList{}),
+			agent.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}}),
+			agent.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"}}),
+		} {
+			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err)
+		}
+	})
+
+	It("restores an installed object deleted or edited by hand in a member", func() {
+		m := f.Members[0]
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: install.Namespace, Name: install.AgentName}}
+		Expect(m.Client.Delete(ctx, dep)).To(Succeed())
+		cm := &corev1.ConfigMap{}
+		Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.ConfigMapName}, cm)).To(Succeed())
+		rendered := cm.Data[install.ConfigFileName]
+		cm.Data[install.ConfigFileName] = "tampered: true\n"
+		Expect(m.Client.Update(ctx, cm)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(dep), dep)).To(Succeed())
+			g.Expect(dep.DeletionTimestamp.IsZero()).To(BeTrue())
+			g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
+			g.Expect(cm.Data[install.ConfigFileName]).To(Equal(rendered))
+		}).WithTimeout(20 * time.Second).Should(Succeed())
+		Eventually(installation(mi)).WithTimeout(60 * time.Second).Should(HaveField("Status.ReadyClusters", BeEquivalentTo(3)))
+	})
+
+	It("rolls a control-plane change out to every member, across an operator restart", func() {
+		updateInstallation(mi, func(mi *meshv1alpha1.MeshInstallation) {
+			mi.Spec.ControlPlane.Replicas = ptrTo(int32(2))
+			mi.Spec.ControlPlane.LogLevel = meshv1alpha1.LogLevelDebug
+			mi.Spec.ControlPlane.Version = "v0.1.1"
+		})
+		// Restart the operator in the middle of the rollout: its pod is deleted, the Deployment
+		// controller makes a new one, leader election hands over.
+		Expect(f.Management.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(fleet.OperatorNamespace),
+			client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"})).To(Succeed())
+
+		for _, m := range f.Members {
+			Eventually(meshCluster(m.Name)).WithTimeout(120*time.Second).Should(And(
+				HaveField("Status.AgentVersion", "v0.1.1"),
+				WithTransform(condition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")),
+			), m.Name)
+			dep := &appsv1.Deployment{}
+			Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, dep)).To(Succeed())
+			Expect(dep.Spec.Replicas).To(HaveValue(BeEquivalentTo(2)))
+			Expect(dep.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--v=4"))
+			Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal("ghcr.io/fleetmesh/agent:v0.1.1"))
+		}
+		// No duplicate and no orphan: one MeshCluster per member, exactly the rendered objects.
+		list := &meshv1alpha1.MeshClusterList{}
+		Expect(f.Management.Client.List(ctx, list)).To(Succeed())
+		Expect(list.Items).To(HaveLen(3))
+		for _, m := range f.Members {
+			Expect(installedObjects(m)).To(HaveLen(9), m.Name)
+		}
+	})
+
+	It("keeps working against a member whose kubeconfig Secret is rotated and the old credential revoked", func() {
+		// The operator is connected with the token of the Secret the fleet registered.
+		m := f.Members[2]
+		next, err := fleet.AdminToken(ctx, m, "capi-admin-rotated")
+		Expect(err).NotTo(HaveOccurred())
+		kc, err := fleet.KubeconfigWithToken(m, next)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(f.WriteKubeconfigSecret(ctx, m, kc)).To(Succeed())
+		Expect(fleet.RevokeAdminToken(ctx, m, fleet.InitialCredential)).To(Succeed())
+
+		// The operator still restores drift in that member, now necessarily with the new token.
+		Expect(m.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: install.Namespace, Name: install.ConfigMapName}})).To(Succeed())
+		Eventually(func() error {
+			return m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.ConfigMapName}, &corev1.ConfigMap{})
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+		Eventually(meshCluster(m.Name)).WithTimeout(60 * time.Second).Should(
+			WithTransform(condition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")))
+	})
+
+	It("uninstalls from a cluster relabelled out, leaves the others alone, and rejoins it", func() {
+		leaving, staying := f.Members[1], f.Members[2]
+		stayingBefore := installedObjects(staying)
+		setLabel(leaving.Name, "false")
+		Eventually(func() error { _, err := meshCluster(leaving.Name)(); return err }).WithTimeout(60 * time.Second).
+			Should(Satisfy(apierrors.IsNotFound))
+		Expect(installedObjects(leaving)).To(BeEmpty())
+		Eventually(func() error {
+			return leaving.Client.Get(ctx, client.ObjectKey{Name: install.Namespace}, &corev1.Namespace{})
+		}).WithTimeout(60*time.Second).Should(Satisfy(apierrors.IsNotFound), "the member's namespace controller finishes the namespace")
+		Expect(installedObjects(staying)).To(ConsistOf(stayingBefore))
+		// CRDs stay: deleting them would delete users' ServiceExports.
+		Expect(leaving.Client.Get(ctx, client.ObjectKey{Name: "serviceexports.multicluster.x-k8s.io"}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
+		Eventually(installation(mi)).Should(HaveField("Status.SelectedClusters", BeEquivalentTo(2)))
+
+		setLabel(leaving.Name, "true")
+		Eventually(meshCluster(leaving.Name)).WithTimeout(90 * time.Second).Should(
+			WithTransform(condition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")))
+		Eventually(installation(mi)).WithTimeout(30 * time.Second).Should(HaveField("Status.ReadyClusters", BeEquivalentTo(3)))
+	})
+
+	It("reports a member whose API server is down, keeps converging the others, and heals", Label("disruptive"), func() {
+		down := f.Members[0]
+		Expect(f.StopAPIServer(down)).To(Succeed())
+		// Cluster API's health probe disconnects after 5 failures 10 s apart.
+		Eventually(meshCluster(down.Name)).WithTimeout(120 * time.Second).Should(
+			WithTransform(condition(meshv1alpha1.ConnectedCondition), Equal("False/Unreachable")))
+		Eventually(installation(mi)).WithTimeout(30 * time.Second).Should(
+			WithTransform(miConditionMessage(meshv1alpha1.DegradedCondition), ContainSubstring("fleet/"+down.Name)))
+
+		updateInstallation(mi, func(mi *meshv1alpha1.MeshInstallation) { mi.Spec.ControlPlane.Replicas = ptrTo(int32(1)) })
+		for _, m := range f.Members[1:] {
+			Eventually(func(g Gomega) {
+				dep := &appsv1.Deployment{}
+				g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, dep)).To(Succeed())
+				g.Expect(dep.Spec.Replicas).To(HaveValue(BeEquivalentTo(1)))
+			}).WithTimeout(30*time.Second).Should(Succeed(), m.Name)
+		}
+
+		Expect(f.StartAPIServer(down)).To(Succeed())
+		Eventually(func(g Gomega) {
+			dep := &appsv1.Deployment{}
+			g.Expect(down.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, dep)).To(Succeed())
+			g.Expect(dep.Spec.Replicas).To(HaveValue(BeEquivalentTo(1)))
+		}).WithTimeout(120 * time.Second).Should(Succeed())
+		Eventually(installation(mi)).WithTimeout(60 * time.Second).Should(And(
+			HaveField("Status.ReadyClusters", BeEquivalentTo(3)),
+			WithTransform(miCondition(meshv1alpha1.DegradedCondition), Equal("False/Reconciled")),
+		))
+	})
+
+	It("cleans every member and removes every MeshCluster when the MeshInstallation is deleted", func() {
+		Expect(f.Management.Client.Delete(ctx, mi)).To(Succeed())
+		Eventually(func() error {
+			return f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), &meshv1alpha1.MeshInstallation{})
+		}).WithTimeout(60 * time.Second).Should(Satisfy(apierrors.IsNotFound))
+		list := &meshv1alpha1.MeshClusterList{}
+		Expect(f.Management.Client.List(ctx, list)).To(Succeed())
+		Expect(list.Items).To(BeEmpty())
+		for _, m := range f.Members {
+			Expect(installedObjects(m)).To(BeEmpty(), m.Name)
+			Eventually(kubelets[m.Name].Running).WithTimeout(30*time.Second).Should(BeZero(), "the agent process in %s stops", m.Name)
+		}
+	})
+})
+
+// updateInstallation changes the user's object as a person would, retrying on conflicts with
+// the operator's status writes.
+func updateInstallation(mi *meshv1alpha1.MeshInstallation, mutate func(*meshv1alpha1.MeshInstallation)) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), mi); err != nil {
+			return err
+		}
+		mutate(mi)
+		return f.Management.Client.Update(ctx, mi)
+	})).To(Succeed())
+}
+
+func installation(mi *meshv1alpha1.MeshInstallation) func() (*meshv1alpha1.MeshInstallation, error) {
+	return func() (*meshv1alpha1.MeshInstallation, error) {
+		got := &meshv1alpha1.MeshInstallation{}
+		err := f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), got)
+		return got, err
+	}
+}
+
+func miCondition(t string) func(*meshv1alpha1.MeshInstallation) string {
+	return func(mi *meshv1alpha1.MeshInstallation) string {
+		if c := meta.FindStatusCondition(mi.Status.Conditions, t); c != nil {
+			return string(c.Status) + "/" + c.Reason
+		}
+		return ""
+	}
+}
+
+func miConditionMessage(t string) func(*meshv1alpha1.MeshInstallation) string {
+	return func(mi *meshv1alpha1.MeshInstallation) string {
+		if c := meta.FindStatusCondition(mi.Status.Conditions, t); c != nil {
+			return c.Message
+		}
+		return ""
+	}
+}
+
+// serviceAccountClient is a client of the member authenticated as a ServiceAccount (TokenRequest).
+func serviceAccountClient(m *fleet.Cluster, namespace, name string) client.Client {
+	cs, err := kubernetes.NewForConfig(m.Config)
+	Expect(err).NotTo(HaveOccurred())
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	cfg := rest.AnonymousClientConfig(m.Config)
+	cfg.BearerToken = tr.Status.Token
+	c, err := client.New(cfg, client.Options{Scheme: f.Scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+func setLabel(cluster, value string) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &clusterv1.Cluster{}
+		if err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.ClusterNamespace, Name: cluster}, c); err != nil {
+			return err
+		}
+		c.Labels[fleet.MemberLabel] = value
+		return f.Management.Client.Update(ctx, c)
+	})).To(Succeed())
+}
+
+func ptrTo[T any](v T) *T { return &v }

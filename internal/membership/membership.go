@@ -1,0 +1,306 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package membership decides which Cluster API clusters are members of which MeshInstallation,
+// what each member's MeshCluster says, and how members' state sums up into the installation's
+// status. Pure functions: the controllers gather the inputs and apply the outputs.
+package membership
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+)
+
+// Locality labels read from a Cluster.
+const (
+	RegionLabel = "topology.kubernetes.io/region"
+	ZoneLabel   = "topology.kubernetes.io/zone"
+)
+
+// MaxTrustDomainLength is the SPIFFE limit on a trust domain.
+const MaxTrustDomainLength = 255
+
+// ExpandTrustDomain fills the template's tokens.
+func ExpandTrustDomain(template, cluster, namespace, mesh string) string {
+	return strings.NewReplacer("{cluster}", cluster, "{namespace}", namespace, "{mesh}", mesh).Replace(template)
+}
+
+// Older reports whether a was created before b; the name breaks ties so the order is total.
+func Older(a, b metav1.Object) bool {
+	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+	if !ta.Equal(&tb) {
+		return ta.Before(&tb)
+	}
+	return a.GetName() < b.GetName()
+}
+
+// Conflict is a Cluster that the installation selects but an older installation owns.
+type Conflict struct {
+	Cluster string // namespace/name
+	OwnedBy string
+}
+
+// Selection is the outcome of matching an installation's selector against every Cluster.
+type Selection struct {
+	// Members are the Clusters this installation owns, sorted by namespace/name.
+	Members []*clusterv1.Cluster
+	// Conflicts are selected Clusters that an older installation owns.
+	Conflicts []Conflict
+}
+
+// Select returns the Clusters mi owns: those its selector matches, unless an older installation
+// (among all) also matches them. Clusters being deleted are not members.
+func Select(mi *meshv1alpha1.MeshInstallation, all []meshv1alpha1.MeshInstallation, clusters []clusterv1.Cluster) (Selection, error) {
+	own, err := metav1.LabelSelectorAsSelector(&mi.Spec.ClusterSelector)
+	if err != nil {
+		return Selection{}, fmt.Errorf("spec.clusterSelector: %w", err)
+	}
+	type rival struct {
+		mi  *meshv1alpha1.MeshInstallation
+		sel labels.Selector
+	}
+	var older []rival
+	for i := range all {
+		o := &all[i]
+		if o.UID == mi.UID || o.Name == mi.Name || !Older(o, mi) || !o.DeletionTimestamp.IsZero() {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&o.Spec.ClusterSelector)
+		if err != nil {
+			continue // its own status reports it
+		}
+		older = append(older, rival{o, sel})
+	}
+	var out Selection
+	for i := range clusters {
+		c := &clusters[i]
+		if !c.DeletionTimestamp.IsZero() || !own.Matches(labels.Set(c.Labels)) {
+			continue
+		}
+		owner := ""
+		for _, r := range older {
+			if r.sel.Matches(labels.Set(c.Labels)) {
+				owner = r.mi.Name
+				break
+			}
+		}
+		if owner != "" {
+			out.Conflicts = append(out.Conflicts, Conflict{Cluster: c.Namespace + "/" + c.Name, OwnedBy: owner})
+			continue
+		}
+		out.Members = append(out.Members, c)
+	}
+	sort.Slice(out.Members, func(i, j int) bool {
+		return out.Members[i].Namespace+"/"+out.Members[i].Name < out.Members[j].Namespace+"/"+out.Members[j].Name
+	})
+	sort.Slice(out.Conflicts, func(i, j int) bool { return out.Conflicts[i].Cluster < out.Conflicts[j].Cluster })
+	return out, nil
+}
+
+// DesiredMember is the spec of the MeshCluster for a member, or an error naming why the member
+// cannot have one (an invalid trust domain).
+func DesiredMember(mi *meshv1alpha1.MeshInstallation, c *clusterv1.Cluster) (meshv1alpha1.MeshClusterSpec, error) {
+	td := ExpandTrustDomain(mi.Spec.Trust.TrustDomainTemplate, c.Name, c.Namespace, mi.Name)
+	if len(td) > MaxTrustDomainLength {
+		return meshv1alpha1.MeshClusterSpec{}, fmt.Errorf("trust domain of %s/%s expands to %d characters, over the SPIFFE limit of %d: shorten spec.trust.trustDomainTemplate", c.Namespace, c.Name, len(td), MaxTrustDomainLength)
+	}
+	return meshv1alpha1.MeshClusterSpec{
+		ClusterRef:   meshv1alpha1.ClusterReference{Name: c.Name},
+		Installation: mi.Name,
+		TrustDomain:  td,
+		Locality:     meshv1alpha1.Locality{Region: c.Labels[RegionLabel], Zone: c.Labels[ZoneLabel]},
+		Network:      "default",
+	}, nil
+}
+
+// Plan is every member's desired MeshCluster spec plus the members refused and why.
+type Plan struct {
+	Specs   map[string]meshv1alpha1.MeshClusterSpec // by namespace/name
+	Refused []string                                // human-readable reasons
+}
+
+// PlanMembers expands every member's spec and refuses members whose trust domain is invalid or
+// equal to another member's (two members may never share a trust domain).
+func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster) Plan {
+	p := Plan{Specs: map[string]meshv1alpha1.MeshClusterSpec{}}
+	byTD := map[string][]string{}
+	for _, c := range members {
+		key := c.Namespace + "/" + c.Name
+		spec, err := DesiredMember(mi, c)
+		if err != nil {
+			p.Refused = append(p.Refused, err.Error())
+			continue
+		}
+		p.Specs[key] = spec
+		byTD[spec.TrustDomain] = append(byTD[spec.TrustDomain], key)
+	}
+	tds := make([]string, 0, len(byTD))
+	for td := range byTD {
+		tds = append(tds, td)
+	}
+	sort.Strings(tds)
+	for _, td := range tds {
+		keys := byTD[td]
+		if len(keys) < 2 {
+			continue
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			delete(p.Specs, k)
+		}
+		p.Refused = append(p.Refused, fmt.Sprintf("clusters %s all expand to trust domain %q: make spec.trust.trustDomainTemplate distinguish them (use {cluster} and {namespace})", strings.Join(keys, ", "), td))
+	}
+	return p
+}
+
+// Summary is the installation's status computed from its members.
+type Summary struct {
+	Selected, Ready int32
+	Conditions      []metav1.Condition
+}
+
+// Summarize computes Ready, Progressing and Degraded for an installation from its MeshClusters,
+// the conflicts of its selection and the members refused by planning.
+func Summarize(generation int64, selected int, members []meshv1alpha1.MeshCluster, conflicts []Conflict, refused []string) Summary {
+	s := Summary{Selected: int32(selected)}
+	var notReady, unreachable []string
+	for i := range members {
+		m := &members[i]
+		name := m.Namespace + "/" + m.Name
+		if meta.IsStatusConditionTrue(m.Status.Conditions, meshv1alpha1.ReadyCondition) {
+			s.Ready++
+			continue
+		}
+		if c := meta.FindStatusCondition(m.Status.Conditions, meshv1alpha1.ConnectedCondition); c != nil && c.Status == metav1.ConditionFalse {
+			unreachable = append(unreachable, fmt.Sprintf("%s (%s)", name, c.Reason))
+			continue
+		}
+		reason := "Pending"
+		if c := meta.FindStatusCondition(m.Status.Conditions, meshv1alpha1.ReadyCondition); c != nil {
+			reason = c.Reason
+		}
+		notReady = append(notReady, fmt.Sprintf("%s (%s)", name, reason))
+	}
+	// Members expected but without a MeshCluster yet are not ready either.
+	missing := selected - len(members)
+	cond := func(t string, st metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: t, Status: st, Reason: reason, Message: msg, ObservedGeneration: generation}
+	}
+
+	var degradedMsgs []string
+	degradedReason := ""
+	if len(unreachable) > 0 {
+		degradedReason = meshv1alpha1.ReasonUnreachable
+		degradedMsgs = append(degradedMsgs, "members unreachable: "+strings.Join(unreachable, ", "))
+	}
+	if len(conflicts) > 0 {
+		degradedReason = meshv1alpha1.ReasonConflict
+		parts := make([]string, 0, len(conflicts))
+		for _, c := range conflicts {
+			parts = append(parts, fmt.Sprintf("%s is owned by the older MeshInstallation %q", c.Cluster, c.OwnedBy))
+		}
+		degradedMsgs = append(degradedMsgs, "clusters selected but not joined: "+strings.Join(parts, "; "))
+	}
+	if len(refused) > 0 {
+		degradedReason = meshv1alpha1.ReasonInvalidSpec
+		degradedMsgs = append(degradedMsgs, strings.Join(refused, "; "))
+	}
+	if degradedReason != "" {
+		s.Conditions = append(s.Conditions, cond(meshv1alpha1.DegradedCondition, metav1.ConditionTrue, degradedReason, strings.Join(degradedMsgs, ". ")))
+	} else {
+		s.Conditions = append(s.Conditions, cond(meshv1alpha1.DegradedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonReconciled, "no member is degraded"))
+	}
+
+	switch {
+	case selected == 0:
+		s.Conditions = append(s.Conditions,
+			cond(meshv1alpha1.ReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonNoClusters, "spec.clusterSelector matches no Cluster this installation owns: label Clusters to join them"),
+			cond(meshv1alpha1.ProgressingCondition, metav1.ConditionFalse, meshv1alpha1.ReasonNoClusters, "nothing to roll out"))
+	case int(s.Ready) == selected && len(refused) == 0:
+		s.Conditions = append(s.Conditions,
+			cond(meshv1alpha1.ReadyCondition, metav1.ConditionTrue, meshv1alpha1.ReasonReconciled, fmt.Sprintf("%d/%d members ready", s.Ready, selected)),
+			cond(meshv1alpha1.ProgressingCondition, metav1.ConditionFalse, meshv1alpha1.ReasonReconciled, "every member runs the desired control plane"))
+	default:
+		waiting := append(append([]string{}, unreachable...), notReady...)
+		if missing > 0 {
+			waiting = append(waiting, fmt.Sprintf("%d members without a MeshCluster yet", missing))
+		}
+		msg := fmt.Sprintf("%d/%d members ready", s.Ready, selected)
+		if len(waiting) > 0 {
+			msg += "; waiting for " + strings.Join(waiting, ", ")
+		}
+		s.Conditions = append(s.Conditions, cond(meshv1alpha1.ReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonMembersNotReady, msg))
+		progressing := metav1.ConditionTrue
+		if len(notReady) == 0 && missing <= 0 {
+			// Only unreachable members remain: nothing is moving until they come back.
+			progressing = metav1.ConditionFalse
+		}
+		s.Conditions = append(s.Conditions, cond(meshv1alpha1.ProgressingCondition, progressing, meshv1alpha1.ReasonRollingOut, msg))
+	}
+	return s
+}
+
+// MemberReady is the MeshCluster's summary Ready condition, CAPI style: true when every other
+// condition the current version sets is true, else the first false one's reason.
+func MemberReady(generation int64, conds []metav1.Condition) metav1.Condition {
+	order := []string{meshv1alpha1.ConnectedCondition, meshv1alpha1.ControlPlaneReadyCondition, meshv1alpha1.TrustFederatedCondition, meshv1alpha1.ServicesSyncedCondition}
+	for _, t := range order {
+		c := meta.FindStatusCondition(conds, t)
+		if c == nil {
+			continue
+		}
+		if c.Status != metav1.ConditionTrue {
+			return metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: c.Reason,
+				Message: fmt.Sprintf("%s: %s", t, c.Message), ObservedGeneration: generation}
+		}
+	}
+	if meta.FindStatusCondition(conds, meshv1alpha1.ConnectedCondition) == nil {
+		return metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "Pending", Message: "not connected yet", ObservedGeneration: generation}
+	}
+	return metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: meshv1alpha1.ReasonReconciled, Message: "member is ready", ObservedGeneration: generation}
+}
+
+// ControlPlaneReady decides whether the member's agent runs as desired: its Deployment rolled out
+// and available, and the agent itself reporting the desired version.
+func ControlPlaneReady(dep *appsv1.Deployment, agentVersion, wantVersion string) (ready bool, reason, msg string) {
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	s := dep.Status
+	switch {
+	case s.ObservedGeneration < dep.Generation:
+		return false, meshv1alpha1.ReasonRollingOut, "agent Deployment change not yet observed by the member's Deployment controller"
+	case s.UpdatedReplicas < want:
+		return false, meshv1alpha1.ReasonRollingOut, fmt.Sprintf("agent rolling out: %d of %d replicas updated", s.UpdatedReplicas, want)
+	case s.AvailableReplicas < want || s.Replicas > want:
+		return false, meshv1alpha1.ReasonRollingOut, fmt.Sprintf("agent rolling out: %d of %d replicas available, %d in total", s.AvailableReplicas, want, s.Replicas)
+	case agentVersion == "":
+		return false, meshv1alpha1.ReasonVersionMismatch, "the agent has not reported its version yet (ConfigMap fleetmesh-system/fleetmesh-agent-status)"
+	case agentVersion != wantVersion:
+		return false, meshv1alpha1.ReasonVersionMismatch, fmt.Sprintf("the agent reports version %s, want %s (spec.controlPlane.version)", agentVersion, wantVersion)
+	}
+	return true, meshv1alpha1.ReasonAgentReady, fmt.Sprintf("agent %s available (%d/%d replicas)", agentVersion, s.AvailableReplicas, want)
+}

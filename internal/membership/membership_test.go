@@ -1,0 +1,218 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package membership
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func mi(name string, age time.Duration, labels map[string]string) meshv1alpha1.MeshInstallation {
+	return meshv1alpha1.MeshInstallation{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name), CreationTimestamp: metav1.NewTime(t0.Add(-age))},
+		Spec: meshv1alpha1.MeshInstallationSpec{
+			ClusterSelector: metav1.LabelSelector{MatchLabels: labels},
+			Trust:           meshv1alpha1.TrustSpec{TrustDomainTemplate: "{cluster}.{namespace}.{mesh}"},
+		},
+	}
+}
+
+func cluster(ns, name string, labels map[string]string) clusterv1.Cluster {
+	return clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}}
+}
+
+func names(cs []*clusterv1.Cluster) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Namespace+"/"+c.Name)
+	}
+	return out
+}
+
+func TestSelectOldestInstallationOwnsACluster(t *testing.T) {
+	old := mi("old", time.Hour, map[string]string{"env": "prod"})
+	young := mi("young", time.Minute, map[string]string{"mesh": "yes"})
+	clusters := []clusterv1.Cluster{
+		cluster("a", "both", map[string]string{"env": "prod", "mesh": "yes"}),
+		cluster("a", "young-only", map[string]string{"mesh": "yes"}),
+		cluster("a", "none", map[string]string{"env": "dev"}),
+	}
+	deleting := cluster("a", "deleting", map[string]string{"mesh": "yes"})
+	deleting.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
+	clusters = append(clusters, deleting)
+	all := []meshv1alpha1.MeshInstallation{old, young}
+
+	sel, err := Select(&young, all, clusters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(names(sel.Members), ","); got != "a/young-only" {
+		t.Errorf("young owns %q, want a/young-only", got)
+	}
+	if len(sel.Conflicts) != 1 || sel.Conflicts[0] != (Conflict{Cluster: "a/both", OwnedBy: "old"}) {
+		t.Errorf("conflicts = %+v, want a/both owned by old", sel.Conflicts)
+	}
+	sel, _ = Select(&old, all, clusters)
+	if got := strings.Join(names(sel.Members), ","); got != "a/both" || len(sel.Conflicts) != 0 {
+		t.Errorf("old owns %q with conflicts %v, want a/both and none", got, sel.Conflicts)
+	}
+}
+
+func TestPlanMembersRefusesCollidingAndOverlongTrustDomains(t *testing.T) {
+	m := mi("mesh", 0, nil)
+	m.Spec.Trust.TrustDomainTemplate = "{cluster}.example"
+	long := strings.Repeat("x", 250)
+	members := []*clusterv1.Cluster{
+		ptr.To(cluster("ns1", "east", map[string]string{RegionLabel: "eu", ZoneLabel: "eu-1"})),
+		ptr.To(cluster("ns1", "west", nil)),
+		ptr.To(cluster("ns2", "west", nil)),
+		ptr.To(cluster("ns1", long, nil)),
+	}
+	p := PlanMembers(&m, members)
+	if len(p.Specs) != 1 {
+		t.Fatalf("want only ns1/east planned, got %v", p.Specs)
+	}
+	east := p.Specs["ns1/east"]
+	if east.TrustDomain != "east.example" || east.Locality.Region != "eu" || east.Locality.Zone != "eu-1" || east.Installation != "mesh" {
+		t.Errorf("east spec = %+v", east)
+	}
+	joined := strings.Join(p.Refused, "\n")
+	for _, want := range []string{"ns1/west, ns2/west all expand to trust domain \"west.example\"", "over the SPIFFE limit of 255"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("refusals %q do not mention %q", joined, want)
+		}
+	}
+}
+
+func memberWith(name string, conds ...metav1.Condition) meshv1alpha1.MeshCluster {
+	return meshv1alpha1.MeshCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: name}, Status: meshv1alpha1.MeshClusterStatus{Conditions: conds}}
+}
+
+func cond(t string, s metav1.ConditionStatus, reason string) metav1.Condition {
+	return metav1.Condition{Type: t, Status: s, Reason: reason}
+}
+
+func TestSummarize(t *testing.T) {
+	ready := memberWith("a", cond("Ready", "True", "Reconciled"))
+	down := memberWith("b", cond("Connected", "False", "Unreachable"), cond("Ready", "False", "Unreachable"))
+	rolling := memberWith("c", cond("Connected", "True", "Connected"), cond("Ready", "False", "RollingOut"))
+	tests := []struct {
+		name                         string
+		selected                     int
+		members                      []meshv1alpha1.MeshCluster
+		conflicts                    []Conflict
+		ready, progressing, degraded string
+		messageHas                   string
+	}{
+		{"all ready", 1, []meshv1alpha1.MeshCluster{ready}, nil, "True/Reconciled", "False/Reconciled", "False/Reconciled", "1/1 members ready"},
+		{"nothing selected", 0, nil, nil, "False/NoClustersSelected", "False/NoClustersSelected", "False/Reconciled", "matches no Cluster"},
+		{"one unreachable", 2, []meshv1alpha1.MeshCluster{ready, down}, nil, "False/MembersNotReady", "False/RollingOut", "True/Unreachable", "fleet/b (Unreachable)"},
+		{"rolling out", 2, []meshv1alpha1.MeshCluster{ready, rolling}, nil, "False/MembersNotReady", "True/RollingOut", "False/Reconciled", "fleet/c (RollingOut)"},
+		{"member not created yet", 2, []meshv1alpha1.MeshCluster{ready}, nil, "False/MembersNotReady", "True/RollingOut", "False/Reconciled", "1 members without a MeshCluster yet"},
+		{"conflict", 1, []meshv1alpha1.MeshCluster{ready}, []Conflict{{Cluster: "fleet/x", OwnedBy: "old"}}, "True/Reconciled", "False/Reconciled", "True/Conflict", "fleet/x is owned by the older MeshInstallation \"old\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Summarize(7, tt.selected, tt.members, tt.conflicts, nil)
+			got := func(ty string) string {
+				c := meta.FindStatusCondition(s.Conditions, ty)
+				if c == nil {
+					return ""
+				}
+				if c.ObservedGeneration != 7 {
+					t.Errorf("%s observedGeneration = %d", ty, c.ObservedGeneration)
+				}
+				return string(c.Status) + "/" + c.Reason
+			}
+			if g := got("Ready"); g != tt.ready {
+				t.Errorf("Ready = %s, want %s", g, tt.ready)
+			}
+			if g := got("Progressing"); g != tt.progressing {
+				t.Errorf("Progressing = %s, want %s", g, tt.progressing)
+			}
+			if g := got("Degraded"); g != tt.degraded {
+				t.Errorf("Degraded = %s, want %s", g, tt.degraded)
+			}
+			all := ""
+			for _, c := range s.Conditions {
+				all += c.Message + "\n"
+			}
+			if !strings.Contains(all, tt.messageHas) {
+				t.Errorf("messages %q lack %q", all, tt.messageHas)
+			}
+		})
+	}
+}
+
+func TestMemberReadyTakesTheFirstFalseCondition(t *testing.T) {
+	c := MemberReady(3, []metav1.Condition{
+		{Type: "Connected", Status: "True", Reason: "Connected"},
+		{Type: "ControlPlaneReady", Status: "False", Reason: "AgentVersionMismatch", Message: "the agent reports v1"},
+	})
+	if c.Status != "False" || c.Reason != "AgentVersionMismatch" || !strings.Contains(c.Message, "ControlPlaneReady: the agent reports v1") {
+		t.Errorf("Ready = %+v", c)
+	}
+	c = MemberReady(3, []metav1.Condition{{Type: "Connected", Status: "True"}, {Type: "ControlPlaneReady", Status: "True"}})
+	if c.Status != "True" {
+		t.Errorf("Ready = %+v, want True", c)
+	}
+	if c := MemberReady(3, nil); c.Status != "False" || c.Reason != "Pending" {
+		t.Errorf("Ready without conditions = %+v", c)
+	}
+}
+
+func TestControlPlaneReady(t *testing.T) {
+	dep := func(gen, observed int64, replicas, updated, available int32) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Generation: gen},
+			Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(int32(2))},
+			Status:     appsv1.DeploymentStatus{ObservedGeneration: observed, Replicas: replicas, UpdatedReplicas: updated, AvailableReplicas: available},
+		}
+	}
+	tests := []struct {
+		name    string
+		dep     *appsv1.Deployment
+		version string
+		ready   bool
+		reason  string
+	}{
+		{"ready", dep(2, 2, 2, 2, 2), "v1", true, "AgentReady"},
+		{"not observed", dep(3, 2, 2, 2, 2), "v1", false, "RollingOut"},
+		{"updating", dep(2, 2, 3, 1, 2), "v1", false, "RollingOut"},
+		{"old pod still there", dep(2, 2, 3, 2, 2), "v1", false, "RollingOut"},
+		{"silent agent", dep(2, 2, 2, 2, 2), "", false, "AgentVersionMismatch"},
+		{"old agent", dep(2, 2, 2, 2, 2), "v0", false, "AgentVersionMismatch"},
+	}
+	for _, tt := range tests {
+		ready, reason, msg := ControlPlaneReady(tt.dep, tt.version, "v1")
+		if ready != tt.ready || reason != tt.reason || msg == "" {
+			t.Errorf("%s: got %v %s %q, want %v %s", tt.name, ready, reason, msg, tt.ready, tt.reason)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package operator wires the fleetmesh operator: the manager, its caches, the cluster cache of
+// members and the controllers. cmd/manager and the tests run exactly this.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers/meshcluster"
+	"github.com/fleetmesh/fleetmesh/controllers/meshinstallation"
+	"github.com/fleetmesh/fleetmesh/internal/version"
+)
+
+// NewScheme holds every type the operator reads or writes in the management cluster.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(clusterv1.AddToScheme(s))
+	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	return s
+}
+
+// Options are the operator's settings (its command-line flags).
+type Options struct {
+	MetricsAddr      string
+	ProbeAddr        string
+	LeaderElect      bool
+	LeaderElectionNS string
+}
+
+// NewManager builds the operator: the manager, the cluster cache of members and both controllers.
+func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	leaseDuration := 15 * time.Second
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  NewScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "fleetmesh-manager.mesh.fleetmesh.io",
+		LeaderElectionNamespace: o.LeaderElectionNS,
+		LeaseDuration:           &leaseDuration,
+		// A new leader starts at once when the old one stops cleanly.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			// Only Cluster API kubeconfig Secrets, never every Secret of the management cluster.
+			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: kubeconfigSecrets()}},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add healthz check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add readyz check: %w", err)
+	}
+	if err := setupControllers(ctx, mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func kubeconfigSecrets() labels.Selector {
+	req, err := labels.NewRequirement(clusterv1.ClusterNameLabel, selection.Exists, nil)
+	utilruntime.Must(err)
+	return labels.NewSelector().Add(*req)
+}
+
+// memberCache: what the operator caches of each member. Only fleetmesh's own objects, and never a
+// Secret (a Secret informer would pull members' CA keys into the operator).
+func memberCacheOptions() clustercache.CacheOptions {
+	ours := labels.SelectorFromSet(labels.Set{"app.kubernetes.io/part-of": "fleetmesh"})
+	byObject := map[client.Object]cache.ByObject{}
+	for _, kind := range meshcluster.WatchedKinds() {
+		byObject[kind] = cache.ByObject{Label: ours}
+	}
+	return clustercache.CacheOptions{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
+}
+
+func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
+	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
+		SecretClient: mgr.GetClient(),
+		Cache:        memberCacheOptions(),
+		Client: clustercache.ClientOptions{
+			UserAgent: "fleetmesh-manager/" + version.Version,
+			// The default 20/30 per member is too low for an install or a burst of imports.
+			QPS: 100, Burst: 200,
+			Cache: clustercache.ClientCacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
+		},
+	}, controller.Options{MaxConcurrentReconciles: 10})
+	if err != nil {
+		return fmt.Errorf("set up the cluster cache: %w", err)
+	}
+	if err := (&meshinstallation.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("meshinstallation-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up MeshInstallation controller: %w", err)
+	}
+	if err := (&meshcluster.Reconciler{
+		Client:       mgr.GetClient(),
+		ClusterCache: cc,
+		Recorder:     mgr.GetEventRecorder("meshcluster-controller"),
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 10}); err != nil {
+		return fmt.Errorf("set up MeshCluster controller: %w", err)
+	}
+	return nil
+}
