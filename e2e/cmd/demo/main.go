@@ -14,8 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Command demo shows the whole mission on one machine: it starts a local fleet (a management
-// cluster and three members), and prints how to reach it. With -keep it stays up until Ctrl-C.
+// Command demo shows the mission on one machine: it starts a local fleet (a management cluster
+// and three members), installs the operator from config/default, applies the sample
+// MeshInstallation, waits until the mesh is Ready and prints the fleet. With -keep it stays up
+// until Ctrl-C.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -56,9 +59,16 @@ func run(binDir string, members int, keep bool) error {
 	if err != nil {
 		return err
 	}
+	binDir, err = filepath.Abs(binDir)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
-	fmt.Printf("starting a local fleet: 1 management cluster + %d members\n", members)
-	f, err := fleet.Start(ctx, fleet.Options{Members: members, BinDir: binDir, WorkDir: workDir, Regions: []string{"eu-west", "us-east"}})
+	step := func(format string, args ...any) {
+		fmt.Printf("[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	step("starting a local fleet: 1 management cluster + %d members (etcd, kube-apiserver, controller-manager, scheduler, kwok each)", members)
+	f, err := fleet.Start(ctx, fleet.Options{Members: members, BinDir: binDir, WorkDir: workDir, Full: true, Regions: []string{"eu-west", "us-east"}})
 	if err != nil {
 		return err
 	}
@@ -69,13 +79,49 @@ func run(binDir string, members int, keep bool) error {
 		}
 		_ = os.RemoveAll(workDir)
 	}()
-	fmt.Printf("fleet up in %s\n\n", time.Since(started).Round(100*time.Millisecond))
-	if err := kubectl(f, "get", "clusters.cluster.x-k8s.io", "-A", "-L", fleet.RegionLabel); err != nil {
+	kctx, cancelKubelets := context.WithCancel(ctx)
+	defer cancelKubelets()
+	binaries := fleet.FleetmeshBinaries(filepath.Join(binDir, "images"))
+	for _, c := range append([]*fleet.Cluster{f.Management}, f.Members...) {
+		if _, err := f.StartKubelet(kctx, c, binaries); err != nil {
+			return err
+		}
+	}
+	step("fleet up; installing the operator from config/default into management")
+	if err := f.DeployOperator(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("\nkubeconfig (one context per cluster): %s\n", f.KubeconfigPath)
+	root, err := fleet.RepoRoot()
+	if err != nil {
+		return err
+	}
+	sample, err := os.ReadFile(filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshinstallation.yaml"))
+	if err != nil {
+		return err
+	}
+	step("applying config/samples/mesh_v1alpha1_meshinstallation.yaml")
+	if err := fleet.ApplyYAML(ctx, f.Management.Client, sample); err != nil {
+		return err
+	}
+	step("waiting for MeshInstallation demo to be Ready")
+	if err := kubectl(f, "wait", "meshinstallation/demo", "--for=condition=Ready", "--timeout=5m"); err != nil {
+		_ = kubectl(f, "get", "meshinstallations,meshclusters", "-A", "-o", "wide")
+		return fmt.Errorf("the mesh did not become Ready: %w", err)
+	}
+	step("the mesh is Ready\n")
+	if err := kubectl(f, "get", "meshinstallations,meshclusters", "-A", "-o", "wide"); err != nil {
+		return err
+	}
+	fmt.Println()
+	if err := kubectl(f, "--context", fleet.MemberName(0), "get", "deployments,pods", "-n", "fleetmesh-system", "-o", "wide"); err != nil {
+		return err
+	}
+	fmt.Printf("\nkubeconfig (one context per cluster: %s, %s..%s): %s\n", fleet.ManagementName, fleet.MemberName(0), fleet.MemberName(members-1), f.KubeconfigPath)
+	if !keep {
+		fmt.Println("(removed at teardown: run 'make demo DEMO_FLAGS=-keep' to explore the fleet with kubectl)")
+	}
 	if keep {
-		fmt.Printf("the fleet lives in its own network namespace; from another shell:\n  %s kubectl --kubeconfig %s get clusters -A\n", sandbox.NetnsHint(), f.KubeconfigPath)
+		fmt.Printf("the fleet lives in its own network namespace; from another shell:\n  %s kubectl --kubeconfig %s get meshclusters -A\n", sandbox.NetnsHint(), f.KubeconfigPath)
 		fmt.Println("press Ctrl-C to tear it down")
 		<-ctx.Done()
 	}
