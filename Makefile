@@ -80,6 +80,10 @@ docker-build: ## Build both images (needs a container engine).
 test: gen-check vet kube-binaries tools ## Unit, envtest and e2e suites (the README's test command).
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 
+.PHONY: bench
+bench: kube-binaries tools ## Benchmarks on a local fleet; they print their figures against the targets.
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/bench/...
+
 .PHONY: test-unit
 test-unit: ## Pure-logic tests only (no clusters).
 	go test -count=1 ./internal/...

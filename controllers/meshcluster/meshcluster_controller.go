@@ -251,13 +251,16 @@ func (r *Reconciler) watchMember(ctx context.Context, clusterKey client.ObjectKe
 	enqueue := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: mcKey}}
 	})
+	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()["app.kubernetes.io/part-of"] == "fleetmesh" })
 	for _, kind := range WatchedKinds() {
 		err := r.ClusterCache.Watch(ctx, clusterKey, clustercache.NewWatcher(clustercache.WatcherOptions{
 			Name:         fmt.Sprintf("meshcluster-%T", kind),
 			Watcher:      r.controller,
 			Kind:         kind,
 			EventHandler: enqueue,
-			Predicates:   []predicate.Predicate{predicate.ResourceVersionChangedPredicate{}},
+			// Services and Namespaces are cached in full for service federation: only
+			// fleetmesh's own are installed objects.
+			Predicates: []predicate.Predicate{predicate.ResourceVersionChangedPredicate{}, ours},
 		}))
 		if err != nil {
 			return fmt.Errorf("watch %T in member %s: %w", kind, clusterKey, err)
@@ -378,7 +381,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		fmt.Sprintf("waiting for member %s to become reachable to uninstall; gives up at %s and leaves its objects in place",
 			clusterKey, deadline.UTC().Format(time.RFC3339)))
 	if !apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
-		if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
+		if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
@@ -427,7 +430,9 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, mc *meshv1alpha1.M
 	if apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
+	// The optimistic lock keeps this patch from overwriting the conditions other controllers set
+	// meanwhile (ServicesSynced): on conflict the reconcile retries with a fresh read.
+	if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	return nil

@@ -77,6 +77,9 @@ type Options struct {
 	MemberCRDs []string
 	// Regions are assigned to members round-robin (Cluster label topology.kubernetes.io/region).
 	Regions []string
+	// Unregistered leaves the members out of Cluster API: RegisterMember registers one later
+	// (benchmarks time a Cluster from provisioned to member).
+	Unregistered bool
 	// Full makes every cluster, management included, one that runs workloads: besides etcd and
 	// kube-apiserver it gets kube-controller-manager, kube-scheduler (from BinDir) and kwok (from
 	// BinDir or PATH) simulating one Node.
@@ -251,6 +254,9 @@ func (f *Fleet) registerMembers(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ClusterNamespace}}
 	if err := mc.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ClusterNamespace, err)
+	}
+	if f.opts.Unregistered {
+		return nil
 	}
 	for _, m := range f.Members {
 		if err := f.RegisterMember(ctx, m); err != nil {

@@ -321,6 +321,17 @@ func (k *Kubelet) stopAll() {
 	}
 }
 
+// PIDs are the processes of the pods running now.
+func (k *Kubelet) PIDs() []int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	pids := make([]int, 0, len(k.procs))
+	for _, p := range k.procs {
+		pids = append(pids, p.cmd.Process.Pid)
+	}
+	return pids
+}
+
 // Running returns how many pod processes run now.
 func (k *Kubelet) Running() int {
 	k.mu.Lock()

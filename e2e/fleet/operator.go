@@ -24,8 +24,11 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -70,4 +73,32 @@ func ApplyYAML(ctx context.Context, c client.Client, data []byte) error {
 			return fmt.Errorf("apply %s %s: %w", u.GetKind(), client.ObjectKeyFromObject(u), err)
 		}
 	}
+}
+
+// RunFleetmesh makes the fleet run fleetmesh as a user's clusters would: a kubelet per cluster
+// runs fleetmesh's pods as processes (images stand for binaries built into imagesDir), the
+// operator is installed from config/default, and RunFleetmesh returns once it is available.
+// The kubelets stop, with their processes, when ctx ends.
+func (f *Fleet) RunFleetmesh(ctx context.Context, imagesDir string) (map[string]*Kubelet, error) {
+	binaries := FleetmeshBinaries(imagesDir)
+	kubelets := map[string]*Kubelet{}
+	for _, c := range append([]*Cluster{f.Management}, f.Members...) {
+		k, err := f.StartKubelet(ctx, c, binaries)
+		if err != nil {
+			return nil, err
+		}
+		kubelets[c.Name] = k
+	}
+	if err := f.DeployOperator(ctx); err != nil {
+		return nil, err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		dep := &appsv1.Deployment{}
+		err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: OperatorNamespace, Name: "fleetmesh-controller-manager"}, dep)
+		return err == nil && dep.Status.AvailableReplicas >= 1, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the operator from config/default never became available (logs in %s): %w", f.opts.WorkDir, err)
+	}
+	return kubelets, nil
 }

@@ -61,11 +61,14 @@ func TestMembership(t *testing.T) {
 var (
 	f        *fleet.Fleet
 	ctx      = context.Background()
-	kubelets = map[string]*fleet.Kubelet{}
+	kubelets map[string]*fleet.Kubelet
 )
 
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// Convergence across clusters takes seconds: each Eventually may still ask for longer.
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	var err error
 	opts := fleet.Options{Members: 3, Regions: []string{"eu", "us"}, Full: true, WorkDir: os.Getenv("FLEET_TEST_WORKDIR")}
 	if opts.WorkDir == "" {
@@ -79,18 +82,8 @@ var _ = BeforeSuite(func() {
 	// (deployed from config/default) and the agents the operator installs in members.
 	kctx, cancel := context.WithCancel(ctx)
 	DeferCleanup(cancel)
-	binaries := fleet.FleetmeshBinaries(GinkgoT().TempDir())
-	for _, c := range append([]*fleet.Cluster{f.Management}, f.Members...) {
-		k, err := f.StartKubelet(kctx, c, binaries)
-		Expect(err).NotTo(HaveOccurred())
-		kubelets[c.Name] = k
-	}
-	Expect(f.DeployOperator(ctx)).To(Succeed())
-	Eventually(func(g Gomega) {
-		dep := &appsv1.Deployment{}
-		g.Expect(f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.OperatorNamespace, Name: "fleetmesh-controller-manager"}, dep)).To(Succeed())
-		g.Expect(dep.Status.AvailableReplicas).To(BeEquivalentTo(1))
-	}).WithTimeout(60*time.Second).Should(Succeed(), "the operator from config/default never became available")
+	kubelets, err = f.RunFleetmesh(kctx, GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred())
 })
 
 func sample() *meshv1alpha1.MeshInstallation {

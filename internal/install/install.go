@@ -100,8 +100,8 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 		TrustDomain: mc.Spec.TrustDomain,
 		Locality:    mc.Spec.Locality,
 		Network:     mc.Spec.Network,
-		SVIDTTL:     mi.Spec.Trust.SVIDTTL.Duration.String(),
-		CATTL:       mi.Spec.Trust.CATTL.Duration.String(),
+		SVIDTTL:     mi.Spec.Trust.SVIDTTLOrDefault().String(),
+		CATTL:       mi.Spec.Trust.CATTLOrDefault().String(),
 		LogLevel:    string(mi.Spec.ControlPlane.LogLevel),
 	}
 	cfgYAML, err := yaml.Marshal(cfg)

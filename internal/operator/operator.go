@@ -38,10 +38,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/controllers/meshcluster"
 	"github.com/fleetmesh/fleetmesh/controllers/meshinstallation"
+	"github.com/fleetmesh/fleetmesh/controllers/servicefederation"
 	"github.com/fleetmesh/fleetmesh/internal/version"
 )
 
@@ -51,6 +53,7 @@ func NewScheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(clusterv1.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	utilruntime.Must(mcsv1beta1.Install(s))
 	return s
 }
 
@@ -102,12 +105,17 @@ func kubeconfigSecrets() labels.Selector {
 	return labels.NewSelector().Add(*req)
 }
 
-// memberCache: what the operator caches of each member. Only fleetmesh's own objects, and never a
-// Secret (a Secret informer would pull members' CA keys into the operator).
+// memberCache: what the operator caches of each member. Of the kinds it installs, only
+// fleetmesh's own objects, except Services and Namespaces which service federation reads in full;
+// and never a Secret (a Secret informer would pull members' CA keys into the operator).
 func memberCacheOptions() clustercache.CacheOptions {
 	ours := labels.SelectorFromSet(labels.Set{"app.kubernetes.io/part-of": "fleetmesh"})
 	byObject := map[client.Object]cache.ByObject{}
 	for _, kind := range meshcluster.WatchedKinds() {
+		switch kind.(type) {
+		case *corev1.Service, *corev1.Namespace:
+			continue
+		}
 		byObject[kind] = cache.ByObject{Label: ours}
 	}
 	return clustercache.CacheOptions{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
@@ -139,6 +147,13 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 		Recorder:     mgr.GetEventRecorder("meshcluster-controller"),
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 10}); err != nil {
 		return fmt.Errorf("set up MeshCluster controller: %w", err)
+	}
+	if err := (&servicefederation.Reconciler{
+		Client:       mgr.GetClient(),
+		ClusterCache: cc,
+		Recorder:     mgr.GetEventRecorder("servicefederation-controller"),
+	}).SetupWithManager(mgr, controller.TypedOptions[servicefederation.Request]{MaxConcurrentReconciles: 10}); err != nil {
+		return fmt.Errorf("set up service federation controller: %w", err)
 	}
 	return nil
 }

@@ -27,31 +27,37 @@ type MeshInstallationSpec struct {
 	// this mesh. It must not be empty: an empty selector would enrol every Cluster.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="clusterSelector must set matchLabels or matchExpressions; an empty selector would select every Cluster"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Cluster Selector",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:selector:cluster.x-k8s.io:Cluster"}
 	ClusterSelector metav1.LabelSelector `json:"clusterSelector"`
 
 	// controlPlane configures the fleetmesh agent installed into every member.
 	// +optional
 	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Control Plane",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:fieldGroup:controlPlane"}
 	ControlPlane ControlPlaneSpec `json:"controlPlane,omitempty"`
 
 	// trust configures every member's SPIFFE trust domain and its certificate authority.
 	// +optional
 	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Trust",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:fieldGroup:trust"}
 	Trust TrustSpec `json:"trust,omitempty"`
 
 	// serviceFederation configures how Multi-Cluster Services exports become imports.
 	// +optional
 	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Service Federation",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:fieldGroup:serviceFederation"}
 	ServiceFederation ServiceFederationSpec `json:"serviceFederation,omitempty"`
 
 	// failover configures how calls move between members when endpoints fail.
 	// +optional
 	// +kubebuilder:default={}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Failover",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:fieldGroup:failover","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	Failover FailoverSpec `json:"failover,omitempty"`
 
 	// authorization restricts which peers a workload's server side accepts.
 	// Empty means every federated trust domain and namespace.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Authorization",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:fieldGroup:authorization","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	Authorization AuthorizationSpec `json:"authorization,omitempty"`
 }
 
@@ -75,6 +81,7 @@ type ControlPlaneSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches('.*:[^/]*$')",message="image must be a repository without tag or digest; set the tag in version"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Image",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	Image string `json:"image,omitempty"`
 
 	// version is the agent version (the image tag); the agent must report it before its member
@@ -83,6 +90,7 @@ type ControlPlaneSpec struct {
 	// +kubebuilder:default="v0.1.0"
 	// +kubebuilder:validation:Pattern=`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`
 	// +kubebuilder:validation:MaxLength=64
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Version string `json:"version,omitempty"`
 
 	// replicas of the agent Deployment in each member.
@@ -90,15 +98,18 @@ type ControlPlaneSpec struct {
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Replicas",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:podCount"}
 	Replicas *int32 `json:"replicas,omitempty"`
 
 	// resources of the agent container.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Resources",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:resourceRequirements","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// logLevel of the agent.
 	// +optional
 	// +kubebuilder:default=info
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Log Level",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:select:debug","urn:alm:descriptor:com.tectonic.ui:select:info","urn:alm:descriptor:com.tectonic.ui:select:warn","urn:alm:descriptor:com.tectonic.ui:select:error"}
 	LogLevel LogLevel `json:"logLevel,omitempty"`
 }
 
@@ -114,12 +125,14 @@ type TrustSpec struct {
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9._-]|[{]cluster[}]|[{]namespace[}]|[{]mesh[}])+$')",message="trustDomainTemplate may contain only the tokens {cluster}, {namespace}, {mesh} and the characters [a-z0-9._-]"
 	// +kubebuilder:validation:XValidation:rule="self.contains('{cluster}')",message="trustDomainTemplate must contain {cluster}: every member needs its own trust domain"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Trust Domain Template",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	TrustDomainTemplate string `json:"trustDomainTemplate,omitempty"`
 
 	// ca is where each member's certificate authority comes from.
 	// +optional
 	// +kubebuilder:default={selfSigned:{}}
-	CA CASource `json:"ca,omitempty"`
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Certificate Authority"
+	CA *CASource `json:"ca,omitempty"`
 
 	// svidTTL is the lifetime of workload X.509 SVIDs; workloads renew at half-life.
 	// +optional
@@ -128,7 +141,8 @@ type TrustSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="svidTTL must be a positive duration such as 1h or 30m"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1m')",message="svidTTL must be at least 1m"
-	SVIDTTL metav1.Duration `json:"svidTTL,omitempty"`
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="SVID TTL",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	SVIDTTL *metav1.Duration `json:"svidTTL,omitempty"`
 
 	// caTTL is the lifetime of each member's CA certificate. It must be at least twice svidTTL.
 	// +optional
@@ -136,7 +150,8 @@ type TrustSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="caTTL must be a positive duration such as 2160h"
-	CATTL metav1.Duration `json:"caTTL,omitempty"`
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="CA TTL",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	CATTL *metav1.Duration `json:"caTTL,omitempty"`
 
 	// federatesWith lists trust domains outside the mesh (for example a SPIRE deployment) whose
 	// bundles are fetched from their bundle endpoint and distributed to every member.
@@ -252,6 +267,7 @@ type ServiceFederationSpec struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=63
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Federated Namespaces",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:arrayFieldGroup:namespaces"}
 	Namespaces []string `json:"namespaces,omitempty"`
 
 	// networking is Flat (every member's pod IPs reachable from every other). Gateway is
@@ -259,11 +275,13 @@ type ServiceFederationSpec struct {
 	// +optional
 	// +kubebuilder:default=Flat
 	// +kubebuilder:validation:XValidation:rule="self != 'Gateway'",message="networking Gateway is not supported yet; use Flat"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Networking",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:select:Flat"}
 	Networking NetworkingMode `json:"networking,omitempty"`
 
 	// createNamespaces lets an import create its namespace in a member that lacks it.
 	// By default (namespace sameness) a member without the namespace imports nothing.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Create Namespaces",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}
 	CreateNamespaces bool `json:"createNamespaces,omitempty"`
 
 	// clusterSetIPRange is the CIDR from which ClusterSetIP imports get their clusterset IP.
@@ -280,7 +298,7 @@ type ServiceFederationSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="endpointGracePeriod must be a non-negative duration such as 2m"
-	EndpointGracePeriod metav1.Duration `json:"endpointGracePeriod,omitempty"`
+	EndpointGracePeriod *metav1.Duration `json:"endpointGracePeriod,omitempty"`
 }
 
 // FailoverSpec tunes failover between members.
@@ -298,7 +316,7 @@ type FailoverSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="interval must be a positive duration such as 1s"
-	Interval metav1.Duration `json:"interval,omitempty"`
+	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// baseEjectionTime of an ejected host.
 	// +optional
@@ -306,7 +324,7 @@ type FailoverSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="baseEjectionTime must be a positive duration such as 15s"
-	BaseEjectionTime metav1.Duration `json:"baseEjectionTime,omitempty"`
+	BaseEjectionTime *metav1.Duration `json:"baseEjectionTime,omitempty"`
 
 	// retries for calls that failed with UNAVAILABLE before any response.
 	// +optional
@@ -337,20 +355,24 @@ type AuthorizationSpec struct {
 type MeshInstallationStatus struct {
 	// observedGeneration is the generation the status describes.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Observed Generation",xDescriptors={"urn:alm:descriptor:text"}
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready, Progressing, Degraded.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Conditions",xDescriptors={"urn:alm:descriptor:io.kubernetes.conditions"}
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// selectedClusters is how many Clusters the selector matches and this installation owns.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Selected Clusters",xDescriptors={"urn:alm:descriptor:text"}
 	SelectedClusters int32 `json:"selectedClusters"`
 
 	// readyClusters is how many members are Ready.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Ready Clusters",xDescriptors={"urn:alm:descriptor:text"}
 	ReadyClusters int32 `json:"readyClusters"`
 }
 
@@ -363,6 +385,7 @@ type MeshInstallationStatus struct {
 // +kubebuilder:printcolumn:name="Selected",type=integer,JSONPath=`.status.selectedClusters`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +operator-sdk:csv:customresourcedefinitions:displayName="Mesh Installation",resources={{MeshCluster,v1alpha1,meshclusters}}
 type MeshInstallation struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

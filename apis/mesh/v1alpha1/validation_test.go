@@ -77,6 +77,17 @@ var _ = Describe("MeshInstallation admission", func() {
 		Expect(mi.Spec.Failover.ConsecutiveErrors).To(HaveValue(BeEquivalentTo(2)))
 	})
 
+	It("accepts a typed Go object that sets only the selector, and defaults the rest", func() {
+		mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: uniqueName()}}
+		mi.Spec.ClusterSelector.MatchLabels = map[string]string{"mesh": "yes"}
+		Expect(k8sClient.Create(ctx, mi)).To(Succeed())
+		Expect(mi.Spec.Trust.CA).NotTo(BeNil())
+		Expect(mi.Spec.Trust.CA.SelfSigned).NotTo(BeNil())
+		Expect(mi.Spec.Trust.SVIDTTLOrDefault()).To(Equal(meshv1alpha1.DefaultSVIDTTL))
+		Expect(mi.Spec.Trust.CATTL).To(HaveValue(HaveField("Duration", meshv1alpha1.DefaultCATTL)))
+		Expect(mi.Spec.ServiceFederation.EndpointGracePeriod).To(HaveValue(HaveField("Duration", meshv1alpha1.DefaultEndpointGracePeriod)))
+	})
+
 	DescribeTable("refuses a bad spec with a message naming the field",
 		func(mutate func(*unstructured.Unstructured), field, message string) {
 			u := meshInstallation(uniqueName())
@@ -91,10 +102,14 @@ var _ = Describe("MeshInstallation admission", func() {
 			func(u *unstructured.Unstructured) { set(u, map[string]any{}, "spec", "clusterSelector") },
 			"spec.clusterSelector", "an empty selector would select every Cluster"),
 		Entry("missing cluster selector",
-			func(u *unstructured.Unstructured) { unstructured.RemoveNestedField(u.Object, "spec", "clusterSelector") },
+			func(u *unstructured.Unstructured) {
+				unstructured.RemoveNestedField(u.Object, "spec", "clusterSelector")
+			},
 			"spec.clusterSelector", "Required value"),
 		Entry("unknown token in the trust-domain template",
-			func(u *unstructured.Unstructured) { set(u, "{cluster}.{region}", "spec", "trust", "trustDomainTemplate") },
+			func(u *unstructured.Unstructured) {
+				set(u, "{cluster}.{region}", "spec", "trust", "trustDomainTemplate")
+			},
 			"spec.trust.trustDomainTemplate", "only the tokens {cluster}, {namespace}, {mesh}"),
 		Entry("upper case in the trust-domain template",
 			func(u *unstructured.Unstructured) { set(u, "Prod.{cluster}", "spec", "trust", "trustDomainTemplate") },
@@ -134,7 +149,9 @@ var _ = Describe("MeshInstallation admission", func() {
 			func(u *unstructured.Unstructured) { set(u, "Gateway", "spec", "serviceFederation", "networking") },
 			"spec.serviceFederation.networking", "Gateway is not supported yet"),
 		Entry("clusterset IP range that is not a CIDR",
-			func(u *unstructured.Unstructured) { set(u, "10.0.0.0/33", "spec", "serviceFederation", "clusterSetIPRange") },
+			func(u *unstructured.Unstructured) {
+				set(u, "10.0.0.0/33", "spec", "serviceFederation", "clusterSetIPRange")
+			},
 			"spec.serviceFederation.clusterSetIPRange", "must be a CIDR"),
 		Entry("federated bundle endpoint over plain http",
 			func(u *unstructured.Unstructured) {
@@ -150,7 +167,9 @@ var _ = Describe("MeshInstallation admission", func() {
 			func(u *unstructured.Unstructured) { set(u, "latest", "spec", "controlPlane", "version") },
 			"spec.controlPlane.version", "should match"),
 		Entry("agent image with a tag",
-			func(u *unstructured.Unstructured) { set(u, "ghcr.io/fleetmesh/agent:v1", "spec", "controlPlane", "image") },
+			func(u *unstructured.Unstructured) {
+				set(u, "ghcr.io/fleetmesh/agent:v1", "spec", "controlPlane", "image")
+			},
 			"spec.controlPlane.image", "without tag or digest"),
 		Entry("zero replicas",
 			func(u *unstructured.Unstructured) { set(u, int64(0), "spec", "controlPlane", "replicas") },

@@ -81,14 +81,8 @@ func run(binDir string, members int, keep bool) error {
 	}()
 	kctx, cancelKubelets := context.WithCancel(ctx)
 	defer cancelKubelets()
-	binaries := fleet.FleetmeshBinaries(filepath.Join(binDir, "images"))
-	for _, c := range append([]*fleet.Cluster{f.Management}, f.Members...) {
-		if _, err := f.StartKubelet(kctx, c, binaries); err != nil {
-			return err
-		}
-	}
 	step("fleet up; installing the operator from config/default into management")
-	if err := f.DeployOperator(ctx); err != nil {
+	if _, err := f.RunFleetmesh(kctx, filepath.Join(binDir, "images")); err != nil {
 		return err
 	}
 	root, err := fleet.RepoRoot()

@@ -1,0 +1,591 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package servicefederation turns ServiceExports in members into ServiceImports and MCS
+// EndpointSlices in every member (KEP-1645). One reconcile is one service of one installation:
+// an event in any member re-diffs that service in every member, from the members' caches, and
+// never re-lists a member.
+package servicefederation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/ssa"
+)
+
+// Request is one service of one installation; an empty Name asks for a sync of every service the
+// installation knows (a member connected, left or changed).
+type Request struct {
+	Installation string
+	Key          federation.Key
+}
+
+// Reconciler federates services.
+type Reconciler struct {
+	Client       client.Client
+	ClusterCache clustercache.ClusterCache
+	Recorder     events.EventRecorder
+	Now          func() time.Time
+
+	controller controller.TypedController[Request]
+
+	mu sync.Mutex
+	// lastKnown keeps each member's exports so an unreachable member's endpoints stay for the
+	// grace period; goneSince is when a member was first seen unreachable.
+	lastKnown  map[string]map[federation.Key]federation.Export
+	goneSince  map[string]time.Time
+	known      map[string]map[federation.Key]bool // installation -> services ever seen
+	allocators map[string]*federation.Allocator
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOptions[Request]) error {
+	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil {
+		return errors.New("servicefederation: Client, ClusterCache and Recorder are required")
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	r.lastKnown = map[string]map[federation.Key]federation.Export{}
+	r.goneSince = map[string]time.Time{}
+	r.known = map[string]map[federation.Key]bool{}
+	r.allocators = map[string]*federation.Allocator{}
+	c, err := builder.TypedControllerManagedBy[Request](mgr).
+		Named("servicefederation").
+		WithOptions(opts).
+		// A member's MeshCluster changes when it connects, disconnects, joins or leaves.
+		WatchesRawSource(source.TypedKind(mgr.GetCache(), &meshv1alpha1.MeshCluster{},
+			handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, mc *meshv1alpha1.MeshCluster) []Request {
+				return []Request{{Installation: mc.Spec.Installation}}
+			}))).
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.controller = c
+	return nil
+}
+
+// Reconcile federates one service, or syncs a whole installation.
+func (r *Reconciler) Reconcile(ctx context.Context, req Request) (ctrl.Result, error) {
+	mi := &meshv1alpha1.MeshInstallation{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: req.Installation}, mi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	members := &meshv1alpha1.MeshClusterList{}
+	if err := r.Client.List(ctx, members, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if req.Key.Name == "" {
+		return r.syncInstallation(ctx, mi, members.Items)
+	}
+	return r.reconcileService(ctx, mi, members.Items, req.Key)
+}
+
+// ClusterID is the member's KEP-2149 cluster ID and the source-cluster label of its slices.
+func ClusterID(mc *meshv1alpha1.MeshCluster) string {
+	return mc.Spec.ClusterRef.Name + "." + mc.Namespace
+}
+
+type member struct {
+	mc     *meshv1alpha1.MeshCluster
+	id     string
+	reader client.Reader // nil when unreachable
+	writer client.Client
+}
+
+func (r *Reconciler) connected(ctx context.Context, mc *meshv1alpha1.MeshCluster) member {
+	m := member{mc: mc, id: ClusterID(mc)}
+	if !mc.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition) {
+		return m
+	}
+	key := client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name}
+	c, err := r.ClusterCache.GetClient(ctx, key)
+	if err != nil {
+		return m
+	}
+	m.reader, m.writer = c, c
+	return m
+}
+
+// syncInstallation registers the member watches, learns every exported service and federates
+// each of them; it also refreshes every member's counts and ServicesSynced.
+func (r *Reconciler) syncInstallation(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster) (ctrl.Result, error) {
+	var errs []error
+	keys := map[federation.Key]bool{}
+	r.mu.Lock()
+	for k := range r.known[mi.Name] {
+		keys[k] = true
+	}
+	r.mu.Unlock()
+	for i := range mcs {
+		m := r.connected(ctx, &mcs[i])
+		if m.reader == nil {
+			continue
+		}
+		if err := r.watchMember(ctx, mi.Name, m.mc); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		exports := &mcsv1beta1.ServiceExportList{}
+		if err := m.reader.List(ctx, exports); err != nil {
+			errs = append(errs, fmt.Errorf("list ServiceExports of %s: %w", m.id, err))
+			continue
+		}
+		for _, e := range exports.Items {
+			keys[federation.Key{Namespace: e.Namespace, Name: e.Name}] = true
+		}
+		imports := &mcsv1beta1.ServiceImportList{}
+		if err := m.reader.List(ctx, imports, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}); err != nil {
+			errs = append(errs, fmt.Errorf("list ServiceImports of %s: %w", m.id, err))
+			continue
+		}
+		for _, imp := range imports.Items {
+			keys[federation.Key{Namespace: imp.Namespace, Name: imp.Name}] = true
+		}
+	}
+	var requeue time.Duration
+	for k := range keys {
+		res, err := r.federate(ctx, mi, mcs, k)
+		errs = append(errs, err)
+		if res.RequeueAfter > 0 && (requeue == 0 || res.RequeueAfter < requeue) {
+			requeue = res.RequeueAfter
+		}
+	}
+	err := errors.Join(errs...)
+	errs = append(errs, r.reportMembers(ctx, mi, mcs, err))
+	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
+}
+
+// reconcileService federates one service and refreshes the members' counts and ServicesSynced.
+func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
+	res, err := r.federate(ctx, mi, mcs, key)
+	return res, errors.Join(err, r.reportMembers(ctx, mi, mcs, err))
+}
+
+// federate gathers one service's exports from every member and converges every member.
+func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
+	grace := mi.Spec.ServiceFederation.EndpointGracePeriodOrDefault()
+	now := r.Now()
+	var (
+		exports []federation.Export
+		live    []member
+		errs    []error
+		requeue time.Duration
+	)
+	for i := range mcs {
+		m := r.connected(ctx, &mcs[i])
+		if m.reader != nil {
+			live = append(live, m)
+			e, ok, err := readExport(ctx, m, key)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			r.remember(m.id, key, e, ok)
+			if ok {
+				exports = append(exports, e)
+			}
+			continue
+		}
+		// Unreachable: its last known export stays, marked stale, for the grace period.
+		if e, ok, left := r.lastKnownExport(m.id, key, now, grace); ok {
+			e.Stale = true
+			exports = append(exports, e)
+			if requeue == 0 || left < requeue {
+				requeue = left
+			}
+		}
+	}
+	imp, verdicts := federation.Resolve(exports)
+	r.mu.Lock()
+	if r.known[mi.Name] == nil {
+		r.known[mi.Name] = map[federation.Key]bool{}
+	}
+	r.known[mi.Name][key] = imp != nil
+	r.mu.Unlock()
+
+	ip := ""
+	if imp != nil && imp.Type == mcsv1beta1.ClusterSetIP {
+		var err error
+		if ip, err = r.clusterSetIP(ctx, mi, live, key); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		r.releaseIP(mi.Name, key)
+	}
+
+	// Members converge in parallel: the slowest member sets the latency, not their sum.
+	labels := map[string]string{meshv1alpha1.ManagedByLabel: meshv1alpha1.ManagedByValue, meshv1alpha1.InstallationLabel: mi.Name}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	applied := map[string]error{}
+	for _, m := range live {
+		wg.Add(1)
+		go func(m member) {
+			defer wg.Done()
+			err := r.converge(ctx, m, mi, imp, ip, key, labels)
+			mu.Lock()
+			applied[m.id] = err
+			mu.Unlock()
+		}(m)
+	}
+	wg.Wait()
+	for _, m := range live {
+		if err := applied[m.id]; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range live {
+		if v, ok := verdicts[m.id]; ok {
+			errs = append(errs, writeExportStatus(ctx, m, key, v, imp != nil && errors.Join(errs...) == nil))
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
+}
+
+// readExport builds a member's Export of a service from its cache.
+func readExport(ctx context.Context, m member, key federation.Key) (federation.Export, bool, error) {
+	se := &mcsv1beta1.ServiceExport{}
+	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, se); err != nil {
+		if apierrors.IsNotFound(err) {
+			return federation.Export{}, false, nil
+		}
+		return federation.Export{}, false, fmt.Errorf("get ServiceExport %s in %s: %w", key, m.id, err)
+	}
+	e := federation.Export{
+		Cluster: m.id, Key: key, Created: se.CreationTimestamp.Time,
+		ExportedLabels: se.Spec.ExportedLabels, ExportedAnnotations: se.Spec.ExportedAnnotations,
+		Region: m.mc.Spec.Locality.Region, Zone: m.mc.Spec.Locality.Zone,
+	}
+	svc := &corev1.Service{}
+	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, svc); err == nil {
+		e.Service = svc
+	} else if !apierrors.IsNotFound(err) {
+		return e, false, fmt.Errorf("get Service %s in %s: %w", key, m.id, err)
+	}
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := m.reader.List(ctx, slices, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+		return e, false, fmt.Errorf("list EndpointSlices of %s in %s: %w", key, m.id, err)
+	}
+	for _, s := range slices.Items {
+		if s.Labels[discoveryv1.LabelManagedBy] != federation.ManagedBy {
+			e.Slices = append(e.Slices, s)
+		}
+	}
+	return e, true, nil
+}
+
+func (r *Reconciler) remember(cluster string, key federation.Key, e federation.Export, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.goneSince, cluster)
+	if r.lastKnown[cluster] == nil {
+		r.lastKnown[cluster] = map[federation.Key]federation.Export{}
+	}
+	if ok {
+		r.lastKnown[cluster][key] = e
+	} else {
+		delete(r.lastKnown[cluster], key)
+	}
+}
+
+// lastKnownExport returns an unreachable member's last export while within the grace period.
+func (r *Reconciler) lastKnownExport(cluster string, key federation.Key, now time.Time, grace time.Duration) (federation.Export, bool, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.lastKnown[cluster][key]
+	if !ok {
+		return e, false, 0
+	}
+	since, seen := r.goneSince[cluster]
+	if !seen {
+		since = now
+		r.goneSince[cluster] = now
+	}
+	left := since.Add(grace).Sub(now)
+	if left <= 0 {
+		delete(r.lastKnown[cluster], key)
+		return e, false, 0
+	}
+	return e, true, left
+}
+
+func (r *Reconciler) clusterSetIP(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live []member, key federation.Key) (string, error) {
+	current := ""
+	for _, m := range live {
+		si := &mcsv1beta1.ServiceImport{}
+		if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si); err == nil && len(si.Spec.IPs) > 0 {
+			current = si.Spec.IPs[0]
+			break
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.allocators[mi.Name]
+	if a == nil {
+		var err error
+		if a, err = federation.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange); err != nil {
+			return "", err
+		}
+		r.allocators[mi.Name] = a
+	}
+	return a.Allocate(key, current)
+}
+
+func (r *Reconciler) releaseIP(installation string, key federation.Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a := r.allocators[installation]; a != nil {
+		a.Release(key)
+	}
+}
+
+// converge applies one service's desired import and slices to one member, and deletes the
+// slices (and import) of this installation that are no longer desired there.
+func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, imp *federation.Import, ip string, key federation.Key, labels map[string]string) error {
+	var desired federation.Desired
+	if imp != nil && r.importsInto(ctx, m, mi, key.Namespace) {
+		desired = federation.ForMember(imp, ip, labels)
+	}
+	var errs []error
+	if desired.Import != nil {
+		if mi.Spec.ServiceFederation.CreateNamespaces {
+			ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: key.Namespace}}
+			errs = append(errs, ssa.Apply(ctx, m.writer, ns))
+		}
+		errs = append(errs, ssa.Apply(ctx, m.writer, desired.Import))
+		for _, s := range desired.Slices {
+			errs = append(errs, ssa.Apply(ctx, m.writer, s))
+		}
+	}
+	want := map[string]bool{}
+	for _, s := range desired.Slices {
+		want[s.Name] = true
+	}
+	have := &discoveryv1.EndpointSliceList{}
+	if err := m.reader.List(ctx, have, client.InNamespace(key.Namespace), client.MatchingLabels{
+		mcsv1beta1.LabelServiceName: key.Name, discoveryv1.LabelManagedBy: federation.ManagedBy, meshv1alpha1.InstallationLabel: mi.Name,
+	}); err != nil {
+		return fmt.Errorf("list MCS EndpointSlices of %s in %s: %w", key, m.id, err)
+	}
+	for i := range have.Items {
+		if !want[have.Items[i].Name] {
+			errs = append(errs, client.IgnoreNotFound(m.writer.Delete(ctx, &have.Items[i])))
+		}
+	}
+	if desired.Import == nil {
+		si := &mcsv1beta1.ServiceImport{}
+		err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si)
+		if err == nil && si.Labels[meshv1alpha1.InstallationLabel] == mi.Name {
+			errs = append(errs, client.IgnoreNotFound(m.writer.Delete(ctx, si)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("converge %s in %s: %w", key, m.id, err)
+	}
+	return nil
+}
+
+// importsInto applies namespace sameness: a member imports a service only into a namespace it
+// has, unless the installation creates namespaces.
+func (r *Reconciler) importsInto(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, namespace string) bool {
+	if ns := mi.Spec.ServiceFederation.Namespaces; len(ns) > 0 && !contains(ns, namespace) {
+		return false
+	}
+	if mi.Spec.ServiceFederation.CreateNamespaces {
+		return true
+	}
+	err := m.reader.Get(ctx, client.ObjectKey{Name: namespace}, &corev1.Namespace{})
+	return err == nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, s := range xs {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+// writeExportStatus sets Valid, Conflict and Ready on the member's ServiceExport.
+func writeExportStatus(ctx context.Context, m member, key federation.Key, v federation.Verdict, imported bool) error {
+	se := &mcsv1beta1.ServiceExport{}
+	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, se); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	before := se.DeepCopy()
+	set := func(t mcsv1beta1.ServiceExportConditionType, ok bool, reason, msg string) {
+		st := metav1.ConditionFalse
+		if ok {
+			st = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&se.Status.Conditions, metav1.Condition{Type: string(t), Status: st, Reason: reason, Message: msg, ObservedGeneration: se.Generation})
+	}
+	set(mcsv1beta1.ServiceExportConditionValid, v.Valid, v.ValidReason, v.ValidMessage)
+	set(mcsv1beta1.ServiceExportConditionConflict, v.Conflict, v.ConflictReason, v.ConflictMessage)
+	switch {
+	case !v.Valid:
+		set(mcsv1beta1.ServiceExportConditionReady, false, string(mcsv1beta1.ServiceExportReasonPending), "not exported: the export is not valid")
+	case imported:
+		set(mcsv1beta1.ServiceExportConditionReady, true, string(mcsv1beta1.ServiceExportReasonReady), "imported by every member that has the namespace")
+	default:
+		set(mcsv1beta1.ServiceExportConditionReady, false, string(mcsv1beta1.ServiceExportReasonPending), "propagating to the members (retrying)")
+	}
+	if equalConditions(before.Status.Conditions, se.Status.Conditions) {
+		return nil
+	}
+	if err := m.writer.Status().Patch(ctx, se, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("status of ServiceExport %s in %s: %w", key, m.id, err)
+	}
+	return nil
+}
+
+func equalConditions(a, b []metav1.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		o := meta.FindStatusCondition(b, c.Type)
+		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+// reportMembers writes each member's export/import counts and ServicesSynced.
+func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, syncErr error) error {
+	var errs []error
+	for i := range mcs {
+		m := r.connected(ctx, &mcs[i])
+		if m.reader == nil {
+			continue
+		}
+		exports := &mcsv1beta1.ServiceExportList{}
+		imports := &mcsv1beta1.ServiceImportList{}
+		// Counting only: no deep copies of the cached objects.
+		if err := m.reader.List(ctx, exports, client.UnsafeDisableDeepCopy); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := m.reader.List(ctx, imports, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}, client.UnsafeDisableDeepCopy); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		mc := m.mc.DeepCopy()
+		before := mc.DeepCopy()
+		mc.Status.ExportedServices = int32(len(exports.Items))
+		mc.Status.ImportedServices = int32(len(imports.Items))
+		cond := metav1.Condition{Type: meshv1alpha1.ServicesSyncedCondition, Status: metav1.ConditionTrue, Reason: "Synced",
+			Message: fmt.Sprintf("%d services exported here, %d imported", len(exports.Items), len(imports.Items)), ObservedGeneration: mc.Generation}
+		if syncErr != nil {
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "SyncFailed", "service federation is retrying: "+truncate(syncErr.Error(), 900)
+		}
+		meta.SetStatusCondition(&mc.Status.Conditions, cond)
+		if equalConditions(before.Status.Conditions, mc.Status.Conditions) && before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices {
+			continue
+		}
+		if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			errs = append(errs, client.IgnoreNotFound(err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// watchMember registers the member watches that wake this controller: exports, services,
+// endpoint slices, imports and namespaces, mapped to the service they concern.
+func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *meshv1alpha1.MeshCluster) error {
+	key := client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name}
+	byName := func(_ context.Context, o client.Object) []Request {
+		return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: o.GetName()}}}
+	}
+	bySliceLabel := func(_ context.Context, o client.Object) []Request {
+		name := o.GetLabels()[discoveryv1.LabelServiceName]
+		if name == "" {
+			name = o.GetLabels()[mcsv1beta1.LabelServiceName]
+		}
+		if name == "" {
+			return nil
+		}
+		return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: name}}}
+	}
+	byNamespace := func(_ context.Context, o client.Object) []Request {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var reqs []Request
+		for k, live := range r.known[installation] {
+			if live && k.Namespace == o.GetName() {
+				reqs = append(reqs, Request{Installation: installation, Key: k})
+			}
+		}
+		return reqs
+	}
+	watches := []struct {
+		kind client.Object
+		fn   handler.TypedMapFunc[client.Object, Request]
+	}{
+		{&mcsv1beta1.ServiceExport{}, byName},
+		{&mcsv1beta1.ServiceImport{}, byName},
+		{&corev1.Service{}, byName},
+		{&discoveryv1.EndpointSlice{}, bySliceLabel},
+		{&corev1.Namespace{}, byNamespace},
+	}
+	for _, w := range watches {
+		err := r.ClusterCache.Watch(ctx, key, clustercache.NewWatcher(clustercache.TypedWatcherOptions[client.Object, Request]{
+			Name:         fmt.Sprintf("servicefederation-%T", w.kind),
+			Watcher:      r.controller,
+			Kind:         w.kind,
+			EventHandler: handler.TypedEnqueueRequestsFromMapFunc(w.fn),
+		}))
+		if err != nil {
+			return fmt.Errorf("watch %T in member %s: %w", w.kind, key, err)
+		}
+	}
+	return nil
+}
+
+var _ reconcile.TypedReconciler[Request] = &Reconciler{}

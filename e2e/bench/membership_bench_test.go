@@ -1,0 +1,157 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package bench measures the operator on a local fleet against the targets of the issues; the
+// figures are printed by `make bench`, never asserted by timed tests.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/e2e/fleet"
+	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.Enter()
+	os.Exit(m.Run())
+}
+
+// membersForBench: 16 converge together; the rest join one at a time to time a single join.
+const (
+	convergeMembers = 16
+	joinSamples     = 3
+)
+
+// BenchmarkMembership prints: the time from a Cluster API Cluster marked provisioned to its
+// MeshCluster Ready (target <= 5 s), the time for 16 members to converge from one new
+// MeshInstallation (target <= 20 s), and the operator's RSS per member (target <= 10 MB).
+func BenchmarkMembership(b *testing.B) {
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{Members: convergeMembers + joinSamples, Full: true, Unregistered: true, WorkDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = f.Stop() }()
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kubelets, err := f.RunFleetmesh(kctx, filepath.Join(b.TempDir(), "images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rss0 := operatorRSS(b, kubelets[fleet.ManagementName])
+
+	// 16 provisioned Clusters, then one new MeshInstallation selecting them.
+	var wg sync.WaitGroup
+	for _, m := range f.Members[:convergeMembers] {
+		wg.Add(1)
+		go func(m *fleet.Cluster) {
+			defer wg.Done()
+			if err := f.RegisterMember(ctx, m); err != nil {
+				b.Error(err)
+			}
+		}(m)
+	}
+	wg.Wait()
+	mi := &meshv1alpha1.MeshInstallation{}
+	mi.Name = "bench"
+	mi.Spec.ClusterSelector.MatchLabels = map[string]string{fleet.MemberLabel: "true"}
+	start := time.Now()
+	if err := f.Management.Client.Create(ctx, mi); err != nil {
+		b.Fatal(err)
+	}
+	until(b, 3*time.Minute, "16 members ready", func() bool {
+		got := &meshv1alpha1.MeshInstallation{}
+		return f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), got) == nil && got.Status.ReadyClusters == convergeMembers
+	})
+	converge := time.Since(start)
+	rss16 := operatorRSS(b, kubelets[fleet.ManagementName])
+
+	// One Cluster at a time: marked provisioned (its API server is up) -> MeshCluster Ready.
+	var joins []time.Duration
+	for _, m := range f.Members[convergeMembers:] {
+		start := time.Now()
+		if err := f.RegisterMember(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		until(b, time.Minute, m.Name+" ready", func() bool {
+			mc := &meshv1alpha1.MeshCluster{}
+			err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.ClusterNamespace, Name: m.Name}, mc)
+			return err == nil && meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ReadyCondition)
+		})
+		joins = append(joins, time.Since(start))
+	}
+	sort.Slice(joins, func(i, j int) bool { return joins[i] < joins[j] })
+
+	perMember := float64(rss16-rss0) / convergeMembers / (1 << 20)
+	b.ReportMetric(converge.Seconds(), "s-converge-16")
+	b.ReportMetric(joins[len(joins)/2].Seconds(), "s-join-p50")
+	b.ReportMetric(joins[len(joins)-1].Seconds(), "s-join-max")
+	b.ReportMetric(perMember, "MiB-rss/member")
+	fmt.Printf("\nmembership: %d members converged from one new MeshInstallation in %.2f s (target <= 20 s)\n", convergeMembers, converge.Seconds())
+	fmt.Printf("membership: Cluster provisioned -> MeshCluster Ready: p50 %.2f s, max %.2f s over %d joins (target <= 5 s)\n",
+		joins[len(joins)/2].Seconds(), joins[len(joins)-1].Seconds(), len(joins))
+	fmt.Printf("membership: operator RSS %.1f MiB with 0 members, %.1f MiB with %d: %.2f MiB per member (target <= 10 MB)\n",
+		float64(rss0)/(1<<20), float64(rss16)/(1<<20), convergeMembers, perMember)
+}
+
+func until(b *testing.B, timeout time.Duration, what string, cond func() bool) {
+	b.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	})
+	if err != nil {
+		b.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// operatorRSS reads VmRSS of the operator process the management kubelet runs.
+func operatorRSS(b *testing.B, k *fleet.Kubelet) int64 {
+	b.Helper()
+	pids := k.PIDs()
+	if len(pids) != 1 {
+		b.Fatalf("want one operator process, have %d", len(pids))
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pids[0]))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}

@@ -1,0 +1,193 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package federation
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/utils/ptr"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+var (
+	t0  = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	key = Key{Namespace: "demo", Name: "echo"}
+)
+
+func svc(clusterIP string, ports ...corev1.ServicePort) *corev1.Service {
+	s := &corev1.Service{Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: clusterIP, Ports: ports}}
+	return s
+}
+
+func port(name string, p int32, proto corev1.Protocol) corev1.ServicePort {
+	return corev1.ServicePort{Name: name, Port: p, Protocol: proto}
+}
+
+func export(cluster string, age time.Duration, s *corev1.Service, readyIPs ...string) Export {
+	e := Export{Cluster: cluster, Key: key, Created: t0.Add(-age), Service: s, Region: "eu"}
+	es := discoveryv1.EndpointSlice{AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("grpc"), Port: ptr.To(int32(8080))}}}
+	for _, ip := range readyIPs {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{"10.9.9.9"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}})
+	e.Slices = []discoveryv1.EndpointSlice{es}
+	return e
+}
+
+func TestResolveMergesPortsAndKeepsEverySource(t *testing.T) {
+	b := export("b", 2*time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.2.5")
+	c := export("c", time.Hour, svc("10.0.0.9", port("grpc", 8080, "TCP"), port("metrics", 9090, "")), "10.244.3.5")
+	imp, verdicts := Resolve([]Export{c, b})
+	if imp == nil || imp.Type != mcsv1beta1.ClusterSetIP {
+		t.Fatalf("import = %+v", imp)
+	}
+	if len(imp.Ports) != 2 || imp.Ports[0].Port != 8080 || imp.Ports[1].Port != 9090 || imp.Ports[1].Protocol != corev1.ProtocolTCP {
+		t.Errorf("ports = %+v, want 8080 and 9090/TCP", imp.Ports)
+	}
+	if len(imp.Sources) != 2 || imp.Sources[0].Cluster != "b" {
+		t.Errorf("sources = %v", imp.Sources)
+	}
+	for _, c := range []string{"b", "c"} {
+		if v := verdicts[c]; !v.Valid || v.Conflict {
+			t.Errorf("%s verdict = %+v, want valid without conflict", c, v)
+		}
+	}
+	d := ForMember(imp, "240.245.0.7", map[string]string{"owner": "x"})
+	if d.Import.Spec.IPs[0] != "240.245.0.7" || d.Import.Labels["owner"] != "x" {
+		t.Errorf("import = %+v", d.Import)
+	}
+	if len(d.Slices) != 2 {
+		t.Fatalf("want a slice per source, got %d", len(d.Slices))
+	}
+	s := d.Slices[0]
+	if s.Labels[mcsv1beta1.LabelSourceCluster] != "b" || s.Labels[mcsv1beta1.LabelServiceName] != "echo" ||
+		s.Labels[discoveryv1.LabelManagedBy] != ManagedBy || s.Labels[RegionLabel] != "eu" {
+		t.Errorf("slice labels = %v", s.Labels)
+	}
+	if len(s.Endpoints) != 1 || s.Endpoints[0].Addresses[0] != "10.244.2.5" {
+		t.Errorf("only ready endpoints travel: %+v", s.Endpoints)
+	}
+}
+
+func TestResolveConflictsOldestWinsAndEveryInvolvedExportSaysSo(t *testing.T) {
+	tests := []struct {
+		name   string
+		young  *corev1.Service
+		reason mcsv1beta1.ServiceExportConditionReason
+		want   mcsv1beta1.ServiceImportType
+	}{
+		{"type", svc(corev1.ClusterIPNone, port("grpc", 8080, "TCP")), mcsv1beta1.ServiceExportReasonTypeConflict, mcsv1beta1.ClusterSetIP},
+		{"port protocol", svc("10.0.0.2", port("grpc", 8080, "UDP")), mcsv1beta1.ServiceExportReasonPortConflict, mcsv1beta1.ClusterSetIP},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := export("b", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")))
+			young := export("c", time.Minute, tt.young)
+			imp, v := Resolve([]Export{young, old})
+			if imp.Type != tt.want || imp.Ports[0].Protocol != corev1.ProtocolTCP {
+				t.Errorf("the oldest export must define the import: %+v", imp)
+			}
+			for _, c := range []string{"b", "c"} {
+				if !v[c].Conflict || v[c].ConflictReason != string(tt.reason) {
+					t.Errorf("%s: conflict=%v reason=%s, want %s", c, v[c].Conflict, v[c].ConflictReason, tt.reason)
+				}
+			}
+			if !strings.Contains(v["b"].ConflictMessage, "this export is the oldest") || !strings.Contains(v["c"].ConflictMessage, "cluster b") {
+				t.Errorf("messages must say who won: %q / %q", v["b"].ConflictMessage, v["c"].ConflictMessage)
+			}
+		})
+	}
+}
+
+func TestValidity(t *testing.T) {
+	ext := svc("")
+	ext.Spec.Type = corev1.ServiceTypeExternalName
+	imp, v := Resolve([]Export{export("b", 0, nil), export("c", 0, ext)})
+	if imp != nil {
+		t.Errorf("nothing valid, nothing imported: %+v", imp)
+	}
+	if v["b"].Valid || v["b"].ValidReason != string(mcsv1beta1.ServiceExportReasonNoService) {
+		t.Errorf("missing service: %+v", v["b"])
+	}
+	if v["c"].Valid || v["c"].ValidReason != string(mcsv1beta1.ServiceExportReasonInvalidServiceType) {
+		t.Errorf("ExternalName: %+v", v["c"])
+	}
+}
+
+func TestHeadlessImportHasNoIP(t *testing.T) {
+	imp, _ := Resolve([]Export{export("b", 0, svc(corev1.ClusterIPNone, port("grpc", 8080, "TCP")))})
+	if d := ForMember(imp, "240.245.0.7", nil); d.Import.Spec.Type != mcsv1beta1.Headless || len(d.Import.Spec.IPs) != 0 {
+		t.Errorf("headless import = %+v", d.Import.Spec)
+	}
+}
+
+func TestStaleSourcesAreMarked(t *testing.T) {
+	e := export("b", 0, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.2.5")
+	e.Stale = true
+	imp, _ := Resolve([]Export{e})
+	if d := ForMember(imp, "", nil); d.Slices[0].Labels[StaleLabel] != "true" {
+		t.Errorf("stale slice labels = %v", d.Slices[0].Labels)
+	}
+}
+
+func TestAllocatorIsStableAndUnique(t *testing.T) {
+	a, err := NewAllocator("240.245.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]Key{}
+	for i := 0; i < 200; i++ {
+		k := Key{Namespace: "ns", Name: strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('a'+i/26))}
+		ip, err := a.Allocate(k, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, dup := seen[ip]; dup {
+			t.Fatalf("%s given to %s and %s", ip, other, k)
+		}
+		seen[ip] = k
+		if again, _ := a.Allocate(k, ""); again != ip {
+			t.Errorf("%s moved from %s to %s", k, ip, again)
+		}
+	}
+	// A restarted operator keeps what members show.
+	b, _ := NewAllocator("240.245.0.0/24")
+	if ip, _ := b.Allocate(key, "240.245.0.77"); ip != "240.245.0.77" {
+		t.Errorf("current IP not kept: %s", ip)
+	}
+	if _, err := NewAllocator("2001:db8::/64"); err == nil {
+		t.Error("IPv6 range accepted")
+	}
+	if _, err := a.Allocate(Key{Namespace: "x", Name: "full"}, ""); err != nil {
+		t.Errorf("range with room refused: %v", err)
+	}
+}
+
+func TestSliceNameIsAValidBoundedName(t *testing.T) {
+	n := SliceName(Key{Namespace: "ns", Name: strings.Repeat("a", 100)}, "member-1.fleet")
+	if len(n) > 63 || n != SliceName(Key{Namespace: "ns", Name: strings.Repeat("a", 100)}, "member-1.fleet") {
+		t.Errorf("slice name %q", n)
+	}
+	if SliceName(key, "a") == SliceName(key, "b") {
+		t.Error("slices of two sources collide")
+	}
+}
