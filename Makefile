@@ -19,10 +19,20 @@ LDFLAGS := -X github.com/fleetmesh/fleetmesh/internal/version.Version=$(VERSION)
 CONTROLLER_GEN_VERSION ?= v0.21.0
 KUSTOMIZE_VERSION ?= v5.8.2
 KWOK_VERSION ?= v0.8.0
+CRD_REF_DOCS_VERSION ?= v0.3.0
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 KUSTOMIZE := $(BIN)/kustomize
 KWOK := $(BIN)/kwok
+CRD_REF_DOCS := $(BIN)/crd-ref-docs
+BUNDLEGEN := $(BIN)/bundlegen
+
+# OLM bundle. Channel names follow OLM's convention (candidate/fast/stable); the removed-API checks
+# run against the newest Kubernetes minor the bundle must install on.
+BUNDLE_PACKAGE ?= fleetmesh
+BUNDLE_CHANNELS ?= candidate
+BUNDLE_DEFAULT_CHANNEL ?= candidate
+BUNDLE_K8S_VERSION ?= 1.36
 
 # Test timeouts: the whole suite must stay well under 30 minutes on 2 cores, builds included.
 TEST_TIMEOUT ?= 20m
@@ -56,11 +66,42 @@ fmt: ## gofmt the tree.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: api-docs
+api-docs: $(CRD_REF_DOCS) ## Generate docs/api-reference.md from the Go API types.
+	$(CRD_REF_DOCS) --source-path=apis --config=hack/crd-ref-docs/config.yaml --renderer=markdown \
+		--output-path=docs/api-reference.md --log-level=WARN
+
 .PHONY: gen-check
-gen-check: generate manifests ## Fail when generated files are not committed.
-	@if [ -n "$$(git status --porcelain -- apis config)" ]; then \
-		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- apis config; git --no-pager diff --stat -- apis config; exit 1; fi
+gen-check: generate manifests api-docs ## Fail when generated files are not committed.
+	@if [ -n "$$(git status --porcelain -- apis config docs/api-reference.md)" ]; then \
+		echo "generated files are stale; run 'make generate manifests api-docs' and commit:"; \
+		git status --porcelain -- apis config docs/api-reference.md; \
+		git --no-pager diff --stat -- apis config docs/api-reference.md; exit 1; fi
+
+##@ OLM bundle
+
+.PHONY: bundlegen
+bundlegen: ## Build hack/bundlegen (its own module: operator-framework/api stays out of go.mod).
+	go -C hack/bundlegen build -o $(BUNDLEGEN) .
+
+.PHONY: bundle
+bundle: manifests $(KUSTOMIZE) bundlegen ## Generate bundle/ and bundle.Dockerfile from config/, the API markers and config/samples.
+	$(KUSTOMIZE) build config/manifests | $(BUNDLEGEN) generate -manifests - -out bundle -dockerfile bundle.Dockerfile \
+		-version $(VERSION) -manager-image $(IMG_MANAGER) -agent-image $(IMG_AGENT) \
+		-package $(BUNDLE_PACKAGE) -channels $(BUNDLE_CHANNELS) -default-channel $(BUNDLE_DEFAULT_CHANNEL)
+
+.PHONY: bundle-validate
+bundle-validate: $(KUSTOMIZE) bundlegen ## Validate bundle/ like operator-sdk's operatorframework suite, plus fleetmesh's checks.
+	$(KUSTOMIZE) build config/rbac | $(BUNDLEGEN) validate -bundle bundle -rbac - -dockerfile bundle.Dockerfile \
+		-k8s-version $(BUNDLE_K8S_VERSION)
+
+.PHONY: bundle-check
+bundle-check: bundle bundle-validate ## Fail when the committed bundle is stale or invalid (part of make test).
+	go -C hack/bundlegen vet ./...
+	go -C hack/bundlegen test -count=1 ./...
+	@if [ -n "$$(git status --porcelain -- bundle bundle.Dockerfile)" ]; then \
+		echo "bundle/ is stale; run 'make bundle' and commit:"; \
+		git status --porcelain -- bundle bundle.Dockerfile; git --no-pager diff --stat -- bundle bundle.Dockerfile; exit 1; fi
 
 ##@ Build
 
@@ -77,7 +118,7 @@ docker-build: ## Build both images (needs a container engine).
 ##@ Test
 
 .PHONY: test
-test: gen-check vet kube-binaries tools ## Unit, envtest and e2e suites (the README's test command).
+test: gen-check bundle-check vet kube-binaries tools ## Unit, envtest and e2e suites (the README's test command).
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 
 .PHONY: bench
@@ -109,3 +150,6 @@ $(KUSTOMIZE):
 
 $(KWOK):
 	GOBIN=$(BIN) go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+
+$(CRD_REF_DOCS):
+	GOBIN=$(BIN) go install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)

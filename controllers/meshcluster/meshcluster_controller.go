@@ -30,6 +30,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
@@ -47,7 +48,6 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/membership"
-	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 )
 
@@ -176,6 +176,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, err
 	}
 	if err := r.applyAll(ctx, c, objs); err != nil {
+		if errors.Is(err, errCRDNotServed) {
+			// A CRD applied a moment ago is not served yet: not a failure, look again shortly.
+			r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonRollingOut,
+				"waiting for the CRDs just installed to be served")
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
 		r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed,
 			fmt.Sprintf("applying the control plane failed (retrying): %v", err))
 		return ctrl.Result{}, err
@@ -205,31 +211,36 @@ const probeInterval = 10 * time.Second
 
 // connect returns the member's client, or reports why there is none in the Connected condition;
 // probing tells that the cache is still connected while its health probes fail.
-func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey) (_ client.Client, connected, probing bool) {
+func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey) (_ memberClient, connected, probing bool) {
 	cluster := &clusterv1.Cluster{}
 	if err := r.Client.Get(ctx, key, cluster); err != nil {
 		reason, msg := meshv1alpha1.ReasonClusterNotFound, fmt.Sprintf("Cluster %s not found: %v", key, err)
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, reason, msg)
-		return nil, false, false
+		return memberClient{}, false, false
 	}
 	if cluster.Status.Initialization.InfrastructureProvisioned == nil || !*cluster.Status.Initialization.InfrastructureProvisioned {
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonNotProvisioned,
 			fmt.Sprintf("Cluster %s is not provisioned yet (status.initialization.infrastructureProvisioned)", key))
-		return nil, false, false
+		return memberClient{}, false, false
 	}
 	health := r.ClusterCache.GetHealthCheckingState(ctx, key)
 	c, err := r.ClusterCache.GetClient(ctx, key)
 	if err != nil {
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
-		return nil, false, false
+		return memberClient{}, false, false
 	}
 	if health.ConsecutiveFailures > 0 {
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, nil))
-		return nil, false, true
+		return memberClient{}, false, true
 	}
 	r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionTrue, meshv1alpha1.ReasonConnected,
 		fmt.Sprintf("connected to the API server of %s through its kubeconfig Secret", key))
-	return c, true, false
+	mcl, err := r.memberClient(ctx, key, c)
+	if err != nil {
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
+		return memberClient{}, false, false
+	}
+	return mcl, true, false
 }
 
 func unreachableMessage(key client.ObjectKey, h clustercache.HealthCheckingState, err error) string {
@@ -271,30 +282,39 @@ func (r *Reconciler) watchMember(ctx context.Context, clusterKey client.ObjectKe
 
 // applyAll applies every rendered object; it goes on past a failure so one bad object does not
 // hold back the rest, and reports all failures. A half-done install is retried as a whole.
-func (r *Reconciler) applyAll(ctx context.Context, c client.Client, objs []client.Object) error {
+func (r *Reconciler) applyAll(ctx context.Context, c memberClient, objs []client.Object) error {
 	var errs []error
+	notServed := false
 	for _, o := range objs {
-		if err := ssa.Apply(ctx, c, o); err != nil {
+		switch err := c.apply(ctx, o); {
+		case errors.Is(err, errCRDNotServed):
+			notServed = true
+		case err != nil:
 			errs = append(errs, err)
 		}
+	}
+	// A real failure wins over a CRD that is only not served yet.
+	if len(errs) == 0 && notServed {
+		return errCRDNotServed
 	}
 	return errors.Join(errs...)
 }
 
-// installed lists every object of the given installation in the member, per prunable kind.
-func installed(ctx context.Context, c client.Client, installationName string) ([]*unstructured.Unstructured, error) {
+// installed lists every object of the given installation in the member, for the given kinds.
+func installed(ctx context.Context, c memberClient, installationName string, kinds []metav1.TypeMeta) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	for _, tm := range install.PrunableKinds() {
-		list := &unstructured.UnstructuredList{}
-		list.SetAPIVersion(tm.APIVersion)
-		list.SetKind(tm.Kind + "List")
-		if err := c.List(ctx, list, client.MatchingLabels{
+	for _, tm := range kinds {
+		items, err := c.list(ctx, tm, map[string]string{
 			meshv1alpha1.ManagedByLabel: meshv1alpha1.ManagedByValue, meshv1alpha1.InstallationLabel: installationName,
-		}); err != nil {
+		})
+		if err != nil {
+			if meta.IsNoMatchError(err) {
+				continue // its CRD is not installed: nothing of that kind to find
+			}
 			return nil, fmt.Errorf("list %s: %w", tm.Kind, err)
 		}
-		for i := range list.Items {
-			u := &list.Items[i]
+		for i := range items {
+			u := &items[i]
 			u.SetAPIVersion(tm.APIVersion)
 			u.SetKind(tm.Kind)
 			out = append(out, u)
@@ -304,8 +324,8 @@ func installed(ctx context.Context, c client.Client, installationName string) ([
 }
 
 // prune deletes objects of this installation that are no longer rendered.
-func (r *Reconciler) prune(ctx context.Context, c client.Client, installationName string, rendered []client.Object) error {
-	have, err := installed(ctx, c, installationName)
+func (r *Reconciler) prune(ctx context.Context, c memberClient, installationName string, rendered []client.Object) error {
+	have, err := installed(ctx, c, installationName, install.PrunableKinds())
 	if err != nil {
 		return err
 	}
@@ -318,7 +338,7 @@ func (r *Reconciler) prune(ctx context.Context, c client.Client, installationNam
 	}
 	var errs []error
 	for _, k := range install.Stale(keys, rendered) {
-		if err := c.Delete(ctx, byKey[k]); client.IgnoreNotFound(err) != nil {
+		if err := c.delete(ctx, byKey[k]); err != nil {
 			errs = append(errs, fmt.Errorf("prune %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err))
 		}
 	}
@@ -358,8 +378,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		return done()
 	}
 	c, err := r.ClusterCache.GetClient(ctx, clusterKey)
+	var mcl memberClient
+	if err == nil {
+		mcl, err = r.memberClient(ctx, clusterKey, c)
+	}
 	if err == nil && r.ClusterCache.GetHealthCheckingState(ctx, clusterKey).ConsecutiveFailures == 0 {
-		remaining, err := r.uninstall(ctx, c, mc.Spec.Installation)
+		remaining, err := r.uninstall(ctx, mcl, mc.Spec.Installation)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -391,8 +415,8 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 // uninstall deletes everything of the installation in the member except CRDs, and returns how
 // many objects still exist (namespaces that are terminating count as gone: the member's
 // namespace controller finishes them).
-func (r *Reconciler) uninstall(ctx context.Context, c client.Client, installationName string) (int, error) {
-	have, err := installed(ctx, c, installationName)
+func (r *Reconciler) uninstall(ctx context.Context, c memberClient, installationName string) (int, error) {
+	have, err := installed(ctx, c, installationName, install.UninstallKinds())
 	if err != nil {
 		return 0, err
 	}
@@ -405,7 +429,7 @@ func (r *Reconciler) uninstall(ctx context.Context, c client.Client, installatio
 			}
 			continue
 		}
-		if err := c.Delete(ctx, u, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+		if err := c.delete(ctx, u); err != nil {
 			errs = append(errs, fmt.Errorf("delete %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err))
 			continue
 		}

@@ -45,6 +45,7 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 )
 
@@ -117,11 +118,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req Request) (ctrl.Result, e
 	return r.reconcileService(ctx, mi, members.Items, req.Key)
 }
 
-// ClusterID is the member's KEP-2149 cluster ID and the source-cluster label of its slices.
-func ClusterID(mc *meshv1alpha1.MeshCluster) string {
-	return mc.Spec.ClusterRef.Name + "." + mc.Namespace
-}
-
 type member struct {
 	mc     *meshv1alpha1.MeshCluster
 	id     string
@@ -130,7 +126,7 @@ type member struct {
 }
 
 func (r *Reconciler) connected(ctx context.Context, mc *meshv1alpha1.MeshCluster) member {
-	m := member{mc: mc, id: ClusterID(mc)}
+	m := member{mc: mc, id: install.ClusterID(mc)}
 	if !mc.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition) {
 		return m
 	}

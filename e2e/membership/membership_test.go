@@ -18,6 +18,7 @@ package membership_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,6 +34,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -151,7 +153,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			HaveField("Status.ReadyClusters", BeEquivalentTo(3)),
 			HaveField("Status.SelectedClusters", BeEquivalentTo(3)),
 			WithTransform(miCondition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")),
-		))
+		), fleetStatus)
 		got, _ := installation(mi)()
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 		for _, m := range f.Members {
@@ -172,6 +174,8 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			))
 			Expect(m.Client.Get(ctx, client.ObjectKey{Name: "serviceexports.multicluster.x-k8s.io"}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
 			Expect(kubelets[m.Name].Running()).To(Equal(1), "the agent runs as a process in %s", m.Name)
+			Expect(clusterProperty(m, install.ClusterIDProperty)).To(Equal(m.Name + "." + fleet.ClusterNamespace))
+			Expect(clusterProperty(m, install.ClusterSetProperty)).To(Equal("demo"))
 		}
 	})
 
@@ -272,6 +276,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Eventually(func() error { _, err := meshCluster(leaving.Name)(); return err }).WithTimeout(60 * time.Second).
 			Should(Satisfy(apierrors.IsNotFound))
 		Expect(installedObjects(leaving)).To(BeEmpty())
+		Expect(clusterProperty(leaving, install.ClusterIDProperty)).To(BeEmpty())
 		Eventually(func() error {
 			return leaving.Client.Get(ctx, client.ObjectKey{Name: install.Namespace}, &corev1.Namespace{})
 		}).WithTimeout(60*time.Second).Should(Satisfy(apierrors.IsNotFound), "the member's namespace controller finishes the namespace")
@@ -331,6 +336,23 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 	})
 })
 
+// fleetStatus describes every MeshCluster's conditions, for failure messages.
+func fleetStatus() string {
+	list := &meshv1alpha1.MeshClusterList{}
+	if err := f.Management.Client.List(ctx, list); err != nil {
+		return err.Error()
+	}
+	out := ""
+	for _, mc := range list.Items {
+		out += mc.Name + ":"
+		for _, c := range mc.Status.Conditions {
+			out += fmt.Sprintf(" %s=%s/%s (%s);", c.Type, c.Status, c.Reason, c.Message)
+		}
+		out += "\n"
+	}
+	return out
+}
+
 // updateInstallation changes the user's object as a person would, retrying on conflicts with
 // the operator's status writes.
 func updateInstallation(mi *meshv1alpha1.MeshInstallation, mutate func(*meshv1alpha1.MeshInstallation)) {
@@ -380,6 +402,19 @@ func serviceAccountClient(m *fleet.Cluster, namespace, name string) client.Clien
 	c, err := client.New(cfg, client.Options{Scheme: f.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 	return c
+}
+
+// clusterProperty reads a KEP-2149 ClusterProperty's value in a member ("" when absent).
+func clusterProperty(m *fleet.Cluster, name string) string {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(install.ClusterPropertyGroup + "/v1alpha1")
+	u.SetKind("ClusterProperty")
+	if err := m.Client.Get(ctx, client.ObjectKey{Name: name}, u); err != nil {
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "get ClusterProperty %s: %v", name, err)
+		return ""
+	}
+	v, _, _ := unstructured.NestedString(u.Object, "spec", "value")
+	return v
 }
 
 func setLabel(cluster, value string) {

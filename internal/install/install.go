@@ -84,7 +84,8 @@ type AgentConfig struct {
 }
 
 // Render returns every object of the member's control plane, in apply order (CRDs and the
-// namespace first). It does not mutate its inputs.
+// namespace first; the ClusterProperties, whose CRD is rendered here too, last). It does not
+// mutate its inputs.
 func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]client.Object, error) {
 	if mi == nil || mc == nil {
 		return nil, fmt.Errorf("render: installation and member are required")
@@ -110,10 +111,11 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 	}
 	sum := sha256.Sum256(cfgYAML)
 
-	objs := make([]client.Object, 0, 12)
+	objs := make([]client.Object, 0, 16)
 	for _, c := range crds {
 		objs = append(objs, c)
 	}
+	objs = append(objs, clusterPropertyCRD(labels))
 	objs = append(objs,
 		&corev1.Namespace{
 			TypeMeta:   typeMeta("v1", "Namespace"),
@@ -132,6 +134,8 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 		agentClusterRole(mi.Name, labels), agentClusterRoleBinding(mi.Name, labels),
 		agentService(labels),
 		agentDeployment(mi, labels, hex.EncodeToString(sum[:8])),
+		clusterProperty(ClusterIDProperty, ClusterID(mc), labels),
+		clusterProperty(ClusterSetProperty, mi.Name, labels),
 	)
 	return objs, nil
 }
@@ -352,8 +356,19 @@ func PrunableKinds() []metav1.TypeMeta {
 		typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
 		typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
 		typeMeta("v1", "Namespace"),
+		typeMeta(ClusterPropertyGroup+"/v1alpha1", "ClusterProperty"),
 	}
 	return kinds
+}
+
+// UninstallKinds are PrunableKinds plus what service federation derived in the member
+// (ServiceImports and MCS EndpointSlices carry the installation's labels too): a member that
+// leaves keeps nothing of the mesh. Derived kinds come first, the namespace still last.
+func UninstallKinds() []metav1.TypeMeta {
+	return append([]metav1.TypeMeta{
+		typeMeta("multicluster.x-k8s.io/v1beta1", "ServiceImport"),
+		typeMeta("discovery.k8s.io/v1", "EndpointSlice"),
+	}, PrunableKinds()...)
 }
 
 // Key identifies an object across kinds.

@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,11 +60,24 @@ func TestRenderLabelsEverythingAndOrdersCRDsFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !IsCRD(objs[0]) || !IsCRD(objs[1]) {
-		t.Errorf("CRDs must be applied first, got %s, %s", KeyOf(objs[0]), KeyOf(objs[1]))
+	crds := 0
+	for crds < len(objs) && IsCRD(objs[crds]) {
+		crds++
 	}
-	if _, ok := objs[2].(*corev1.Namespace); !ok {
-		t.Errorf("the namespace must follow the CRDs, got %s", KeyOf(objs[2]))
+	if crds != 3 {
+		t.Errorf("the 3 CRDs (ServiceExport, ServiceImport, ClusterProperty) must be applied first, got %d", crds)
+	}
+	if _, ok := objs[crds].(*corev1.Namespace); !ok {
+		t.Errorf("the namespace must follow the CRDs, got %s", KeyOf(objs[crds]))
+	}
+	props := map[string]string{}
+	for _, o := range objs {
+		if u, ok := o.(*unstructured.Unstructured); ok && u.GetKind() == "ClusterProperty" {
+			props[u.GetName()], _, _ = unstructured.NestedString(u.Object, "spec", "value")
+		}
+	}
+	if props[ClusterIDProperty] != "east.fleet" || props[ClusterSetProperty] != "demo" {
+		t.Errorf("ClusterProperties = %v, want the cluster ID east.fleet and the clusterset demo", props)
 	}
 	for _, o := range objs {
 		if o.GetObjectKind().GroupVersionKind().Kind == "" {

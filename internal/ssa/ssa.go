@@ -35,6 +35,9 @@ const FieldOwner = meshv1alpha1.ManagedByValue
 // ToUnstructured turns a typed object (with TypeMeta set) into an apply request: status and the
 // zero creationTimestamp are dropped so the apply owns only the rendered fields.
 func ToUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		return u, nil
+	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return nil, err

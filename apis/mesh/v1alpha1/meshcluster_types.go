@@ -25,6 +25,7 @@ type MeshClusterSpec struct {
 	// clusterRef is the Cluster API Cluster, in this MeshCluster's namespace, that is the member.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterRef is immutable"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Cluster",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	ClusterRef ClusterReference `json:"clusterRef"`
 
 	// installation is the name of the MeshInstallation the member belongs to.
@@ -32,6 +33,7 @@ type MeshClusterSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="installation is immutable"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Installation",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Installation string `json:"installation"`
 
 	// trustDomain is the member's SPIFFE trust domain, expanded from the installation's template.
@@ -39,10 +41,12 @@ type MeshClusterSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9._-]+$')",message="trustDomain may contain only [a-z0-9._-]"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Trust Domain",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	TrustDomain string `json:"trustDomain"`
 
 	// locality of the member, used to order failover (same region first).
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Locality"
 	Locality Locality `json:"locality,omitempty"`
 
 	// network the member's pods are on; members on one network reach each other's pod IPs.
@@ -50,6 +54,7 @@ type MeshClusterSpec struct {
 	// +kubebuilder:default=default
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Network",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Network string `json:"network,omitempty"`
 }
 
@@ -87,6 +92,7 @@ type BundleStatus struct {
 
 	// expiry is when the first root in the bundle expires.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Trust Bundle Expiry",xDescriptors={"urn:alm:descriptor:timestamp"}
 	Expiry *metav1.Time `json:"expiry,omitempty"`
 }
 
@@ -94,32 +100,39 @@ type BundleStatus struct {
 type MeshClusterStatus struct {
 	// observedGeneration is the generation the status describes.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Observed Generation",xDescriptors={"urn:alm:descriptor:text"}
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready (summary), Connected, ControlPlaneReady, TrustFederated, ServicesSynced.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Conditions",xDescriptors={"urn:alm:descriptor:io.kubernetes.conditions"}
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// agentVersion is the version the member's agent reports.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Agent Version",xDescriptors={"urn:alm:descriptor:text"}
 	AgentVersion string `json:"agentVersion,omitempty"`
 
 	// bundle is the member's current trust bundle.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Trust Bundle"
 	Bundle *BundleStatus `json:"bundle,omitempty"`
 
 	// exportedServices is how many ServiceExports the member has.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Exported Services",xDescriptors={"urn:alm:descriptor:text"}
 	ExportedServices int32 `json:"exportedServices,omitempty"`
 
 	// importedServices is how many ServiceImports the operator maintains in the member.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Imported Services",xDescriptors={"urn:alm:descriptor:text"}
 	ImportedServices int32 `json:"importedServices,omitempty"`
 
 	// lastSyncTime is when the operator last converged the member.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Last Sync",xDescriptors={"urn:alm:descriptor:timestamp"}
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 }
 
@@ -134,6 +147,7 @@ type MeshClusterStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agentVersion`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +operator-sdk:csv:customresourcedefinitions:displayName="Mesh Cluster",resources={{Cluster,v1beta2,clusters},{Secret,v1}}
 type MeshCluster struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -267,7 +267,7 @@ type ServiceFederationSpec struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=63
-	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Federated Namespaces",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:arrayFieldGroup:namespaces"}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Federated Namespaces"
 	Namespaces []string `json:"namespaces,omitempty"`
 
 	// networking is Flat (every member's pod IPs reachable from every other). Gateway is

@@ -1,0 +1,104 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package meshcluster
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/ssa"
+)
+
+// errCRDNotServed: an object's CRD was applied a moment ago and is not served yet.
+var errCRDNotServed = fmt.Errorf("a CRD just installed is not served yet")
+
+// memberClient writes to one member. Kinds whose CRD fleetmesh installs in the same breath
+// (ClusterProperty) go through a dynamic client that names their resource: the member client's
+// lazy RESTMapper may cache the group before the CRD is served, and then not find the kind again.
+type memberClient struct {
+	client.Client
+	dyn dynamic.Interface
+}
+
+func (m memberClient) apply(ctx context.Context, obj client.Object) error {
+	gvr, direct := install.DirectResources()[obj.GetObjectKind().GroupVersionKind().Kind]
+	if !direct {
+		return ssa.Apply(ctx, m.Client, obj)
+	}
+	u, err := ssa.ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	_, err = m.dyn.Resource(gvr).Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: ssa.FieldOwner, Force: true})
+	if apierrors.IsNotFound(err) {
+		return errCRDNotServed
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
+	}
+	return nil
+}
+
+// list returns the objects of one kind that carry the labels.
+func (m memberClient) list(ctx context.Context, tm metav1.TypeMeta, sel map[string]string) ([]unstructured.Unstructured, error) {
+	if gvr, direct := install.DirectResources()[tm.Kind]; direct {
+		l, err := m.dyn.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(sel).String()})
+		if apierrors.IsNotFound(err) {
+			return nil, nil // the CRD is not installed: nothing of that kind exists
+		}
+		if err != nil {
+			return nil, err
+		}
+		return l.Items, nil
+	}
+	l := &unstructured.UnstructuredList{}
+	l.SetAPIVersion(tm.APIVersion)
+	l.SetKind(tm.Kind + "List")
+	if err := m.List(ctx, l, client.MatchingLabels(sel)); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+func (m memberClient) delete(ctx context.Context, u *unstructured.Unstructured) error {
+	if gvr, direct := install.DirectResources()[u.GetKind()]; direct {
+		return client.IgnoreNotFound(m.dyn.Resource(gvr).Namespace(u.GetNamespace()).Delete(ctx, u.GetName(), metav1.DeleteOptions{}))
+	}
+	return client.IgnoreNotFound(m.Delete(ctx, u, client.PropagationPolicy(metav1.DeletePropagationBackground)))
+}
+
+// memberClient pairs the cluster cache's client of a member with a dynamic client on the same
+// credentials (client-go shares the transport of identical configs).
+func (r *Reconciler) memberClient(ctx context.Context, key client.ObjectKey, c client.Client) (memberClient, error) {
+	cfg, err := r.ClusterCache.GetRESTConfig(ctx, key)
+	if err != nil {
+		return memberClient{}, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return memberClient{}, fmt.Errorf("dynamic client of %s: %w", key, err)
+	}
+	return memberClient{Client: c, dyn: dyn}, nil
+}

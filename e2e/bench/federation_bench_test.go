@@ -1,0 +1,251 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/e2e/fleet"
+	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/operator"
+)
+
+const (
+	burstExports   = 200
+	trickleExports = 30
+	benchNamespace = "bench"
+)
+
+// BenchmarkServiceFederation prints export -> import propagation latency to the last member
+// (the ServiceImport and its MCS EndpointSlice both present): p50/p99 of a burst of 200 exports
+// created at once and of a trickle created one at a time, for 2, 4 and 8 members.
+// Target: p99 <= 250 ms with 8 members and 200 exports, near flat from 2 to 8 members.
+func BenchmarkServiceFederation(b *testing.B) {
+	log.SetLogger(ctrl.Log) // silence controller-runtime's "log.SetLogger never called" warning
+	for _, members := range []int{2, 4, 8} {
+		burst, trickle := federationRun(b, members)
+		fmt.Printf("federation: %d members: burst of %d exports p50 %s p99 %s; trickle of %d p50 %s p99 %s (target p99 <= 250ms at 8 members)\n",
+			members, burstExports, pct(burst, 50), pct(burst, 99), trickleExports, pct(trickle, 50), pct(trickle, 99))
+		b.ReportMetric(float64(pct(burst, 99).Milliseconds()), fmt.Sprintf("ms-burst-p99-%dm", members))
+		b.ReportMetric(float64(pct(trickle, 99).Milliseconds()), fmt.Sprintf("ms-trickle-p99-%dm", members))
+	}
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i].Round(time.Millisecond)
+}
+
+// arrivals records, per service, when its import and its slice first appeared in each member.
+type arrivals struct {
+	mu   sync.Mutex
+	seen map[string]map[string]time.Time // service -> member/kind -> time
+}
+
+func (a *arrivals) record(member, kind, service string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seen[service] == nil {
+		a.seen[service] = map[string]time.Time{}
+	}
+	if _, ok := a.seen[service][member+"/"+kind]; !ok {
+		a.seen[service][member+"/"+kind] = time.Now()
+	}
+}
+
+// last is when the service was complete in every member, or false.
+func (a *arrivals) last(service string, members int) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := a.seen[service]
+	if len(m) < 2*members {
+		return time.Time{}, false
+	}
+	var t time.Time
+	for _, at := range m {
+		if at.After(t) {
+			t = at
+		}
+	}
+	return t, true
+}
+
+func federationRun(b *testing.B, members int) (burst, trickle []time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f, err := fleet.Start(ctx, fleet.Options{Members: members, WorkDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = f.Stop() }()
+	mgr, err := operator.NewManager(ctx, f.Management.Config, operator.Options{MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}
+	mi.Spec.ClusterSelector.MatchLabels = map[string]string{fleet.MemberLabel: "true"}
+	if err := f.Management.Client.Create(ctx, mi); err != nil {
+		b.Fatal(err)
+	}
+	until(b, 2*time.Minute, "members connected", func() bool {
+		list := &meshv1alpha1.MeshClusterList{}
+		if f.Management.Client.List(ctx, list) != nil || len(list.Items) != members {
+			return false
+		}
+		for _, mc := range list.Items {
+			if !isTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition) || !isTrue(mc.Status.Conditions, meshv1alpha1.ServicesSyncedCondition) {
+				return false
+			}
+		}
+		return true
+	})
+
+	arr := &arrivals{seen: map[string]map[string]time.Time{}}
+	for _, m := range f.Members {
+		if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}); err != nil {
+			b.Fatal(err)
+		}
+		watchArrivals(b, ctx, f, m, arr)
+	}
+	src := f.Members[0]
+	for i := 0; i < burstExports+trickleExports; i++ {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-%03d", i), Namespace: benchNamespace},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolTCP}}},
+		}
+		if err := src.Client.Create(ctx, svc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	export := func(name string) time.Time {
+		at := time.Now()
+		if err := src.Client.Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNamespace}}); err != nil {
+			b.Fatal(err)
+		}
+		return at
+	}
+	collect := func(names []string, created map[string]time.Time) []time.Duration {
+		var out []time.Duration
+		until(b, 3*time.Minute, "imports in every member", func() bool {
+			for _, n := range names {
+				if _, ok := arr.last(n, members); !ok {
+					return false
+				}
+			}
+			return true
+		})
+		for _, n := range names {
+			t, _ := arr.last(n, members)
+			out = append(out, t.Sub(created[n]))
+		}
+		return out
+	}
+
+	// Burst: every export at once, from parallel writers as a GitOps sync would.
+	created := map[string]time.Time{}
+	var names []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < burstExports; i++ {
+		name := fmt.Sprintf("svc-%03d", i)
+		names = append(names, name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := export(name)
+			mu.Lock()
+			created[name] = at
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	burst = collect(names, created)
+
+	// Trickle: one at a time, each waited for.
+	for i := burstExports; i < burstExports+trickleExports; i++ {
+		name := fmt.Sprintf("svc-%03d", i)
+		created[name] = export(name)
+		trickle = append(trickle, collect([]string{name}, created)...)
+	}
+	return burst, trickle
+}
+
+func isTrue(conds []metav1.Condition, t string) bool {
+	for _, c := range conds {
+		if c.Type == t {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// watchArrivals records imports and MCS slices as the member's API server announces them.
+func watchArrivals(b *testing.B, ctx context.Context, f *fleet.Fleet, m *fleet.Cluster, arr *arrivals) {
+	c, err := cache.New(m.Config, cache.Options{Scheme: f.Scheme, DefaultNamespaces: map[string]cache.Config{benchNamespace: {}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, kind := range []client.Object{&mcsv1beta1.ServiceImport{}, &discoveryv1.EndpointSlice{}} {
+		inf, err := c.GetInformer(ctx, kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+			switch o := obj.(type) {
+			case *mcsv1beta1.ServiceImport:
+				arr.record(m.Name, "import", o.Name)
+			case *discoveryv1.EndpointSlice:
+				if o.Labels[discoveryv1.LabelManagedBy] == federation.ManagedBy {
+					arr.record(m.Name, "slice", o.Labels[mcsv1beta1.LabelServiceName])
+				}
+			}
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		b.Fatal("member cache did not sync")
+	}
+}
