@@ -46,6 +46,7 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/finalizer"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/membership"
 	"github.com/fleetmesh/fleetmesh/internal/status"
@@ -138,10 +139,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !mc.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, mc, clusterKey)
 	}
-	if controllerutil.AddFinalizer(mc, meshv1alpha1.MeshClusterFinalizer) {
-		if err := r.Client.Update(ctx, mc); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer, true); err != nil {
+		return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 	}
 
 	before := mc.DeepCopy()
@@ -369,8 +368,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		return ctrl.Result{}, nil
 	}
 	done := func() (ctrl.Result, error) {
-		controllerutil.RemoveFinalizer(mc, meshv1alpha1.MeshClusterFinalizer)
-		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, mc))
+		return ctrl.Result{}, client.IgnoreNotFound(finalizer.Ensure(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer, false))
 	}
 	cluster := &clusterv1.Cluster{}
 	if err := r.Client.Get(ctx, clusterKey, cluster); apierrors.IsNotFound(err) {

@@ -31,12 +31,13 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/finalizer"
 	"github.com/fleetmesh/fleetmesh/internal/membership"
+	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 )
@@ -87,10 +88,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !mi.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, mi)
 	}
-	if controllerutil.AddFinalizer(mi, Finalizer) {
-		if err := r.Client.Update(ctx, mi); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, mi, Finalizer, true); err != nil {
+		return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 	}
 
 	clusters := &clusterv1.ClusterList{}
@@ -116,6 +115,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, errors.Join(applyErr, err)
 	}
 	summary := membership.Summarize(mi.Generation, len(sel.Members), members, sel.Conflicts, plan.Refused)
+	recordMembers(mi.Name, members)
 	return ctrl.Result{}, errors.Join(applyErr, r.patchStatus(ctx, mi, summary))
 }
 
@@ -192,10 +192,8 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mi *meshv1alpha1.MeshI
 		// MeshCluster deletions wake this reconciler (Owns); the requeue is a safety net.
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
-	if controllerutil.RemoveFinalizer(mi, Finalizer) {
-		if err := r.Client.Update(ctx, mi); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, mi, Finalizer, false); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, nil
 }
@@ -213,6 +211,20 @@ func (r *Reconciler) patchStatus(ctx context.Context, mi *meshv1alpha1.MeshInsta
 		return fmt.Errorf("patch status: %w", err)
 	}
 	return nil
+}
+
+// recordMembers exports the members-by-condition gauge.
+func recordMembers(installation string, members []meshv1alpha1.MeshCluster) {
+	metrics.Members.DeletePartialMatch(map[string]string{"installation": installation})
+	counts := map[[2]string]float64{}
+	for _, m := range members {
+		for _, c := range m.Status.Conditions {
+			counts[[2]string{c.Type, string(c.Status)}]++
+		}
+	}
+	for k, n := range counts {
+		metrics.Members.WithLabelValues(installation, k[0], k[1]).Set(n)
+	}
 }
 
 func splitKey(key string) (namespace, name string) {

@@ -46,6 +46,7 @@ import (
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/internal/federation"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 )
 
@@ -198,6 +199,7 @@ func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.Mesh
 func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
 	grace := mi.Spec.ServiceFederation.EndpointGracePeriodOrDefault()
 	now := r.Now()
+	started := now
 	var (
 		exports []federation.Export
 		live    []member
@@ -266,6 +268,9 @@ func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 		if err := applied[m.id]; err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if imp != nil && len(errs) == 0 {
+		metrics.Propagation.WithLabelValues(mi.Name).Observe(r.Now().Sub(started).Seconds())
 	}
 	for _, m := range live {
 		if v, ok := verdicts[m.id]; ok {
@@ -509,6 +514,7 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 		before := mc.DeepCopy()
 		mc.Status.ExportedServices = int32(len(exports.Items))
 		mc.Status.ImportedServices = int32(len(imports.Items))
+		metrics.Imports.WithLabelValues(mi.Name, m.id).Set(float64(len(imports.Items)))
 		cond := metav1.Condition{Type: meshv1alpha1.ServicesSyncedCondition, Status: metav1.ConditionTrue, Reason: "Synced",
 			Message: fmt.Sprintf("%d services exported here, %d imported", len(exports.Items), len(imports.Items)), ObservedGeneration: mc.Generation}
 		if syncErr != nil {

@@ -19,6 +19,8 @@ package membership_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -45,6 +48,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/e2e/argocd"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/install"
@@ -145,11 +149,13 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 
 	BeforeAll(func() {
 		mi = sample()
-		Expect(f.Management.Client.Create(ctx, mi)).To(Succeed())
+		// As Argo CD syncs it: server-side apply of the file from Git.
+		applySampleAsArgoCD()
+		Expect(f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), mi)).To(Succeed())
 	})
 
 	It("installs and runs the control plane in every member until the mesh is Ready 3/3", func() {
-		Eventually(installation(mi)).WithTimeout(90 * time.Second).Should(And(
+		Eventually(installation(mi)).WithTimeout(90*time.Second).Should(And(
 			HaveField("Status.ReadyClusters", BeEquivalentTo(3)),
 			HaveField("Status.SelectedClusters", BeEquivalentTo(3)),
 			WithTransform(miCondition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")),
@@ -177,6 +183,47 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			Expect(clusterProperty(m, install.ClusterIDProperty)).To(Equal(m.Name + "." + fleet.ClusterNamespace))
 			Expect(clusterProperty(m, install.ClusterSetProperty)).To(Equal("demo"))
 		}
+	})
+
+	It("keeps the user's spec as Git has it: a second server-side apply changes nothing, no spec field is the operator's", func() {
+		before := &meshv1alpha1.MeshInstallation{}
+		Expect(f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), before)).To(Succeed())
+		applySampleAsArgoCD()
+		after := &meshv1alpha1.MeshInstallation{}
+		Expect(f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), after)).To(Succeed())
+		Expect(after.Generation).To(Equal(before.Generation), "the second apply changed the spec")
+		Expect(after.Spec).To(Equal(before.Spec))
+		for _, mf := range after.ManagedFields {
+			if mf.Manager == argoCDManager || mf.FieldsV1 == nil {
+				continue
+			}
+			Expect(string(mf.FieldsV1.Raw)).NotTo(ContainSubstring(`"f:spec"`), "manager %s owns spec fields", mf.Manager)
+		}
+	})
+
+	It("is Healthy for Argo CD's health checks, on the real status objects", func() {
+		Expect(argoHealth("MeshInstallation", func() (client.Object, error) { return installation(mi)() })).To(Equal("Healthy"))
+		for _, m := range f.Members {
+			Expect(argoHealth("MeshCluster", func() (client.Object, error) { return meshCluster(m.Name)() })).To(Equal("Healthy"), m.Name)
+		}
+	})
+
+	It("exposes fleetmesh's metrics on the operator's and the agent's /metrics", func() {
+		operatorPods := &corev1.PodList{}
+		Expect(f.Management.Client.List(ctx, operatorPods, client.InNamespace(fleet.OperatorNamespace))).To(Succeed())
+		Expect(operatorPods.Items).NotTo(BeEmpty())
+		Expect(scrape(operatorPods.Items[0].Status.PodIP, 8080)).To(And(
+			ContainSubstring(`fleetmesh_members{condition="Ready",installation="demo",status="True"} 3`),
+			ContainSubstring(`controller_runtime_reconcile_time_seconds_bucket{controller="meshcluster"`),
+			ContainSubstring(`fleetmesh_federation_imported_services{`),
+		))
+		agentPods := &corev1.PodList{}
+		Expect(f.Members[0].Client.List(ctx, agentPods, client.InNamespace(install.Namespace))).To(Succeed())
+		Expect(agentPods.Items).NotTo(BeEmpty())
+		Expect(scrape(agentPods.Items[0].Status.PodIP, install.ProbePort)).To(And(
+			ContainSubstring(`fleetmesh_agent_info{version="v0.1.0"} 1`),
+			ContainSubstring(`fleetmesh_agent_status_publishes_total{result="ok"}`),
+		))
 	})
 
 	It("gives the agent what it needs and refuses it what it must not have", func() {
@@ -299,6 +346,8 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			WithTransform(condition(meshv1alpha1.ConnectedCondition), Equal("False/Unreachable")))
 		Eventually(installation(mi)).WithTimeout(30 * time.Second).Should(
 			WithTransform(miConditionMessage(meshv1alpha1.DegradedCondition), ContainSubstring("fleet/"+down.Name)))
+		Expect(argoHealth("MeshCluster", func() (client.Object, error) { return meshCluster(down.Name)() })).To(Equal("Degraded"))
+		Expect(argoHealth("MeshInstallation", func() (client.Object, error) { return installation(mi)() })).To(Equal("Degraded"))
 
 		updateInstallation(mi, func(mi *meshv1alpha1.MeshInstallation) { mi.Spec.ControlPlane.Replicas = ptrTo(int32(1)) })
 		for _, m := range f.Members[1:] {
@@ -335,6 +384,50 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		}
 	})
 })
+
+const argoCDManager = "argocd-controller"
+
+// argoHealth runs config/argocd's health script of a kind on the object as it is now.
+func argoHealth(kind string, get func() (client.Object, error)) string {
+	root, err := fleet.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	script, err := argocd.LoadScript(root, kind)
+	Expect(err).NotTo(HaveOccurred())
+	obj, err := get()
+	Expect(err).NotTo(HaveOccurred())
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	Expect(err).NotTo(HaveOccurred())
+	status, _, err := argocd.Health(script, u)
+	Expect(err).NotTo(HaveOccurred())
+	return status
+}
+
+// applySampleAsArgoCD server-side applies config/samples' MeshInstallation, as Argo CD syncs it.
+func applySampleAsArgoCD() {
+	root, err := fleet.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	data, err := os.ReadFile(filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshinstallation.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	u := &unstructured.Unstructured{}
+	Expect(yaml.Unmarshal(data, &u.Object)).To(Succeed())
+	Expect(f.Management.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(argoCDManager))).To(Succeed())
+}
+
+// scrape reads a /metrics endpoint of a process the harness runs (inside the sandbox).
+func scrape(ip string, port int) string {
+	var body string
+	Eventually(func() error {
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", ip, port))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		body = string(b)
+		return err
+	}).Should(Succeed())
+	return body
+}
 
 // fleetStatus describes every MeshCluster's conditions, for failure messages.
 func fleetStatus() string {

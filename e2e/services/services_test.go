@@ -304,4 +304,3 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 		}
 	})
 })
-

@@ -28,6 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -55,10 +58,12 @@ type Options struct {
 
 // Agent is one member's fleetmesh control plane.
 type Agent struct {
-	opts   Options
-	client kubernetes.Interface
-	ready  atomic.Bool
-	log    klog.Logger
+	opts     Options
+	client   kubernetes.Interface
+	ready    atomic.Bool
+	log      klog.Logger
+	registry *prometheus.Registry
+	publish  *prometheus.CounterVec
 }
 
 // New validates options and builds an agent.
@@ -76,7 +81,14 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: build client: %w", err)
 	}
-	return &Agent{opts: opts, client: c, log: klog.Background().WithName("agent")}, nil
+	a := &Agent{opts: opts, client: c, log: klog.Background().WithName("agent"), registry: prometheus.NewRegistry()}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fleetmesh_agent_info", Help: "The agent's version (value 1)."}, []string{"version"})
+	info.WithLabelValues(opts.Version).Set(1)
+	a.publish = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetmesh_agent_status_publishes_total", Help: "Applies of the agent's status object, by result.",
+	}, []string{"result"})
+	a.registry.MustRegister(info, a.publish, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return a, nil
 }
 
 // Run serves probes and publishes status until ctx ends.
@@ -95,6 +107,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		_, _ = w.Write([]byte("ok"))
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(a.opts.Version)) })
+	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
 	defer func() {
@@ -107,11 +120,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	ticker := time.NewTicker(a.opts.Resync)
 	defer ticker.Stop()
 	for {
-		if err := a.publish(ctx); err != nil {
+		if err := a.publishStatus(ctx); err != nil {
 			a.ready.Store(false)
+			a.publish.WithLabelValues("error").Inc()
 			a.log.Error(err, "publish status")
 		} else {
 			a.ready.Store(true)
+			a.publish.WithLabelValues("ok").Inc()
 		}
 		select {
 		case <-ctx.Done():
@@ -121,8 +136,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// publish checks the connection and writes the agent's status object by server-side apply.
-func (a *Agent) publish(ctx context.Context) error {
+// publishStatus checks the connection and writes the agent's status object by server-side apply.
+func (a *Agent) publishStatus(ctx context.Context) error {
 	sv, err := a.client.Discovery().ServerVersion()
 	if err != nil {
 		return fmt.Errorf("reach the API server: %w", err)

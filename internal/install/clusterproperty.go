@@ -53,7 +53,7 @@ func DirectResources() map[string]schema.GroupVersionResource {
 
 func clusterPropertyCRD(labels map[string]string) *apiextensionsv1.CustomResourceDefinition {
 	return &apiextensionsv1.CustomResourceDefinition{
-		TypeMeta:   typeMeta("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+		TypeMeta: typeMeta("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "clusterproperties." + ClusterPropertyGroup, Labels: labels,
 			// *.k8s.io groups are protected: the API server refuses a CRD without this annotation.
