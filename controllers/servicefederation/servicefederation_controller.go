@@ -38,7 +38,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -69,10 +71,12 @@ type Reconciler struct {
 	mu sync.Mutex
 	// lastKnown keeps each member's exports so an unreachable member's endpoints stay for the
 	// grace period; goneSince is when a member was first seen unreachable.
-	lastKnown  map[string]map[federation.Key]federation.Export
-	goneSince  map[string]time.Time
-	known      map[string]map[federation.Key]bool // installation -> services ever seen
-	allocators map[string]*federation.Allocator
+	lastKnown     map[string]map[federation.Key]federation.Export
+	goneSince     map[string]time.Time
+	known         map[string]map[federation.Key]bool // installation -> services ever seen
+	allocators    map[string]*federation.Allocator
+	lastReport    map[string]time.Time // installation -> last counts report
+	reportPending map[string]bool      // installation -> a deferred report is queued
 }
 
 // SetupWithManager registers the controller.
@@ -87,6 +91,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOpt
 	r.goneSince = map[string]time.Time{}
 	r.known = map[string]map[federation.Key]bool{}
 	r.allocators = map[string]*federation.Allocator{}
+	r.lastReport = map[string]time.Time{}
+	r.reportPending = map[string]bool{}
 	c, err := builder.TypedControllerManagedBy[Request](mgr).
 		Named("servicefederation").
 		WithOptions(opts).
@@ -94,7 +100,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOpt
 		WatchesRawSource(source.TypedKind(mgr.GetCache(), &meshv1alpha1.MeshCluster{},
 			handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, mc *meshv1alpha1.MeshCluster) []Request {
 				return []Request{{Installation: mc.Spec.Installation}}
-			}))).
+			}),
+			// Only what changes membership or reachability: the counts this controller writes
+			// into MeshCluster status must not wake a sync of every service.
+			predicate.TypedFuncs[*meshv1alpha1.MeshCluster]{
+				UpdateFunc: func(e event.TypedUpdateEvent[*meshv1alpha1.MeshCluster]) bool {
+					connected := func(mc *meshv1alpha1.MeshCluster) bool {
+						return meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition)
+					}
+					return connected(e.ObjectOld) != connected(e.ObjectNew) ||
+						e.ObjectOld.Generation != e.ObjectNew.Generation ||
+						e.ObjectOld.DeletionTimestamp.IsZero() != e.ObjectNew.DeletionTimestamp.IsZero()
+				},
+			})).
 		Build(r)
 	if err != nil {
 		return err
@@ -189,9 +207,35 @@ func (r *Reconciler) syncInstallation(ctx context.Context, mi *meshv1alpha1.Mesh
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 
-// reconcileService federates one service and refreshes the members' counts and ServicesSynced.
+// reportEvery bounds how often per-service reconciles rewrite the members' counts: a burst of
+// exports must not turn into a burst of MeshCluster status writes.
+const reportEvery = 2 * time.Second
+
+// reconcileService federates one service and, at most every reportEvery, refreshes the members'
+// counts and ServicesSynced; a failure is always reported. When a report is skipped, one
+// request per installation comes back after reportEvery, so a burst's last change is reported.
 func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
 	res, err := r.federate(ctx, mi, mcs, key)
+	now := r.Now()
+	r.mu.Lock()
+	wait := reportEvery - now.Sub(r.lastReport[mi.Name])
+	due := err != nil || wait <= 0
+	deferred := false
+	switch {
+	case due:
+		r.lastReport[mi.Name] = now
+		delete(r.reportPending, mi.Name)
+	case !r.reportPending[mi.Name]:
+		r.reportPending[mi.Name] = true
+		deferred = true
+	}
+	r.mu.Unlock()
+	if !due {
+		if deferred && (res.RequeueAfter == 0 || res.RequeueAfter > wait) {
+			res.RequeueAfter = wait
+		}
+		return res, nil
+	}
 	return res, errors.Join(err, r.reportMembers(ctx, mi, mcs, err))
 }
 

@@ -35,6 +35,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -59,10 +60,12 @@ func NewScheme() *runtime.Scheme {
 
 // Options are the operator's settings (its command-line flags).
 type Options struct {
-	MetricsAddr      string
-	ProbeAddr        string
-	LeaderElect      bool
-	LeaderElectionNS string
+	// SkipNameValidation lets tests and benchmarks run several operators in one process.
+	SkipNameValidation bool
+	MetricsAddr        string
+	ProbeAddr          string
+	LeaderElect        bool
+	LeaderElectionNS   string
 }
 
 // NewManager builds the operator: the manager, the cluster cache of members and both controllers.
@@ -78,6 +81,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		LeaseDuration:           &leaseDuration,
 		// A new leader starts at once when the old one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
 		Cache: cache.Options{
 			// Only Cluster API kubeconfig Secrets, never every Secret of the management cluster.
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: kubeconfigSecrets()}},
