@@ -63,6 +63,9 @@ const (
 	RegionLabel = "topology.kubernetes.io/region"
 )
 
+// maxParallelStarts bounds how many clusters start at the same time.
+const maxParallelStarts = 4
+
 // Options describe a fleet.
 type Options struct {
 	// Members is the number of member clusters.
@@ -146,9 +149,11 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 		}
 		f.ownsWorkDir = true
 	}
+	// The error returns below set the named result to nil: stop what this call started.
+	started := f
 	defer func() {
 		if err != nil {
-			_ = f.Stop()
+			_ = started.Stop()
 		}
 	}()
 	if opts.Full {
@@ -172,8 +177,13 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 		mu   sync.Mutex
 		errs []error
 	)
+	// A few clusters start at once: each start is CPU-bound, and a large fleet started all at
+	// once on a small machine runs into the components' start timeouts.
+	slots := make(chan struct{}, maxParallelStarts)
 	start := func(ctx context.Context, c *Cluster, crds []string) {
 		defer wg.Done()
+		slots <- struct{}{}
+		defer func() { <-slots }()
 		if err := f.startCluster(ctx, c, crds); err != nil {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("start %s: %w", c.Name, err))
@@ -290,11 +300,6 @@ func (f *Fleet) RegisterMember(ctx context.Context, m *Cluster) error {
 	if err := mc.Create(ctx, cluster); err != nil {
 		return fmt.Errorf("create Cluster %s: %w", m.Name, err)
 	}
-	cluster.Status.Initialization.InfrastructureProvisioned = ptr.To(true)
-	cluster.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
-	if err := mc.Status().Update(ctx, cluster); err != nil {
-		return fmt.Errorf("mark Cluster %s provisioned: %w", m.Name, err)
-	}
 	// A revocable credential (unlike envtest's client certificates), so tests can rotate the
 	// Secret and revoke the old credential as Cluster API users do.
 	token, err := AdminToken(ctx, m, InitialCredential)
@@ -305,7 +310,20 @@ func (f *Fleet) RegisterMember(ctx context.Context, m *Cluster) error {
 	if err != nil {
 		return err
 	}
-	return f.WriteKubeconfigSecret(ctx, m, kc)
+	if err := f.WriteKubeconfigSecret(ctx, m, kc); err != nil {
+		return err
+	}
+	// As with Cluster API, the kubeconfig Secret exists by the time the Cluster is provisioned:
+	// clustercache connects on that transition and retries a failed connect only every 30 s.
+	if err := mc.Get(ctx, client.ObjectKeyFromObject(cluster), cluster); err != nil {
+		return fmt.Errorf("get Cluster %s: %w", m.Name, err)
+	}
+	cluster.Status.Initialization.InfrastructureProvisioned = ptr.To(true)
+	cluster.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+	if err := mc.Status().Update(ctx, cluster); err != nil {
+		return fmt.Errorf("mark Cluster %s provisioned: %w", m.Name, err)
+	}
+	return nil
 }
 
 // Region is the member's region (from Options.Regions), or "" if it has none.
