@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -127,7 +128,7 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 		return err
 	}
 	for key, spec := range plan.Specs {
-		ns, name := splitKey(key)
+		ns, name, _ := strings.Cut(key, "/")
 		mc := &meshv1alpha1.MeshCluster{
 			TypeMeta: metav1.TypeMeta{APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshCluster"},
 			ObjectMeta: metav1.ObjectMeta{
@@ -225,15 +226,6 @@ func recordMembers(installation string, members []meshv1alpha1.MeshCluster) {
 	for k, n := range counts {
 		metrics.Members.WithLabelValues(installation, k[0], k[1]).Set(n)
 	}
-}
-
-func splitKey(key string) (namespace, name string) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			return key[:i], key[i+1:]
-		}
-	}
-	return "", key
 }
 
 func ptrTrue() *bool { t := true; return &t }
