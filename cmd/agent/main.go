@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
@@ -43,12 +44,15 @@ func main() {
 		resync      time.Duration
 		configPath  string
 		showVersion bool
+		trustAddrs  trustAddrs
 	)
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty uses $KUBECONFIG, else the in-cluster ServiceAccount.")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "fleetmesh-system"), "Namespace the agent runs and publishes its status in.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz, /readyz and /version.")
 	flag.DurationVar(&resync, "resync", 30*time.Second, "How often the agent re-applies its status object.")
 	flag.StringVar(&configPath, "config", "", "Path of the agent configuration rendered by the operator.")
+	flag.StringVar(&trustAddrs.identity, "identity-bind-address", ":15012", "Address of the workload identity API (gRPC over TLS).")
+	flag.StringVar(&trustAddrs.bundle, "bundle-bind-address", ":8443", "Address of the SPIFFE bundle endpoint (https_spiffe).")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -56,13 +60,16 @@ func main() {
 		fmt.Println(version.Version)
 		return
 	}
-	if err := run(kubeconfig, namespace, probeAddr, configPath, resync); err != nil {
+	if err := run(kubeconfig, namespace, probeAddr, configPath, resync, trustAddrs); err != nil {
 		klog.ErrorS(err, "agent stopped")
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Duration) error {
+type trustAddrs struct{ identity, bundle string }
+
+func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Duration, addrs trustAddrs) error {
+	var trustOpts *agent.TrustOptions
 	if configPath != "" {
 		data, err := os.ReadFile(configPath)
 		if err != nil {
@@ -73,6 +80,9 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 			return fmt.Errorf("parse config %s: %w", configPath, err)
 		}
 		klog.InfoS("configured", "mesh", cfg.Mesh, "cluster", cfg.Cluster, "trustDomain", cfg.TrustDomain)
+		if trustOpts, err = trustOptions(cfg, addrs); err != nil {
+			return fmt.Errorf("config %s: %w", configPath, err)
+		}
 	}
 	// --kubeconfig, else $KUBECONFIG, else the in-cluster ServiceAccount: the usual order.
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -81,13 +91,30 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 	if err != nil {
 		return fmt.Errorf("load cluster credentials: %w", err)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Resync: resync})
+	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts})
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return a.Run(ctx)
+}
+
+// trustOptions reads the trust settings of the agent's config.
+func trustOptions(cfg install.AgentConfig, addrs trustAddrs) (*agent.TrustOptions, error) {
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("trustDomain %q: %w", cfg.TrustDomain, err)
+	}
+	svidTTL, err := time.ParseDuration(cfg.SVIDTTL)
+	if err != nil {
+		return nil, fmt.Errorf("svidTTL: %w", err)
+	}
+	caTTL, err := time.ParseDuration(cfg.CATTL)
+	if err != nil {
+		return nil, fmt.Errorf("caTTL: %w", err)
+	}
+	return &agent.TrustOptions{TrustDomain: td, SVIDTTL: svidTTL, CATTL: caTTL, IdentityAddr: addrs.identity, BundleAddr: addrs.bundle}, nil
 }
 
 func envOr(key, def string) string {

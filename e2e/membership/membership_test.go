@@ -42,9 +42,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -71,25 +69,7 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	// Convergence across clusters takes seconds: each Eventually may still ask for longer.
-	SetDefaultEventuallyTimeout(30 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
-	var err error
-	opts := fleet.Options{Members: 3, Regions: []string{"eu", "us"}, Full: true, WorkDir: os.Getenv("FLEET_TEST_WORKDIR")}
-	if opts.WorkDir == "" {
-		opts.WorkDir = GinkgoT().TempDir()
-	}
-	f, err = fleet.Start(ctx, opts)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { Expect(f.Stop()).To(Succeed()) })
-
-	// Every cluster's kubelet runs fleetmesh's pods as processes: the operator in management
-	// (deployed from config/default) and the agents the operator installs in members.
-	kctx, cancel := context.WithCancel(ctx)
-	DeferCleanup(cancel)
-	kubelets, err = f.RunFleetmesh(kctx, GinkgoT().TempDir())
-	Expect(err).NotTo(HaveOccurred())
+	f, kubelets = fleet.StartSuite(ctx)
 })
 
 func sample() *meshv1alpha1.MeshInstallation {

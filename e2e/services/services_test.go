@@ -33,9 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -63,33 +61,12 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	// Convergence across clusters takes seconds: each Eventually may still ask for longer.
-	SetDefaultEventuallyTimeout(30 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
-	var err error
-	opts := fleet.Options{Members: 3, Regions: []string{"eu", "us"}, Full: true, WorkDir: os.Getenv("FLEET_TEST_WORKDIR")}
-	if opts.WorkDir == "" {
-		opts.WorkDir = GinkgoT().TempDir()
-	}
-	f, err = fleet.Start(ctx, opts)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { Expect(f.Stop()).To(Succeed()) })
+	f, _ = fleet.StartSuite(ctx)
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
-	kctx, cancel := context.WithCancel(ctx)
-	DeferCleanup(cancel)
-	_, err = f.RunFleetmesh(kctx, GinkgoT().TempDir())
+	_, err := f.InstallMesh(ctx, func(mi *meshv1alpha1.MeshInstallation) {
+		mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: 20 * time.Second}
+	}, 2*time.Minute)
 	Expect(err).NotTo(HaveOccurred())
-
-	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "mesh"}}
-	mi.Spec.ClusterSelector.MatchLabels = map[string]string{fleet.MemberLabel: "true"}
-	mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: 20 * time.Second}
-	Expect(f.Management.Client.Create(ctx, mi)).To(Succeed())
-	Eventually(func(g Gomega) {
-		got := &meshv1alpha1.MeshInstallation{}
-		g.Expect(f.Management.Client.Get(ctx, client.ObjectKeyFromObject(mi), got)).To(Succeed())
-		g.Expect(got.Status.ReadyClusters).To(BeEquivalentTo(3))
-	}).WithTimeout(2 * time.Minute).Should(Succeed())
 	for _, m := range f.Members {
 		Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}

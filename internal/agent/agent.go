@@ -23,8 +23,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +56,8 @@ type Options struct {
 	// Resync is how often the agent re-applies its status (restoring it if it was deleted);
 	// an unchanged apply is a no-op on the server and wakes no watcher.
 	Resync time.Duration
+	// Trust, when set, makes the agent its member's certificate authority: see TrustOptions.
+	Trust *TrustOptions
 }
 
 // Agent is one member's fleetmesh control plane.
@@ -64,6 +68,9 @@ type Agent struct {
 	log      klog.Logger
 	registry *prometheus.Registry
 	publish  *prometheus.CounterVec
+	// trust is set once the CA is loaded; kick asks for an immediate status publish.
+	trust atomic.Pointer[trustState]
+	kick  chan struct{}
 }
 
 // New validates options and builds an agent.
@@ -81,7 +88,12 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: build client: %w", err)
 	}
-	a := &Agent{opts: opts, client: c, log: klog.Background().WithName("agent"), registry: prometheus.NewRegistry()}
+	if t := opts.Trust; t != nil {
+		if err := t.validate(); err != nil {
+			return nil, err
+		}
+	}
+	a := &Agent{opts: opts, client: c, log: klog.Background().WithName("agent"), registry: prometheus.NewRegistry(), kick: make(chan struct{}, 1)}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fleetmesh_agent_info", Help: "The agent's version (value 1)."}, []string{"version"})
 	info.WithLabelValues(opts.Version).Set(1)
 	a.publish = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -117,10 +129,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "version", a.opts.Version, "namespace", a.opts.Namespace, "probes", lis.Addr().String())
 
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.opts.Trust != nil {
+		wg.Go(func() {
+			if err := a.runTrust(ctx); err != nil {
+				a.log.Error(err, "trust stopped")
+				cancel()
+			}
+		})
+	}
+
 	ticker := time.NewTicker(a.opts.Resync)
 	defer ticker.Stop()
 	for {
-		if err := a.publishStatus(ctx); err != nil {
+		err := a.publishStatus(ctx)
+		if err == nil && a.opts.Trust != nil && a.trust.Load() == nil {
+			err = errors.New("the member's CA is not loaded yet")
+		}
+		if err != nil {
 			a.ready.Store(false)
 			a.publish.WithLabelValues("error").Inc()
 			a.log.Error(err, "publish status")
@@ -132,7 +161,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		case <-a.kick:
 		}
+	}
+}
+
+// publishSoon asks the status loop to publish now (the federated bundles changed).
+func (a *Agent) publishSoon() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -142,12 +180,16 @@ func (a *Agent) publishStatus(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reach the API server: %w", err)
 	}
+	data := map[string]string{
+		StatusKeyVersion:    a.opts.Version,
+		"kubernetesVersion": sv.GitVersion,
+	}
+	if t := a.trust.Load(); t != nil {
+		maps.Copy(data, t.statusData())
+	}
 	cm := corev1ac.ConfigMap(StatusConfigMap, a.opts.Namespace).
 		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
-		WithData(map[string]string{
-			StatusKeyVersion:    a.opts.Version,
-			"kubernetesVersion": sv.GitVersion,
-		})
+		WithData(data)
 	_, err = a.client.CoreV1().ConfigMaps(a.opts.Namespace).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true})
 	if err != nil {
 		return fmt.Errorf("apply %s/%s: %w", a.opts.Namespace, StatusConfigMap, err)

@@ -277,6 +277,8 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							"--namespace=$(POD_NAMESPACE)",
 							"--config=" + ConfigMountDir + "/" + ConfigFileName,
 							"--health-probe-bind-address=$(POD_IP):" + fmt.Sprint(ProbePort),
+							"--identity-bind-address=$(POD_IP):" + fmt.Sprint(IdentityPort),
+							"--bundle-bind-address=$(POD_IP):" + fmt.Sprint(BundlePort),
 							"--v=" + klogVerbosity(cp.LogLevel),
 						},
 						Env: []corev1.EnvVar{

@@ -17,7 +17,10 @@ limitations under the License.
 package metrics
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +28,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetmesh/fleetmesh/internal/agent/identity"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 // TestDashboardQueriesKnownSeries keeps config/grafana's dashboard in step with the series the
@@ -46,13 +52,25 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 		t.Fatalf("dashboard is not valid JSON: %v", err)
 	}
 	known := map[string]bool{}
-	for _, c := range []prometheus.Collector{Members, Propagation, Imports} {
+	for _, c := range []prometheus.Collector{Members, Propagation, Imports, BundleExpiry} {
 		ch := make(chan *prometheus.Desc, 4)
 		c.Describe(ch)
 		close(ch)
 		for desc := range ch {
 			known[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(desc.String())[1]] = true
 		}
+	}
+	// The agent's identity API registers its series on the agent's registry.
+	reg := prometheus.NewRegistry()
+	if _, err := identity.NewServer(identity.Options{Signer: noSigner{}, Reviewer: noReviewer{}, BundleMap: func() []byte { return nil }, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		known[mf.GetName()] = true
 	}
 	// Series of other processes: the agent's own registry and controller-runtime's.
 	for _, n := range []string{"fleetmesh_agent_info", "fleetmesh_agent_status_publishes_total",
@@ -73,4 +91,14 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 			}
 		}
 	}
+}
+
+type noSigner struct{}
+
+func (noSigner) Sign([]byte, trust.Workload) ([]*x509.Certificate, error) { return nil, errors.New("no") }
+
+type noReviewer struct{}
+
+func (noReviewer) Review(context.Context, string, []string) (identity.ReviewResult, error) {
+	return identity.ReviewResult{}, errors.New("no")
 }

@@ -45,8 +45,15 @@ var (
 		Name: "fleetmesh_federation_imported_services",
 		Help: "Services imported into a member (ServiceImports fleetmesh maintains there).",
 	}, []string{"installation", "cluster"})
+
+	// BundleExpiry is when each member's trust bundle's first root expires (Unix seconds); a
+	// dashboard or alert subtracts time().
+	BundleExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fleetmesh_trust_bundle_expiry_timestamp_seconds",
+		Help: "When the first root of a trust domain's published bundle expires, as a Unix timestamp.",
+	}, []string{"installation", "trust_domain"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Members, Propagation, Imports)
+	ctrlmetrics.Registry.MustRegister(Members, Propagation, Imports, BundleExpiry)
 }

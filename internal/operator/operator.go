@@ -45,6 +45,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/controllers/meshcluster"
 	"github.com/fleetmesh/fleetmesh/controllers/meshinstallation"
 	"github.com/fleetmesh/fleetmesh/controllers/servicefederation"
+	"github.com/fleetmesh/fleetmesh/controllers/trustfederation"
 	"github.com/fleetmesh/fleetmesh/internal/version"
 )
 
@@ -68,7 +69,7 @@ type Options struct {
 	LeaderElectionNS   string
 }
 
-// NewManager builds the operator: the manager, the cluster cache of members and both controllers.
+// NewManager builds the operator: the manager, the cluster cache of members and the controllers.
 func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	leaseDuration := 15 * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -158,6 +159,13 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 		Recorder:     mgr.GetEventRecorder("servicefederation-controller"),
 	}).SetupWithManager(mgr, controller.TypedOptions[servicefederation.Request]{MaxConcurrentReconciles: 10}); err != nil {
 		return fmt.Errorf("set up service federation controller: %w", err)
+	}
+	if err := (&trustfederation.Reconciler{
+		Client:       mgr.GetClient(),
+		ClusterCache: cc,
+		Recorder:     mgr.GetEventRecorder("trustfederation-controller"),
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 1}); err != nil {
+		return fmt.Errorf("set up trust federation controller: %w", err)
 	}
 	return nil
 }

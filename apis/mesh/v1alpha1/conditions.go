@@ -45,6 +45,14 @@ const (
 	ReasonAgentReady       = "AgentReady"
 	ReasonDeleting         = "Deleting"
 	ReasonUninstallSkipped = "UninstallSkippedUnreachable"
+
+	// TrustFederated reasons.
+	ReasonFederated          = "Federated"
+	ReasonBundleNotPublished = "BundleNotPublished"
+	ReasonBundleInvalid      = "BundleInvalid"
+	ReasonBundlesMissing     = "BundlesMissing"
+	ReasonPropagating        = "Propagating"
+	ReasonBundlesRefused     = "BundlesRefusedByAgent"
 )
 
 // Finalizers and labels.

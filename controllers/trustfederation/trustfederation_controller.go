@@ -1,0 +1,385 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package trustfederation federates SPIFFE trust domains: it gathers the bundle every member's
+// agent publishes and writes every other member's bundle into each member, then reports each
+// member's bundle and whether its agent holds the current federated set (TrustFederated).
+// It carries only public bundles: CA keys stay in their member and are never read.
+package trustfederation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/metrics"
+	"github.com/fleetmesh/fleetmesh/internal/ssa"
+	"github.com/fleetmesh/fleetmesh/internal/status"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
+)
+
+// resync refreshes status and the expiry metric even when nothing changed.
+const resync = 5 * time.Minute
+
+// Reconciler federates the trust domains of one installation per request (Name = installation).
+type Reconciler struct {
+	Client       client.Client
+	ClusterCache clustercache.ClusterCache
+	Recorder     events.EventRecorder
+
+	controller controller.Controller
+
+	mu sync.Mutex
+	// lastKnown is each member's last bundle read, so an unreachable member's bundle stays
+	// federated (its workloads still call and are called).
+	lastKnown map[client.ObjectKey]*spiffebundle.Bundle
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil {
+		return errors.New("trustfederation: Client, ClusterCache and Recorder are required")
+	}
+	r.lastKnown = map[client.ObjectKey]*spiffebundle.Bundle{}
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		Named("trustfederation").
+		WithOptions(opts).
+		For(&meshv1alpha1.MeshInstallation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&meshv1alpha1.MeshCluster{},
+			handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+				return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: o.(*meshv1alpha1.MeshCluster).Spec.Installation}}}
+			}),
+			// Joining, leaving and reachability change the federated set; this controller's own
+			// status writes must not wake it.
+			builder.WithPredicates(predicate.Funcs{
+				UpdateFunc: func(e event.UpdateEvent) bool {
+					o, n := e.ObjectOld.(*meshv1alpha1.MeshCluster), e.ObjectNew.(*meshv1alpha1.MeshCluster)
+					connected := func(mc *meshv1alpha1.MeshCluster) bool {
+						return meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition)
+					}
+					return connected(o) != connected(n) || o.Generation != n.Generation ||
+						o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+				},
+			})).
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.controller = c
+	return nil
+}
+
+// member is one MeshCluster and what was read of it.
+type member struct {
+	mc       *meshv1alpha1.MeshCluster
+	td       spiffeid.TrustDomain
+	c        client.Client // nil when unreachable
+	bundle   *spiffebundle.Bundle
+	readErr  error             // the published bundle could not be read or is invalid
+	current  *trust.BundleSet  // the federated set the member holds now (nil if none)
+	currData map[string]string // its ConfigMap data
+	agent    map[string]string // the agent's status ConfigMap data
+}
+
+// Reconcile federates one installation's trust domains.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	mi := &meshv1alpha1.MeshInstallation{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: req.Name}, mi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !mi.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	list := &meshv1alpha1.MeshClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	var (
+		members []*member
+		bundles []trust.MemberBundle
+		errs    []error
+	)
+	live := map[client.ObjectKey]bool{}
+	for i := range list.Items {
+		mc := &list.Items[i]
+		if !mc.DeletionTimestamp.IsZero() {
+			continue // leaving: dropped from every other member's set
+		}
+		td, err := spiffeid.TrustDomainFromString(mc.Spec.TrustDomain)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %s: trust domain %q: %w", client.ObjectKeyFromObject(mc), mc.Spec.TrustDomain, err))
+			continue
+		}
+		m := &member{mc: mc, td: td}
+		live[client.ObjectKeyFromObject(mc)] = true
+		if err := r.read(ctx, mi.Name, m); err != nil {
+			errs = append(errs, err)
+		}
+		members = append(members, m)
+		bundles = append(bundles, trust.MemberBundle{Member: client.ObjectKeyFromObject(mc).String(), TrustDomain: td, Bundle: m.bundle})
+	}
+	r.forgetExcept(live)
+
+	for _, m := range members {
+		errs = append(errs, r.converge(ctx, mi, m, bundles))
+	}
+	return ctrl.Result{RequeueAfter: resync}, errors.Join(errs...)
+}
+
+// read fills in what a reachable member publishes, or the last known bundle of one that is not.
+func (r *Reconciler) read(ctx context.Context, installation string, m *member) error {
+	key := client.ObjectKeyFromObject(m.mc)
+	defer func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if m.bundle != nil {
+			r.lastKnown[key] = m.bundle
+		} else if m.readErr == nil {
+			m.bundle = r.lastKnown[key]
+		}
+	}()
+	if !meta.IsStatusConditionTrue(m.mc.Status.Conditions, meshv1alpha1.ConnectedCondition) {
+		return nil
+	}
+	c, err := r.ClusterCache.GetClient(ctx, client.ObjectKey{Namespace: m.mc.Namespace, Name: m.mc.Spec.ClusterRef.Name})
+	if err != nil {
+		return nil // not connected after all; the MeshCluster watch brings us back
+	}
+	if err := r.watchMember(ctx, installation, m.mc); err != nil {
+		return err
+	}
+	m.c = c
+	get := func(name string) (map[string]string, error) {
+		cm := &corev1.ConfigMap{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: name}, cm); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("member %s: read %s/%s: %w", key, install.Namespace, name, err)
+		}
+		return cm.Data, nil
+	}
+	published, err := get(agent.BundleConfigMap)
+	if err != nil {
+		return err
+	}
+	if published != nil {
+		m.bundle, m.readErr = parsePublished(m.td, published)
+	}
+	if m.currData, err = get(agent.FederatedConfigMap); err != nil {
+		return err
+	}
+	if doc := m.currData[agent.FederatedKeyBundleMap]; doc != "" {
+		// What the operator wrote before; a map that no longer parses is simply replaced.
+		m.current, _ = trust.ParseBundleMap([]byte(doc))
+	}
+	m.agent, err = get(agent.StatusConfigMap)
+	return err
+}
+
+// parsePublished reads the bundle an agent published, which must be for the member's own
+// trust domain: an agent cannot speak for another member.
+func parsePublished(td spiffeid.TrustDomain, data map[string]string) (*spiffebundle.Bundle, error) {
+	if got := data[agent.BundleKeyTrustDomain]; got != td.Name() {
+		return nil, fmt.Errorf("the agent published a bundle for trust domain %q, the member's is %q", got, td.Name())
+	}
+	return trust.ParseBundle(td, []byte(data[agent.BundleKeyDocument]))
+}
+
+func (r *Reconciler) forgetExcept(live map[client.ObjectKey]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.lastKnown {
+		if !live[k] {
+			delete(r.lastKnown, k)
+		}
+	}
+}
+
+// converge writes a reachable member's federated set and reports every member's status.
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle) error {
+	var (
+		writeErr error
+		digest   string
+		set      *trust.BundleSet
+		missing  []string
+	)
+	if m.c != nil {
+		set, missing = trust.FederatedFor(m.td, all, nil, m.current)
+		digest, writeErr = r.write(ctx, mi.Name, m, set)
+	}
+	if m.bundle != nil {
+		if exp, ok := trust.EarliestExpiry(m.bundle); ok {
+			metrics.BundleExpiry.WithLabelValues(mi.Name, m.td.Name()).Set(float64(exp.Unix()))
+		}
+	}
+	cond, bs := Verdict(m.c != nil, m.bundle, m.readErr, set, missing, digest, m.agent, writeErr)
+	return errors.Join(writeErr, r.report(ctx, m, cond, bs))
+}
+
+// write applies the member's federated set: gRPC's bundle-map file and one SPIFFE bundle
+// document per trust domain. It returns the map's digest, which the agent echoes once loaded.
+func (r *Reconciler) write(ctx context.Context, installation string, m *member, set *trust.BundleSet) (string, error) {
+	bundleMap, err := set.MarshalBundleMap()
+	if err != nil {
+		return "", err
+	}
+	docs, err := set.MarshalDocuments()
+	if err != nil {
+		return "", err
+	}
+	data := map[string]string{agent.FederatedKeyBundleMap: string(bundleMap)}
+	for td, d := range docs {
+		data[td+".json"] = string(d)
+	}
+	digest := agent.Digest(bundleMap)
+	if maps.Equal(data, m.currData) {
+		return digest, nil
+	}
+	cm := &corev1.ConfigMap{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: agent.FederatedConfigMap, Namespace: install.Namespace,
+			// Not the managed-by label of rendered objects: the install's prune must not take it.
+			Labels: map[string]string{"app.kubernetes.io/part-of": "fleetmesh", meshv1alpha1.InstallationLabel: installation},
+		},
+		Data: data,
+	}
+	if err := ssa.Apply(ctx, m.c, cm); err != nil {
+		return "", fmt.Errorf("member %s: %w", client.ObjectKeyFromObject(m.mc), err)
+	}
+	return digest, nil
+}
+
+// Verdict is a member's TrustFederated condition (without ObservedGeneration) and bundle status.
+func Verdict(reachable bool, own *spiffebundle.Bundle, readErr error, set *trust.BundleSet, missing []string, digest string, agentStatus map[string]string, writeErr error) (metav1.Condition, *meshv1alpha1.BundleStatus) {
+	var bs *meshv1alpha1.BundleStatus
+	if own != nil {
+		bs = &meshv1alpha1.BundleStatus{Fingerprint: trust.Fingerprint(own)}
+		if seq, ok := own.SequenceNumber(); ok {
+			bs.Sequence = seq
+		}
+		if exp, ok := trust.EarliestExpiry(own); ok {
+			t := metav1.NewTime(exp)
+			bs.Expiry = &t
+		}
+	}
+	cond := func(s metav1.ConditionStatus, reason, format string, args ...any) (metav1.Condition, *meshv1alpha1.BundleStatus) {
+		return metav1.Condition{Type: meshv1alpha1.TrustFederatedCondition, Status: s, Reason: reason, Message: fmt.Sprintf(format, args...)}, bs
+	}
+	switch {
+	case !reachable:
+		return cond(metav1.ConditionUnknown, meshv1alpha1.ReasonUnreachable,
+			"the member is unreachable: its last known bundle stays federated in the other members")
+	case readErr != nil:
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundleInvalid,
+			"the agent's published bundle (ConfigMap %s/%s) is refused: %v", install.Namespace, agent.BundleConfigMap, readErr)
+	case own == nil:
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundleNotPublished,
+			"the agent has not published the member's bundle yet (ConfigMap %s/%s); check that the agent runs", install.Namespace, agent.BundleConfigMap)
+	case writeErr != nil:
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, "writing the federated bundles failed, retrying: %v", writeErr)
+	case len(missing) > 0:
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundlesMissing,
+			"no bundle is known yet for %s: calls from there are refused until it publishes one", strings.Join(missing, ", "))
+	case agentStatus[agent.StatusKeyFederatedError] != "":
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundlesRefused,
+			"the agent refused the federated bundles: %s", agentStatus[agent.StatusKeyFederatedError])
+	case agentStatus[agent.StatusKeyFederated] != digest:
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonPropagating,
+			"the agent has not loaded the current federated bundles (%d trust domains) yet", set.Len())
+	}
+	names := make([]string, 0, set.Len())
+	for _, td := range set.TrustDomains() {
+		names = append(names, td.Name())
+	}
+	return cond(metav1.ConditionTrue, meshv1alpha1.ReasonFederated, "the agent holds the current bundles of %d other trust domains: %s", len(names), strings.Join(names, ", "))
+}
+
+// report writes a member's bundle status and TrustFederated, with an Event on a transition.
+func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, bs *meshv1alpha1.BundleStatus) error {
+	mc := m.mc.DeepCopy()
+	c.ObservedGeneration = mc.Generation
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
+	if bs != nil {
+		mc.Status.Bundle = bs
+	}
+	if meta.FindStatusCondition(m.mc.Status.Conditions, c.Type) != nil &&
+		equalCondition(*meta.FindStatusCondition(m.mc.Status.Conditions, c.Type), c) && equalBundle(m.mc.Status.Bundle, mc.Status.Bundle) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(m.mc, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}
+
+func equalCondition(a, b metav1.Condition) bool {
+	return a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration
+}
+
+func equalBundle(a, b *meshv1alpha1.BundleStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Fingerprint == b.Fingerprint && a.Sequence == b.Sequence && a.Expiry.Equal(b.Expiry)
+}
+
+// watchMember wakes the installation when an agent publishes its bundle or reports what it
+// loaded, and when someone edits the federated set in the member.
+func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *meshv1alpha1.MeshCluster) error {
+	names := map[string]bool{agent.BundleConfigMap: true, agent.StatusConfigMap: true, agent.FederatedConfigMap: true}
+	err := r.ClusterCache.Watch(ctx, client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name},
+		clustercache.NewWatcher(clustercache.TypedWatcherOptions[client.Object, reconcile.Request]{
+			Name:    "trustfederation-configmaps",
+			Watcher: r.controller,
+			Kind:    &corev1.ConfigMap{},
+			EventHandler: handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+				if o.GetNamespace() != install.Namespace || !names[o.GetName()] {
+					return nil
+				}
+				return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: installation}}}
+			}),
+		}))
+	if err != nil {
+		return fmt.Errorf("watch ConfigMaps in member %s: %w", client.ObjectKeyFromObject(mc), err)
+	}
+	return nil
+}
