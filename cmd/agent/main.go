@@ -34,6 +34,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/version"
+	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&configPath, "config", "", "Path of the agent configuration rendered by the operator.")
 	flag.StringVar(&trustAddrs.identity, "identity-bind-address", ":15012", "Address of the workload identity API (gRPC over TLS).")
 	flag.StringVar(&trustAddrs.bundle, "bundle-bind-address", ":8443", "Address of the SPIFFE bundle endpoint (https_spiffe).")
+	flag.StringVar(&trustAddrs.xds, "xds-bind-address", ":15010", "Address of the xDS server (ADS over TLS) for data-plane clients.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -66,10 +68,13 @@ func main() {
 	}
 }
 
-type trustAddrs struct{ identity, bundle string }
+type trustAddrs struct{ identity, bundle, xds string }
 
 func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Duration, addrs trustAddrs) error {
-	var trustOpts *agent.TrustOptions
+	var (
+		trustOpts *agent.TrustOptions
+		xdsOpts   *agent.XDSOptions
+	)
 	if configPath != "" {
 		data, err := os.ReadFile(configPath)
 		if err != nil {
@@ -83,6 +88,11 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 		if trustOpts, err = trustOptions(cfg, addrs); err != nil {
 			return fmt.Errorf("config %s: %w", configPath, err)
 		}
+		xdsOpts = &agent.XDSOptions{
+			Addr:   addrs.xds,
+			Member: xds.Member{Cluster: cfg.ClusterID, Region: cfg.Locality.Region, Zone: cfg.Locality.Zone, TrustDomain: cfg.TrustDomain},
+			Policy: xds.PolicyFromSpec(cfg.Failover, cfg.Authorization),
+		}
 	}
 	// --kubeconfig, else $KUBECONFIG, else the in-cluster ServiceAccount: the usual order.
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -91,7 +101,7 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 	if err != nil {
 		return fmt.Errorf("load cluster credentials: %w", err)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts})
+	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts, XDS: xdsOpts})
 	if err != nil {
 		return err
 	}

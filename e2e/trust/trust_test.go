@@ -36,12 +36,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -83,15 +80,9 @@ var _ = BeforeSuite(func() {
 })
 
 func meshCluster(m *fleet.Cluster) *meshv1alpha1.MeshCluster {
-	list := &meshv1alpha1.MeshClusterList{}
-	Expect(f.Management.Client.List(ctx, list, client.MatchingLabels{meshv1alpha1.InstallationLabel: fleet.MeshName})).To(Succeed())
-	for i := range list.Items {
-		if list.Items[i].Spec.ClusterRef.Name == m.Name {
-			return &list.Items[i]
-		}
-	}
-	Fail("no MeshCluster for " + m.Name)
-	return nil
+	mc, err := f.MeshClusterOf(ctx, m)
+	Expect(err).NotTo(HaveOccurred())
+	return mc
 }
 
 func trustDomain(m *fleet.Cluster) spiffeid.TrustDomain {
@@ -110,23 +101,14 @@ func trustFederated(m *fleet.Cluster) func() string {
 
 // token is a TokenRequest token of ServiceAccount demo/<sa> in m for audience.
 func token(m *fleet.Cluster, sa, audience string) string {
-	err := m.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})
-	Expect(client.IgnoreAlreadyExists(err)).To(Succeed())
-	cs, err := kubernetes.NewForConfig(m.Config)
+	tok, err := fleet.WorkloadToken(ctx, m, ns, sa, audience)
 	Expect(err).NotTo(HaveOccurred())
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr.To[int64](3600)},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	return tr.Status.Token
+	return tok
 }
 
-// memberRoots writes the member's published bundle (what a workload mounts to trust its agent).
 func memberRoots(m *fleet.Cluster, dir string) string {
-	cm := &corev1.ConfigMap{}
-	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, cm)).To(Succeed())
-	path := filepath.Join(dir, "roots.json")
-	Expect(os.WriteFile(path, []byte(cm.Data[agent.BundleKeyDocument]), 0o600)).To(Succeed())
+	path, err := fleet.MemberRoots(ctx, m, dir)
+	Expect(err).NotTo(HaveOccurred())
 	return path
 }
 
@@ -136,16 +118,9 @@ type workload struct {
 	bundles *trust.BundleSet
 }
 
-func fetch(m *fleet.Cluster, sa, tok string) (*workload, error) {
+func fetch(m *fleet.Cluster, tok string) (*workload, error) {
 	dir := GinkgoT().TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	Expect(os.WriteFile(tokenFile, []byte(tok), 0o600)).To(Succeed())
-	addr, err := fleet.AgentAddress(ctx, m, install.IdentityPort)
-	Expect(err).NotTo(HaveOccurred())
-	_, err = identityclient.Fetch(ctx, identityclient.Options{
-		Address: addr, TrustDomain: trustDomain(m), TokenFile: tokenFile, TrustFile: memberRoots(m, dir), Dir: dir, Timeout: 10 * time.Second,
-	})
-	if err != nil {
+	if err := f.FetchSVID(ctx, m, tok, dir); err != nil {
 		return nil, err
 	}
 	svid, err := x509svid.Load(filepath.Join(dir, identityclient.CertFile), filepath.Join(dir, identityclient.KeyFile))
@@ -224,10 +199,10 @@ var _ = Describe("trust domains federated across the fleet", Ordered, func() {
 	})
 
 	It("gives a workload in A an SVID from A's agent and completes mTLS with B's workload across trust domains", func() {
-		client, err := fetch(a, "client", token(a, "client", identityv1.Audience))
+		client, err := fetch(a, token(a, "client", identityv1.Audience))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(client.svid.ID.String()).To(Equal("spiffe://" + trustDomain(a).Name() + "/ns/demo/sa/client"))
-		server, err := fetch(b, "server", token(b, "server", identityv1.Audience))
+		server, err := fetch(b, token(b, "server", identityv1.Audience))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(server.svid.ID.TrustDomain()).To(Equal(trustDomain(b)))
 
@@ -239,18 +214,11 @@ var _ = Describe("trust domains federated across the fleet", Ordered, func() {
 	})
 
 	It("fails the same handshake against a trust domain that was never federated", func() {
-		server, err := fetch(b, "server", token(b, "server", identityv1.Audience))
+		server, err := fetch(b, token(b, "server", identityv1.Audience))
 		Expect(err).NotTo(HaveOccurred())
-		rogueTD := spiffeid.RequireTrustDomainFromString("rogue.example.org")
-		key, err := trust.NewKey()
+		rogueSVID, rogueBundle, err := fleet.UnfederatedSVID(ns, "client")
 		Expect(err).NotTo(HaveOccurred())
-		ca, err := trust.SelfSign(rogueTD, key, time.Now(), time.Hour, nil)
-		Expect(err).NotTo(HaveOccurred())
-		iss, err := trust.NewIssuer(ca, trust.IssuerOptions{SVIDTTL: time.Hour})
-		Expect(err).NotTo(HaveOccurred())
-		rogueSVID, err := iss.NewSVID(trust.Workload{Namespace: ns, ServiceAccount: "client"})
-		Expect(err).NotTo(HaveOccurred())
-		rogue := &workload{svid: rogueSVID, bundles: trust.NewBundleSet(trust.NewBundle(rogueTD, ca.Roots(), 1, 0), mustGet(server.bundles, trustDomain(b)))}
+		rogue := &workload{svid: rogueSVID, bundles: trust.NewBundleSet(rogueBundle, mustGet(server.bundles, trustDomain(b)))}
 
 		_, _, err = handshake(b, server, rogue)
 		Expect(err).To(HaveOccurred(), "B's workload must refuse a client from an unfederated trust domain")
@@ -258,9 +226,9 @@ var _ = Describe("trust domains federated across the fleet", Ordered, func() {
 	})
 
 	It("refuses a token for another audience, a token from another cluster and a CSR for another ID, signing nothing", func() {
-		_, err := fetch(a, "client", token(a, "client", "some-other-audience"))
+		_, err := fetch(a, token(a, "client", "some-other-audience"))
 		Expect(err).To(MatchError(ContainSubstring("Unauthenticated")))
-		_, err = fetch(a, "client", token(c, "client", identityv1.Audience))
+		_, err = fetch(a, token(c, "client", identityv1.Audience))
 		Expect(err).To(MatchError(ContainSubstring("Unauthenticated")), "a token minted by C means nothing to A")
 
 		// A CSR naming another SPIFFE ID, sent with a valid token.

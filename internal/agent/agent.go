@@ -58,6 +58,8 @@ type Options struct {
 	Resync time.Duration
 	// Trust, when set, makes the agent its member's certificate authority: see TrustOptions.
 	Trust *TrustOptions
+	// XDS, when set (with Trust), makes the agent its member's xDS control plane.
+	XDS *XDSOptions
 }
 
 // Agent is one member's fleetmesh control plane.
@@ -92,6 +94,9 @@ func New(opts Options) (*Agent, error) {
 		if err := t.validate(); err != nil {
 			return nil, err
 		}
+	}
+	if opts.XDS != nil && (opts.Trust == nil || opts.XDS.Addr == "") {
+		return nil, errors.New("agent: xDS needs trust (it serves over TLS with the agent's SVID) and an address")
 	}
 	a := &Agent{opts: opts, client: c, log: klog.Background().WithName("agent"), registry: prometheus.NewRegistry(), kick: make(chan struct{}, 1)}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fleetmesh_agent_info", Help: "The agent's version (value 1)."}, []string{"version"})

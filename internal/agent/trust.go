@@ -91,6 +91,8 @@ type trustState struct {
 	federatedHash  string
 	federatedError string
 	bundleMap      []byte // own + federated, gRPC's bundle-map format
+	// changed is signalled whenever the federated set changes.
+	changed chan struct{}
 }
 
 // sequence orders a member's bundle versions: the newest root's start, which only grows as CAs
@@ -165,7 +167,26 @@ func (t *trustState) setFederated(data []byte) {
 	t.rebuildLocked()
 }
 
+// TrustDomains are the member's own and every federated trust domain's names.
+func (t *trustState) TrustDomains() []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := []string{t.td.Name()}
+	if t.federated != nil {
+		for _, td := range t.federated.TrustDomains() {
+			out = append(out, td.Name())
+		}
+	}
+	return out
+}
+
 func (t *trustState) rebuildLocked() {
+	defer func() {
+		select {
+		case t.changed <- struct{}{}:
+		default:
+		}
+	}()
 	all := trust.NewBundleSet(t.own)
 	if t.federated != nil {
 		for _, b := range t.federated.Bundles() {
@@ -266,7 +287,7 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ts := &trustState{td: o.TrustDomain, issuer: issuer, own: trust.NewBundle(o.TrustDomain, ca.Roots(), sequence(ca), BundleRefreshHint)}
+	ts := &trustState{td: o.TrustDomain, issuer: issuer, own: trust.NewBundle(o.TrustDomain, ca.Roots(), sequence(ca), BundleRefreshHint), changed: make(chan struct{}, 1)}
 	ts.rebuildLocked()
 	holder := &identity.SVIDHolder{}
 	renewAt, err := a.renewServingSVID(issuer, holder)
@@ -305,6 +326,15 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	defer func() { _ = bundleServer.Close() }()
 
 	a.watchFederated(ctx, ts)
+	if a.opts.XDS != nil {
+		xdsDone := make(chan error, 1)
+		go func() { xdsDone <- a.runXDS(ctx, holder, ts.TrustDomains, ts.changed) }()
+		defer func() {
+			if err := <-xdsDone; err != nil {
+				log.Error(err, "xDS stopped")
+			}
+		}()
+	}
 	a.trust.Store(ts)
 	a.publishSoon()
 	log.Info("serving identities", "identityAPI", idLis.Addr().String(), "bundleEndpoint", bLis.Addr().String(), "bundle", trust.Fingerprint(ts.own))

@@ -73,14 +73,19 @@ func Labels(installation string) map[string]string {
 
 // AgentConfig is the agent's configuration file, derived from the spec.
 type AgentConfig struct {
-	Mesh        string                `json:"mesh"`
-	Cluster     string                `json:"cluster"`
+	Mesh    string `json:"mesh"`
+	Cluster string `json:"cluster"`
+	// ClusterID is the member's MCS cluster ID: the source-cluster label of its endpoints.
+	ClusterID   string                `json:"clusterID"`
 	TrustDomain string                `json:"trustDomain"`
 	Locality    meshv1alpha1.Locality `json:"locality,omitempty"`
 	Network     string                `json:"network,omitempty"`
 	SVIDTTL     string                `json:"svidTTL"`
 	CATTL       string                `json:"caTTL"`
 	LogLevel    string                `json:"logLevel"`
+	// Failover and Authorization are the data plane's policy, as the spec gives them.
+	Failover      meshv1alpha1.FailoverSpec      `json:"failover,omitempty"`
+	Authorization meshv1alpha1.AuthorizationSpec `json:"authorization,omitempty"`
 }
 
 // Render returns every object of the member's control plane, in apply order (CRDs and the
@@ -96,14 +101,17 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 		return nil, err
 	}
 	cfg := AgentConfig{
-		Mesh:        mi.Name,
-		Cluster:     mc.Spec.ClusterRef.Name,
-		TrustDomain: mc.Spec.TrustDomain,
-		Locality:    mc.Spec.Locality,
-		Network:     mc.Spec.Network,
-		SVIDTTL:     mi.Spec.Trust.SVIDTTLOrDefault().String(),
-		CATTL:       mi.Spec.Trust.CATTLOrDefault().String(),
-		LogLevel:    string(mi.Spec.ControlPlane.LogLevel),
+		Mesh:          mi.Name,
+		Cluster:       mc.Spec.ClusterRef.Name,
+		ClusterID:     ClusterID(mc),
+		Failover:      mi.Spec.Failover,
+		Authorization: mi.Spec.Authorization,
+		TrustDomain:   mc.Spec.TrustDomain,
+		Locality:      mc.Spec.Locality,
+		Network:       mc.Spec.Network,
+		SVIDTTL:       mi.Spec.Trust.SVIDTTLOrDefault().String(),
+		CATTL:         mi.Spec.Trust.CATTLOrDefault().String(),
+		LogLevel:      string(mi.Spec.ControlPlane.LogLevel),
 	}
 	cfgYAML, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -279,6 +287,7 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							"--health-probe-bind-address=$(POD_IP):" + fmt.Sprint(ProbePort),
 							"--identity-bind-address=$(POD_IP):" + fmt.Sprint(IdentityPort),
 							"--bundle-bind-address=$(POD_IP):" + fmt.Sprint(BundlePort),
+							"--xds-bind-address=$(POD_IP):" + fmt.Sprint(XDSPort),
 							"--v=" + klogVerbosity(cp.LogLevel),
 						},
 						Env: []corev1.EnvVar{

@@ -74,6 +74,7 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 	}
 	// Series of other processes: the agent's own registry and controller-runtime's.
 	for _, n := range []string{"fleetmesh_agent_info", "fleetmesh_agent_status_publishes_total",
+		"fleetmesh_agent_xds_pushes_total", "fleetmesh_agent_xds_nacks_total", "fleetmesh_agent_xds_build_seconds",
 		"controller_runtime_reconcile_time_seconds", "controller_runtime_reconcile_errors_total"} {
 		known[n] = true
 	}
@@ -95,7 +96,9 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 
 type noSigner struct{}
 
-func (noSigner) Sign([]byte, trust.Workload) ([]*x509.Certificate, error) { return nil, errors.New("no") }
+func (noSigner) Sign([]byte, trust.Workload) ([]*x509.Certificate, error) {
+	return nil, errors.New("no")
+}
 
 type noReviewer struct{}
 

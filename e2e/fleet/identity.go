@@ -1,0 +1,141 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/identityclient"
+	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
+)
+
+// MeshClusterOf is the member's MeshCluster in the management cluster.
+func (f *Fleet) MeshClusterOf(ctx context.Context, m *Cluster) (*meshv1alpha1.MeshCluster, error) {
+	list := &meshv1alpha1.MeshClusterList{}
+	if err := f.Management.Client.List(ctx, list); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if list.Items[i].Spec.ClusterRef.Name == m.Name {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no MeshCluster for %s", m.Name)
+}
+
+// TrustDomain is the member's SPIFFE trust domain.
+func (f *Fleet) TrustDomain(ctx context.Context, m *Cluster) (spiffeid.TrustDomain, error) {
+	mc, err := f.MeshClusterOf(ctx, m)
+	if err != nil {
+		return spiffeid.TrustDomain{}, err
+	}
+	return spiffeid.TrustDomainFromString(mc.Spec.TrustDomain)
+}
+
+// WorkloadToken is a TokenRequest token for audience of ServiceAccount ns/sa in m, which it
+// creates if needed: what the kubelet projects into a pod.
+func WorkloadToken(ctx context.Context, m *Cluster, ns, sa, audience string) (string, error) {
+	err := m.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	cs, err := kubernetes.NewForConfig(m.Config)
+	if err != nil {
+		return "", err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
+}
+
+// MemberRoots writes the member's published bundle into dir (what a workload mounts to
+// authenticate its agent) and returns the file.
+func MemberRoots(ctx context.Context, m *Cluster, dir string) (string, error) {
+	cm := &corev1.ConfigMap{}
+	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, cm); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "roots.json")
+	return path, os.WriteFile(path, []byte(cm.Data[agent.BundleKeyDocument]), 0o600)
+}
+
+// FetchSVID has the member's identity API sign an SVID for the holder of token, written into dir
+// (identityclient's files) as a workload's client would.
+func (f *Fleet) FetchSVID(ctx context.Context, m *Cluster, token, dir string) error {
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		return err
+	}
+	addr, err := AgentAddress(ctx, m, install.IdentityPort)
+	if err != nil {
+		return err
+	}
+	td, err := f.TrustDomain(ctx, m)
+	if err != nil {
+		return err
+	}
+	roots, err := MemberRoots(ctx, m, dir)
+	if err != nil {
+		return err
+	}
+	_, err = identityclient.Fetch(ctx, identityclient.Options{
+		Address: addr, TrustDomain: td, TokenFile: tokenFile, TrustFile: roots, Dir: dir, Timeout: 10 * time.Second,
+	})
+	return err
+}
+
+// UnfederatedSVID is an SVID for ns/sa from a CA of a trust domain no member federates with,
+// and that CA's bundle: the impostor of the refusal tests.
+func UnfederatedSVID(ns, sa string) (*x509svid.SVID, *spiffebundle.Bundle, error) {
+	td := spiffeid.RequireTrustDomainFromString("rogue.example.org")
+	key, err := trust.NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := trust.SelfSign(td, key, time.Now(), time.Hour, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	iss, err := trust.NewIssuer(ca, trust.IssuerOptions{SVIDTTL: time.Hour})
+	if err != nil {
+		return nil, nil, err
+	}
+	svid, err := iss.NewSVID(trust.Workload{Namespace: ns, ServiceAccount: sa})
+	return svid, trust.NewBundle(td, ca.Roots(), 1, 0), err
+}

@@ -1,0 +1,204 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	toolscache "k8s.io/client-go/tools/cache"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/xds"
+)
+
+// XDSOptions make the agent its member's xDS control plane.
+type XDSOptions struct {
+	// Addr serves ADS (state of the world) over TLS with the agent's SVID.
+	Addr string
+	// Member is the member's cluster ID, locality and trust domain.
+	Member xds.Member
+	Policy xds.Policy
+}
+
+// xdsGroup serves every client the same snapshot: each asks only for the names it uses, and
+// with ads=false the cache answers for exactly those.
+type xdsGroup struct{}
+
+func (xdsGroup) ID(*corev3.Node) string { return "fleetmesh" }
+
+type xdsMetrics struct {
+	builds  *prometheus.HistogramVec
+	pushes  *prometheus.CounterVec
+	nacks   *prometheus.CounterVec
+	streams prometheus.Gauge
+}
+
+func newXDSMetrics(reg prometheus.Registerer) *xdsMetrics {
+	m := &xdsMetrics{
+		builds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fleetmesh_agent_xds_build_seconds",
+			Help:    "Time to build the member's xDS snapshot from its Services, EndpointSlices and ServiceImports, by result.",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		}, []string{"result"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetmesh_agent_xds_pushes_total", Help: "xDS responses sent to data-plane clients, by resource type.",
+		}, []string{"type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetmesh_agent_xds_nacks_total", Help: "xDS responses data-plane clients rejected, by resource type.",
+		}, []string{"type"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleetmesh_agent_xds_streams", Help: "Open xDS streams.",
+		}),
+	}
+	reg.MustRegister(m.builds, m.pushes, m.nacks, m.streams)
+	return m
+}
+
+// runXDS watches the member's services and endpoints and serves their xDS resources until ctx
+// ends. trustDomains gives the federated trust domains (own included); rebuild is signalled
+// when they change.
+func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains func() []string, rebuild <-chan struct{}) error {
+	o := a.opts.XDS
+	log := a.log.WithValues("cluster", o.Member.Cluster)
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(mcsv1beta1.Install(scheme))
+	objects, err := crcache.New(a.opts.Config, crcache.Options{Scheme: scheme, DefaultTransform: crcache.TransformStripManagedFields()})
+	if err != nil {
+		return fmt.Errorf("xds: build cache: %w", err)
+	}
+	changed := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := toolscache.ResourceEventHandlerFuncs{AddFunc: func(any) { kick() }, UpdateFunc: func(any, any) { kick() }, DeleteFunc: func(any) { kick() }}
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &mcsv1beta1.ServiceImport{}} {
+		inf, err := objects.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("xds: watch %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return err
+		}
+	}
+	go func() { _ = objects.Start(ctx) }()
+	if !objects.WaitForCacheSync(ctx) {
+		return nil // ctx ended
+	}
+
+	snapshots := cachev3.NewSnapshotCache(false, xdsGroup{}, nil)
+	metrics := newXDSMetrics(a.registry)
+	server := serverv3.NewServer(ctx, snapshots, serverv3.CallbackFuncs{
+		StreamOpenFunc:   func(context.Context, int64, string) error { metrics.streams.Inc(); return nil },
+		StreamClosedFunc: func(int64, *corev3.Node) { metrics.streams.Dec() },
+		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
+			if d := req.GetErrorDetail(); d != nil {
+				metrics.nacks.WithLabelValues(req.GetTypeUrl()).Inc()
+				log.Info("xDS client rejected a response", "node", req.GetNode().GetId(), "type", req.GetTypeUrl(), "error", d.GetMessage())
+			}
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, _ int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			metrics.pushes.WithLabelValues(resp.GetTypeUrl()).Inc()
+		},
+	})
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsconfig.TLSServerConfig(svid))))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, server)
+	lis, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("listen for xDS on %s: %w", o.Addr, err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	log.Info("serving xDS", "address", lis.Addr().String())
+
+	kick()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-rebuild:
+		}
+		start := time.Now()
+		res, err := a.buildXDS(ctx, objects, trustDomains())
+		if err == nil {
+			err = snapshots.SetSnapshot(ctx, xdsGroup{}.ID(nil), res.Snapshot())
+		}
+		if err != nil {
+			metrics.builds.WithLabelValues("error").Observe(time.Since(start).Seconds())
+			log.Error(err, "build the xDS snapshot; serving the previous one")
+			continue
+		}
+		metrics.builds.WithLabelValues("ok").Observe(time.Since(start).Seconds())
+	}
+}
+
+// buildXDS reads the member's state from the cache and builds its resources.
+func (a *Agent) buildXDS(ctx context.Context, objects crcache.Cache, trustDomains []string) (*xds.Resources, error) {
+	o := a.opts.XDS
+	services := &corev1.ServiceList{}
+	slices := &discoveryv1.EndpointSliceList{}
+	imports := &mcsv1beta1.ServiceImportList{}
+	for _, l := range []client.ObjectList{services, slices, imports} {
+		if err := objects.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+	}
+	local, imported := map[string][]*discoveryv1.EndpointSlice{}, map[string][]*discoveryv1.EndpointSlice{}
+	for i := range slices.Items {
+		s := &slices.Items[i]
+		if name := s.Labels[mcsv1beta1.LabelServiceName]; name != "" && s.Labels[discoveryv1.LabelManagedBy] == federation.ManagedBy {
+			imported[s.Namespace+"/"+name] = append(imported[s.Namespace+"/"+name], s)
+		} else if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+			local[s.Namespace+"/"+name] = append(local[s.Namespace+"/"+name], s)
+		}
+	}
+	in := xds.Input{Member: o.Member, FederatedTrustDomains: trustDomains, Policy: o.Policy}
+	for i := range services.Items {
+		s := &services.Items[i]
+		in.Services = append(in.Services, xds.LocalService(s, local[s.Namespace+"/"+s.Name], o.Member))
+	}
+	for i := range imports.Items {
+		si := &imports.Items[i]
+		in.Services = append(in.Services, xds.ImportedService(si, imported[si.Namespace+"/"+si.Name], o.Member))
+	}
+	return xds.Build(in)
+}
