@@ -36,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -55,8 +56,12 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
-// resync refreshes status and the expiry metric even when nothing changed.
-const resync = 5 * time.Minute
+// resync refreshes status and the expiry metric even when nothing changed;
+// notFederatedRecheck is sooner, while a member is not yet federated.
+const (
+	resync              = 5 * time.Minute
+	notFederatedRecheck = 10 * time.Second
+)
 
 // Reconciler federates the trust domains of one installation per request (Name = installation).
 type Reconciler struct {
@@ -157,10 +162,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	}
 	r.forgetExcept(live)
 
+	requeue := resync
 	for _, m := range members {
-		errs = append(errs, r.converge(ctx, mi, m, bundles))
+		federated, err := r.converge(ctx, mi, m, bundles)
+		errs = append(errs, err)
+		if !federated {
+			// Waiting for an agent: its status event wakes us, this is the safety net.
+			requeue = min(requeue, notFederatedRecheck)
+		}
 	}
-	return ctrl.Result{RequeueAfter: resync}, errors.Join(errs...)
+	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 
 // read fills in what a reachable member publishes, or the last known bundle of one that is not.
@@ -233,8 +244,9 @@ func (r *Reconciler) forgetExcept(live map[client.ObjectKey]bool) {
 	}
 }
 
-// converge writes a reachable member's federated set and reports every member's status.
-func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle) error {
+// converge writes a reachable member's federated set and reports every member's status; it
+// returns whether the member is federated.
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle) (bool, error) {
 	var (
 		writeErr error
 		digest   string
@@ -251,7 +263,7 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 		}
 	}
 	cond, bs := Verdict(m.c != nil, m.bundle, m.readErr, set, missing, digest, m.agent, writeErr)
-	return errors.Join(writeErr, r.report(ctx, m, cond, bs))
+	return cond.Status == metav1.ConditionTrue, errors.Join(writeErr, r.report(ctx, m, cond, bs))
 }
 
 // write applies the member's federated set: gRPC's bundle-map file and one SPIFFE bundle
@@ -333,22 +345,33 @@ func Verdict(reachable bool, own *spiffebundle.Bundle, readErr error, set *trust
 	return cond(metav1.ConditionTrue, meshv1alpha1.ReasonFederated, "the agent holds the current bundles of %d other trust domains: %s", len(names), strings.Join(names, ", "))
 }
 
-// report writes a member's bundle status and TrustFederated, with an Event on a transition.
+// report writes a member's bundle status and TrustFederated, with an Event on a transition. The
+// MeshCluster's status is written by other controllers too: on a conflict it is read again and
+// the patch retried, rather than backing off behind their writes.
 func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, bs *meshv1alpha1.BundleStatus) error {
-	mc := m.mc.DeepCopy()
-	c.ObservedGeneration = mc.Generation
-	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
-	if bs != nil {
-		mc.Status.Bundle = bs
-	}
-	if meta.FindStatusCondition(m.mc.Status.Conditions, c.Type) != nil &&
-		equalCondition(*meta.FindStatusCondition(m.mc.Status.Conditions, c.Type), c) && equalBundle(m.mc.Status.Bundle, mc.Status.Bundle) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(m.mc, client.MergeFromWithOptimisticLock{})); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	return nil
+	current := m.mc
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if current == nil {
+			current = &meshv1alpha1.MeshCluster{}
+			if err := r.Client.Get(ctx, client.ObjectKeyFromObject(m.mc), current); err != nil {
+				return err
+			}
+		}
+		mc := current.DeepCopy()
+		c.ObservedGeneration = mc.Generation
+		old := meta.FindStatusCondition(current.Status.Conditions, c.Type)
+		if bs != nil {
+			mc.Status.Bundle = bs
+		}
+		if old != nil && equalCondition(*old, c) && equalBundle(current.Status.Bundle, mc.Status.Bundle) {
+			return nil
+		}
+		status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
+		err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(current, client.MergeFromWithOptimisticLock{}))
+		current = nil // read again before a retry
+		return err
+	})
+	return client.IgnoreNotFound(err)
 }
 
 func equalCondition(a, b metav1.Condition) bool {

@@ -24,12 +24,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -392,4 +397,122 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 		echoA = startEcho(a)
 		client.servedBy(a)
 	})
+
+	// The figures of issue 6's targets; `make bench` runs it (FLEETMESH_BENCH=1). It prints
+	// what it measures and asserts only correctness.
+	It("benchmark: failover over 20 kills, and EndpointSlice change in B -> xDS update in A", func() {
+		if os.Getenv("FLEETMESH_BENCH") == "" {
+			Skip("set FLEETMESH_BENCH=1 (make bench) to run the data-plane benchmark")
+		}
+		ec = startEcho(c)
+		var (
+			failovers []time.Duration
+			failed    int
+		)
+		for range 20 {
+			client.servedBy(a)
+			stop := client.loop()
+			killed := time.Now()
+			echoA.kill()
+			client.servedBy(c)
+			first := time.Duration(0)
+			for _, r := range stop() {
+				switch {
+				case r.at.Before(killed):
+				case r.err != nil:
+					failed++
+				case r.member != a.Name && first == 0:
+					first = r.at.Sub(killed)
+				}
+			}
+			failovers = append(failovers, first)
+			echoA = startEcho(a)
+		}
+		updates := xdsUpdates(20)
+		fmt.Printf("\ndataplane: failover over %d kills: kill -> first remote success p50 %s p99 %s, %d failed calls (target < 1 s, 0 failed)\n",
+			len(failovers), pct(failovers, 50), pct(failovers, 99), failed)
+		fmt.Printf("dataplane: EndpointSlice change in %s -> xDS update at a client of %s's agent: p50 %s p99 %s over %d changes (target p99 <= 300 ms)\n",
+			b.Name, a.Name, pct(updates, 50), pct(updates, 99), len(updates))
+	})
 })
+
+func pct(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100]
+}
+
+// xdsUpdates changes B's echo EndpointSlice n times (adding, then removing, a second address) and
+// measures each change until a raw ADS client of A's agent receives the new ClusterLoadAssignment
+// of the imported service.
+func xdsUpdates(n int) []time.Duration {
+	files := svidFiles(a, "bench")
+	data, err := os.ReadFile(files.SPIFFETrustBundleMapFile)
+	Expect(err).NotTo(HaveOccurred())
+	bundles, err := trust.ParseBundleMap(data)
+	Expect(err).NotTo(HaveOccurred())
+	addr, err := fleet.AgentAddress(ctx, a, install.XDSPort)
+	Expect(err).NotTo(HaveOccurred())
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(bundles, tlsconfig.AuthorizeMemberOf(tdOf(a))))))
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = conn.Close() }()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+	Expect(err).NotTo(HaveOccurred())
+	name := xds.ListenerName(xds.Hostname(ns, "echo", xds.ClusterSet), echoPort)
+	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "bench"}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name}}
+	Expect(stream.Send(req)).To(Succeed())
+	// seen receives the addresses of every update, ACKing each.
+	seen := make(chan map[string]bool, 64)
+	go func() {
+		defer GinkgoRecover()
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			addrs := map[string]bool{}
+			for _, any := range resp.GetResources() {
+				cla := &endpointv3.ClusterLoadAssignment{}
+				if any.UnmarshalTo(cla) == nil {
+					for _, l := range cla.GetEndpoints() {
+						for _, e := range l.GetLbEndpoints() {
+							addrs[e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()] = true
+						}
+					}
+				}
+			}
+			seen <- addrs
+			_ = stream.Send(&discoveryv3.DiscoveryRequest{Node: req.Node, TypeUrl: req.TypeUrl, ResourceNames: req.ResourceNames,
+				VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+		}
+	}()
+	extra := fmt.Sprintf("10.244.%d.201", b.Index)
+	var out []time.Duration
+	for i := range n {
+		want := i%2 == 0 // add on even changes, remove on odd
+		slice := &discoveryv1.EndpointSlice{}
+		Expect(b.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "echo-e2e"}, slice)).To(Succeed())
+		slice.Endpoints = slice.Endpoints[:1]
+		if want {
+			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{extra}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+		}
+		start := time.Now()
+		Expect(b.Client.Update(ctx, slice)).To(Succeed())
+		Eventually(func() bool {
+			for {
+				select {
+				case addrs := <-seen:
+					if addrs[extra] == want {
+						return true
+					}
+				default:
+					return false
+				}
+			}
+		}).WithTimeout(30*time.Second).WithPolling(time.Millisecond).Should(BeTrue(), "change %d never reached A's xDS client", i)
+		out = append(out, time.Since(start))
+	}
+	return out
+}

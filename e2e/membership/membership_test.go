@@ -258,7 +258,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"})).To(Succeed())
 
 		for _, m := range f.Members {
-			Eventually(meshCluster(m.Name)).WithTimeout(120*time.Second).Should(And(
+			Eventually(meshCluster(m.Name)).WithTimeout(240*time.Second).Should(And(
 				HaveField("Status.AgentVersion", "v0.1.1"),
 				WithTransform(condition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")),
 			), m.Name)
