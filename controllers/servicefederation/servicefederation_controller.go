@@ -50,6 +50,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
+	"github.com/fleetmesh/fleetmesh/internal/status"
 )
 
 // Request is one service of one installation; an empty Name asks for a sync of every service the
@@ -513,26 +514,13 @@ func writeExportStatus(ctx context.Context, m member, key federation.Key, v fede
 	default:
 		set(mcsv1beta1.ServiceExportConditionReady, false, string(mcsv1beta1.ServiceExportReasonPending), "propagating to the members (retrying)")
 	}
-	if equalConditions(before.Status.Conditions, se.Status.Conditions) {
+	if status.EqualAll(before.Status.Conditions, se.Status.Conditions) {
 		return nil
 	}
 	if err := m.writer.Status().Patch(ctx, se, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("status of ServiceExport %s in %s: %w", key, m.id, err)
 	}
 	return nil
-}
-
-func equalConditions(a, b []metav1.Condition) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, c := range a {
-		o := meta.FindStatusCondition(b, c.Type)
-		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
-			return false
-		}
-	}
-	return true
 }
 
 // reportMembers writes each member's export/import counts and ServicesSynced.
@@ -564,8 +552,8 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 		if syncErr != nil {
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "SyncFailed", "service federation is retrying: "+truncate(syncErr.Error(), 900)
 		}
-		meta.SetStatusCondition(&mc.Status.Conditions, cond)
-		if equalConditions(before.Status.Conditions, mc.Status.Conditions) && before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices {
+		status.Set(&mc.Status.Conditions, r.Recorder, mc, cond)
+		if status.EqualAll(before.Status.Conditions, mc.Status.Conditions) && before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices {
 			continue
 		}
 		if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {

@@ -363,7 +363,7 @@ func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, 
 		if bs != nil {
 			mc.Status.Bundle = bs
 		}
-		if old != nil && equalCondition(*old, c) && equalBundle(current.Status.Bundle, mc.Status.Bundle) {
+		if old != nil && status.Equal(*old, c) && equalBundle(current.Status.Bundle, mc.Status.Bundle) {
 			return nil
 		}
 		status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
@@ -372,10 +372,6 @@ func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, 
 		return err
 	})
 	return client.IgnoreNotFound(err)
-}
-
-func equalCondition(a, b metav1.Condition) bool {
-	return a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration
 }
 
 func equalBundle(a, b *meshv1alpha1.BundleStatus) bool {

@@ -98,13 +98,8 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	f, _ = fleet.StartSuite(ctx)
+	f = fleet.StartMeshSuite(ctx, ns, nil)
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
-	_, err := f.InstallMesh(ctx, nil, 2*time.Minute)
-	Expect(err).NotTo(HaveOccurred())
-	for _, m := range f.Members {
-		Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	}
 	root, err := fleet.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
 	echoBin = filepath.Join(GinkgoT().TempDir(), "echo")
@@ -170,6 +165,10 @@ func registerEcho(m *fleet.Cluster) {
 	Expect(client.IgnoreAlreadyExists(m.Client.Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: ns}}))).To(Succeed())
 }
 
+// running holds every echo started; the suite's ordered container kills them when it ends, so an
+// instance outlives the spec that started it.
+var running []*echo
+
 // startEcho runs the echo binary in m with the SVID of demo/echo, and waits until its xDS server
 // Listener arrived.
 func startEcho(m *fleet.Cluster) *echo {
@@ -181,7 +180,7 @@ func startEcho(m *fleet.Cluster) *echo {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(cmd.Start()).To(Succeed())
 	e := &echo{m: m, cmd: cmd}
-	DeferCleanup(e.kill)
+	running = append(running, e)
 	serving := make(chan struct{})
 	go func() {
 		var once sync.Once
@@ -310,6 +309,11 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 		echoB, ec = startEcho(b), startEcho(c)
 		client = newMeshClient(a)
 	})
+	AfterAll(func() {
+		for _, e := range running {
+			e.kill()
+		}
+	})
 
 	It("calls echo in B or C from A over mTLS, each side seeing the other's SPIFFE ID", func() {
 		var r result
@@ -364,6 +368,7 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 		// Same region first: the regions alternate, so C shares A's region and B does not.
 		Expect(f.Region(c)).To(Equal(f.Region(a)))
 		Expect(f.Region(b)).NotTo(Equal(f.Region(a)))
+		client.servedBy(a)
 		stop := client.loop()
 		killed := time.Now()
 		echoA.kill()

@@ -148,6 +148,8 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 			return nil, err
 		}
 		f.ownsWorkDir = true
+	} else if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("fleet: work directory: %w", err)
 	}
 	// The error returns below set the named result to nil: stop what this call started.
 	started := f

@@ -23,8 +23,12 @@ import (
 
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 )
 
 // StartSuite is the BeforeSuite of an e2e suite: it logs to the GinkgoWriter, sets Eventually's
@@ -50,4 +54,17 @@ func StartSuite(ctx context.Context) (*Fleet, map[string]*Kubelet) {
 	kubelets, err := f.RunFleetmesh(kctx, ginkgo.GinkgoT().TempDir())
 	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	return f, kubelets
+}
+
+// StartMeshSuite is StartSuite followed by InstallMesh (mutate may change the MeshInstallation
+// first) and the namespace ns in every member: the BeforeSuite of a suite that needs the mesh
+// running everywhere.
+func StartMeshSuite(ctx context.Context, ns string, mutate func(*meshv1alpha1.MeshInstallation)) *Fleet {
+	f, _ := StartSuite(ctx)
+	_, err := f.InstallMesh(ctx, mutate, 2*time.Minute)
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	for _, m := range f.Members {
+		gomega.Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(gomega.Succeed())
+	}
+	return f
 }

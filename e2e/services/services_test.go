@@ -61,15 +61,10 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	f, _ = fleet.StartSuite(ctx)
-	a, b, c = f.Members[0], f.Members[1], f.Members[2]
-	_, err := f.InstallMesh(ctx, func(mi *meshv1alpha1.MeshInstallation) {
+	f = fleet.StartMeshSuite(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
 		mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: 20 * time.Second}
-	}, 2*time.Minute)
-	Expect(err).NotTo(HaveOccurred())
-	for _, m := range f.Members {
-		Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	}
+	})
+	a, b, c = f.Members[0], f.Members[1], f.Members[2]
 })
 
 // echo runs 2 kwok pods behind a Service in a member; the real EndpointSlice controller

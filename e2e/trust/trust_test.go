@@ -38,7 +38,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -70,13 +69,8 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	f, _ = fleet.StartSuite(ctx)
+	f = fleet.StartMeshSuite(ctx, ns, nil)
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
-	_, err := f.InstallMesh(ctx, nil, 2*time.Minute)
-	Expect(err).NotTo(HaveOccurred())
-	for _, m := range f.Members {
-		Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	}
 })
 
 func meshCluster(m *fleet.Cluster) *meshv1alpha1.MeshCluster {

@@ -63,3 +63,24 @@ func isBad(c metav1.Condition) bool {
 	}
 	return c.Status == metav1.ConditionFalse
 }
+
+// Equal tells whether two conditions say the same thing; LastTransitionTime is ignored, so a
+// reconciler can skip a status write that would change nothing else.
+func Equal(a, b metav1.Condition) bool {
+	return a.Type == b.Type && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message &&
+		a.ObservedGeneration == b.ObservedGeneration
+}
+
+// EqualAll tells whether two condition lists hold the same conditions, in any order.
+func EqualAll(a, b []metav1.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		o := meta.FindStatusCondition(b, c.Type)
+		if o == nil || !Equal(*o, c) {
+			return false
+		}
+	}
+	return true
+}
