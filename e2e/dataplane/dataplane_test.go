@@ -358,6 +358,31 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 		GinkgoWriter.Printf("unfederated SVID: %v\n", err)
 	})
 
+	It("serves the same resources over delta ADS", func() {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := adsClient(a, "delta").DeltaAggregatedResources(sctx)
+		Expect(err).NotTo(HaveOccurred())
+		name := xds.ListenerName(xds.Hostname(ns, "echo", xds.ClusterSet), echoPort)
+		node := &corev3.Node{Id: "delta"}
+		Expect(stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{name}})).To(Succeed())
+		resp, err := stream.Recv()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(resp.GetResources()).To(HaveLen(1))
+		Expect(resp.GetResources()[0].GetName()).To(Equal(name))
+		cla := &endpointv3.ClusterLoadAssignment{}
+		Expect(resp.GetResources()[0].GetResource().UnmarshalTo(cla)).To(Succeed())
+		var addrs []string
+		for _, l := range cla.GetEndpoints() {
+			for _, e := range l.GetLbEndpoints() {
+				addrs = append(addrs, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+			}
+		}
+		Expect(addrs).To(ContainElements(echoIP(b), echoIP(c)))
+		Expect(stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: resp.GetNonce()})).To(Succeed())
+		GinkgoWriter.Printf("delta ADS: %s version %s, endpoints %v\n", name, resp.GetSystemVersionInfo(), addrs)
+	})
+
 	It("keeps A's calls in A when A runs echo too", func() {
 		registerEcho(a)
 		echoA = startEcho(a)
@@ -441,6 +466,21 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 	})
 })
 
+// adsClient is a raw ADS client of m's agent, over TLS that verifies the agent's SVID.
+func adsClient(m *fleet.Cluster, sa string) discoveryv3.AggregatedDiscoveryServiceClient {
+	files := svidFiles(m, sa)
+	data, err := os.ReadFile(files.SPIFFETrustBundleMapFile)
+	Expect(err).NotTo(HaveOccurred())
+	bundles, err := trust.ParseBundleMap(data)
+	Expect(err).NotTo(HaveOccurred())
+	addr, err := fleet.AgentAddress(ctx, m, install.XDSPort)
+	Expect(err).NotTo(HaveOccurred())
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(bundles, tlsconfig.AuthorizeMemberOf(tdOf(m))))))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(conn.Close)
+	return discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+}
+
 func pct(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -451,19 +491,9 @@ func pct(ds []time.Duration, p int) time.Duration {
 // measures each change until a raw ADS client of A's agent receives the new ClusterLoadAssignment
 // of the imported service.
 func xdsUpdates(n int) []time.Duration {
-	files := svidFiles(a, "bench")
-	data, err := os.ReadFile(files.SPIFFETrustBundleMapFile)
-	Expect(err).NotTo(HaveOccurred())
-	bundles, err := trust.ParseBundleMap(data)
-	Expect(err).NotTo(HaveOccurred())
-	addr, err := fleet.AgentAddress(ctx, a, install.XDSPort)
-	Expect(err).NotTo(HaveOccurred())
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(bundles, tlsconfig.AuthorizeMemberOf(tdOf(a))))))
-	Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = conn.Close() }()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+	stream, err := adsClient(a, "bench").StreamAggregatedResources(sctx)
 	Expect(err).NotTo(HaveOccurred())
 	name := xds.ListenerName(xds.Hostname(ns, "echo", xds.ClusterSet), echoPort)
 	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "bench"}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name}}

@@ -125,17 +125,32 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains f
 
 	snapshots := cachev3.NewSnapshotCache(false, xdsGroup{}, nil)
 	metrics := newXDSMetrics(a.registry)
+	// Both ADS variants, state of the world and delta, are served from the same snapshots.
+	nack := func(node *corev3.Node, typeURL string, d interface{ GetMessage() string }) {
+		metrics.nacks.WithLabelValues(typeURL).Inc()
+		log.Info("xDS client rejected a response", "node", node.GetId(), "type", typeURL, "error", d.GetMessage())
+	}
 	server := serverv3.NewServer(ctx, snapshots, serverv3.CallbackFuncs{
-		StreamOpenFunc:   func(context.Context, int64, string) error { metrics.streams.Inc(); return nil },
-		StreamClosedFunc: func(int64, *corev3.Node) { metrics.streams.Dec() },
+		StreamOpenFunc:        func(context.Context, int64, string) error { metrics.streams.Inc(); return nil },
+		StreamClosedFunc:      func(int64, *corev3.Node) { metrics.streams.Dec() },
+		DeltaStreamOpenFunc:   func(context.Context, int64, string) error { metrics.streams.Inc(); return nil },
+		DeltaStreamClosedFunc: func(int64, *corev3.Node) { metrics.streams.Dec() },
 		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
 			if d := req.GetErrorDetail(); d != nil {
-				metrics.nacks.WithLabelValues(req.GetTypeUrl()).Inc()
-				log.Info("xDS client rejected a response", "node", req.GetNode().GetId(), "type", req.GetTypeUrl(), "error", d.GetMessage())
+				nack(req.GetNode(), req.GetTypeUrl(), d)
+			}
+			return nil
+		},
+		StreamDeltaRequestFunc: func(_ int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			if d := req.GetErrorDetail(); d != nil {
+				nack(req.GetNode(), req.GetTypeUrl(), d)
 			}
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, _ int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			metrics.pushes.WithLabelValues(resp.GetTypeUrl()).Inc()
+		},
+		StreamDeltaResponseFunc: func(_ int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 			metrics.pushes.WithLabelValues(resp.GetTypeUrl()).Inc()
 		},
 	})
