@@ -124,7 +124,9 @@ test: gen-check bundle-check vet kube-binaries tools ## Unit, envtest and e2e su
 .PHONY: bench
 bench: kube-binaries tools ## Benchmarks on a local fleet; they print their figures against the targets.
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e/bench/...
+	go test -run '^$$' -bench . -benchtime 2s ./internal/...
 	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestDataPlane$$' -v ./e2e/dataplane/ | grep -E '^(dataplane:|ok|FAIL|--- )'"
+	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestTrust$$' -v ./e2e/trust/ | grep -E '^(trust:|ok|FAIL|--- )'"
 
 .PHONY: test-unit
 test-unit: ## Pure-logic tests only (no clusters).

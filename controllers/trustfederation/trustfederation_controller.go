@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -100,7 +101,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 						return meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition)
 					}
 					return connected(o) != connected(n) || o.Generation != n.Generation ||
-						o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+						o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
+						o.Annotations[meshv1alpha1.RotateCAAnnotation] != n.Annotations[meshv1alpha1.RotateCAAnnotation]
 				},
 			})).
 		Build(r)
@@ -121,6 +123,35 @@ type member struct {
 	current  *trust.BundleSet  // the federated set the member holds now (nil if none)
 	currData map[string]string // its ConfigMap data
 	agent    map[string]string // the agent's status ConfigMap data
+}
+
+// loaded is the federated set the member's agent confirmed loading, nil if unknown.
+func (m *member) loaded() *trust.BundleSet {
+	if m.current == nil || m.agent[agent.StatusKeyFederated] != agent.Digest([]byte(m.currData[agent.FederatedKeyBundleMap])) {
+		return nil
+	}
+	return m.current
+}
+
+// rotationInputs are what a member's agent needs to drive a CA rotation, written beside its
+// federated set: the lowest sequence of its own bundle that every other member holds, and the
+// rotation asked for by the MeshCluster's annotation.
+func rotationInputs(m *member, members []*member) map[string]string {
+	out := map[string]string{}
+	if m.bundle != nil {
+		own, _ := m.bundle.SequenceNumber()
+		var held []*trust.BundleSet
+		for _, o := range members {
+			if o != m {
+				held = append(held, o.loaded())
+			}
+		}
+		out[agent.FederatedKeyHeldSequence] = strconv.FormatUint(trust.HeldSequence(m.td, own, held), 10)
+	}
+	if req := m.mc.Annotations[meshv1alpha1.RotateCAAnnotation]; req != "" {
+		out[agent.FederatedKeyRotateRequest] = req
+	}
+	return out
 }
 
 // Reconcile federates one installation's trust domains.
@@ -164,7 +195,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 
 	requeue := resync
 	for _, m := range members {
-		federated, err := r.converge(ctx, mi, m, bundles)
+		federated, err := r.converge(ctx, mi, m, bundles, rotationInputs(m, members))
 		errs = append(errs, err)
 		if !federated {
 			// Waiting for an agent: its status event wakes us, this is the safety net.
@@ -246,7 +277,7 @@ func (r *Reconciler) forgetExcept(live map[client.ObjectKey]bool) {
 
 // converge writes a reachable member's federated set and reports every member's status; it
 // returns whether the member is federated.
-func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle) (bool, error) {
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle, extra map[string]string) (bool, error) {
 	var (
 		writeErr error
 		digest   string
@@ -255,7 +286,7 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 	)
 	if m.c != nil {
 		set, missing = trust.FederatedFor(m.td, all, nil, m.current)
-		digest, writeErr = r.write(ctx, mi.Name, m, set)
+		digest, writeErr = r.write(ctx, mi.Name, m, set, extra)
 	}
 	if m.bundle != nil {
 		if exp, ok := trust.EarliestExpiry(m.bundle); ok {
@@ -267,8 +298,9 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 }
 
 // write applies the member's federated set: gRPC's bundle-map file and one SPIFFE bundle
-// document per trust domain. It returns the map's digest, which the agent echoes once loaded.
-func (r *Reconciler) write(ctx context.Context, installation string, m *member, set *trust.BundleSet) (string, error) {
+// document per trust domain, plus extra keys. It returns the map's digest, which the agent
+// echoes once loaded.
+func (r *Reconciler) write(ctx context.Context, installation string, m *member, set *trust.BundleSet, extra map[string]string) (string, error) {
 	bundleMap, err := set.MarshalBundleMap()
 	if err != nil {
 		return "", err
@@ -278,6 +310,7 @@ func (r *Reconciler) write(ctx context.Context, installation string, m *member, 
 		return "", err
 	}
 	data := map[string]string{agent.FederatedKeyBundleMap: string(bundleMap)}
+	maps.Copy(data, extra)
 	for td, d := range docs {
 		data[td+".json"] = string(d)
 	}

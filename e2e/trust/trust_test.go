@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -69,7 +70,11 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	f = fleet.StartMeshSuite(ctx, ns, nil)
+	// SVIDs of a minute (the least allowed) let a CA rotation run its course within the suite:
+	// it waits for workloads to renew at half-life, then for the last old SVID to expire.
+	f = fleet.StartMeshSuite(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
+		mi.Spec.Trust.SVIDTTL = &metav1.Duration{Duration: time.Minute}
+	})
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
 })
 
@@ -117,13 +122,18 @@ func fetch(m *fleet.Cluster, tok string) (*workload, error) {
 	if err := f.FetchSVID(ctx, m, tok, dir); err != nil {
 		return nil, err
 	}
+	return load(dir), nil
+}
+
+// load reads the SVID and bundle map the identity client wrote into dir.
+func load(dir string) *workload {
 	svid, err := x509svid.Load(filepath.Join(dir, identityclient.CertFile), filepath.Join(dir, identityclient.KeyFile))
 	Expect(err).NotTo(HaveOccurred())
 	data, err := os.ReadFile(filepath.Join(dir, identityclient.BundleMapFile))
 	Expect(err).NotTo(HaveOccurred())
 	set, err := trust.ParseBundleMap(data)
 	Expect(err).NotTo(HaveOccurred())
-	return &workload{svid: svid, bundles: set}, nil
+	return &workload{svid: svid, bundles: set}
 }
 
 // handshake runs one mTLS handshake between client and server, each authorizing the other's

@@ -24,9 +24,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -51,9 +53,6 @@ import (
 // in BundleConfigMap; the operator writes every other member's bundle into FederatedConfigMap.
 const (
 	CASecret      = "fleetmesh-ca"
-	caKeyChain    = "ca.crt"
-	caKeyPrivate  = "ca.key"
-	caKeyRoots    = "roots.pem"
 	caTrustDomain = "trustDomain"
 
 	BundleConfigMap      = "fleetmesh-bundle"
@@ -62,12 +61,20 @@ const (
 
 	FederatedConfigMap    = "fleetmesh-federated-bundles"
 	FederatedKeyBundleMap = "bundle-map.json"
+	// FederatedKeyHeldSequence is the lowest sequence of this member's bundle that every other
+	// member's agent has loaded: a CA rotation switches signing only once it has caught up.
+	FederatedKeyHeldSequence = "ownBundleSequenceHeld"
+	// FederatedKeyRotateRequest carries the MeshCluster's rotate-ca annotation: a new value
+	// starts a CA rotation.
+	FederatedKeyRotateRequest = "rotateCARequest"
 
 	// StatusKeyFederated in StatusConfigMap is Digest of the federated bundle map the agent
 	// loaded, so the operator knows the member really has what it wrote (TrustFederated).
 	StatusKeyFederated = "federatedBundles"
 	// StatusKeyFederatedError explains why the agent refused the federated bundle map.
 	StatusKeyFederatedError = "federatedBundlesError"
+	// StatusKeyCARotation is the phase of the member's CA rotation (trust.Phase).
+	StatusKeyCARotation = "caRotation"
 )
 
 // BundleRefreshHint is the refresh hint of the bundles the agent publishes: how often a
@@ -84,67 +91,17 @@ func Digest(bundleMap []byte) string {
 type trustState struct {
 	td     spiffeid.TrustDomain
 	issuer *trust.Issuer
-	own    *spiffebundle.Bundle
 
 	mu             sync.RWMutex
+	own            *spiffebundle.Bundle // the member's bundle: every root its CA store publishes
+	rotationPhase  trust.Phase
+	rotation       rotationInput    // what the operator last said about rotations
 	federated      *trust.BundleSet // other trust domains, as the operator wrote them
 	federatedHash  string
 	federatedError string
 	bundleMap      []byte // own + federated, gRPC's bundle-map format
 	// changed is signalled whenever the federated set changes.
 	changed chan struct{}
-}
-
-// sequence orders a member's bundle versions: the newest root's start, which only grows as CAs
-// rotate and is the same whichever replica computes it.
-func sequence(ca *trust.CA) uint64 {
-	var s int64
-	for _, r := range ca.Roots() {
-		s = max(s, r.NotBefore.Unix())
-	}
-	return uint64(max(s, 0))
-}
-
-// loadOrCreateCA returns the member's CA from its Secret, generating it first if there is none.
-// Two replicas racing both try to create; the loser loads the winner's.
-func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, ttl time.Duration, now time.Time) (*trust.CA, error) {
-	for range 2 {
-		s, err := c.CoreV1().Secrets(ns).Get(ctx, CASecret, metav1.GetOptions{})
-		if err == nil {
-			if got := string(s.Data[caTrustDomain]); got != td.Name() {
-				return nil, fmt.Errorf("secret %s/%s holds a CA for trust domain %q, the agent is configured for %q: delete the Secret to make a new CA", ns, CASecret, got, td.Name())
-			}
-			return trust.LoadCA(td, s.Data[caKeyChain], s.Data[caKeyPrivate], s.Data[caKeyRoots], now)
-		}
-		if !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("get secret %s/%s: %w", ns, CASecret, err)
-		}
-		key, err := trust.NewKey()
-		if err != nil {
-			return nil, err
-		}
-		ca, err := trust.SelfSign(td, key, now, ttl, nil)
-		if err != nil {
-			return nil, err
-		}
-		chain, keyPEM, roots, err := ca.MarshalPEM()
-		if err != nil {
-			return nil, err
-		}
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{caKeyChain: chain, caKeyPrivate: keyPEM, caKeyRoots: roots, caTrustDomain: []byte(td.Name())},
-		}
-		_, err = c.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{FieldManager: "fleetmesh-agent"})
-		if err == nil {
-			return ca, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create secret %s/%s: %w", ns, CASecret, err)
-		}
-	}
-	return nil, fmt.Errorf("secret %s/%s: created and deleted concurrently, retrying", ns, CASecret)
 }
 
 // setFederated records the operator's bundle map: every other member's (and external) bundle.
@@ -214,13 +171,45 @@ func (t *trustState) GetBundleForTrustDomain(td spiffeid.TrustDomain) (*spiffebu
 	if td != t.td {
 		return nil, fmt.Errorf("this endpoint serves only %s", t.td)
 	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	return t.own, nil
+}
+
+// setOwn replaces the member's bundle (a CA rotation changed what it publishes).
+func (t *trustState) setOwn(store *caStore) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.own, t.rotationPhase = store.bundle(), store.state.Rotation.Phase
+	t.rebuildLocked()
+}
+
+// ownBundle is the member's bundle.
+func (t *trustState) ownBundle() *spiffebundle.Bundle {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.own
+}
+
+// setRotationInput records what the operator wrote about rotations.
+func (t *trustState) setRotationInput(data map[string]string) {
+	in := rotationInput{request: data[FederatedKeyRotateRequest]}
+	in.held, _ = strconv.ParseUint(data[FederatedKeyHeldSequence], 10, 64)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.rotation = in
+}
+
+func (t *trustState) rotationInput() rotationInput {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.rotation
 }
 
 func (t *trustState) statusData() map[string]string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := map[string]string{StatusKeyFederated: t.federatedHash}
+	out := map[string]string{StatusKeyFederated: t.federatedHash, StatusKeyCARotation: string(t.rotationPhase)}
 	if t.federatedError != "" {
 		out[StatusKeyFederatedError] = t.federatedError
 	}
@@ -251,6 +240,9 @@ type TrustOptions struct {
 	CATTL, SVIDTTL time.Duration
 	// IdentityAddr serves the identity API (gRPC over TLS); BundleAddr the bundle endpoint.
 	IdentityAddr, BundleAddr string
+	// Intermediate: the member's CA is signed by a cert-manager issuer, through the operator
+	// (certManager mode), rather than self-signed.
+	Intermediate bool
 }
 
 func (o *TrustOptions) validate() error {
@@ -270,25 +262,29 @@ func (o *TrustOptions) validate() error {
 func (a *Agent) runTrust(ctx context.Context) error {
 	o := a.opts.Trust
 	log := a.log.WithValues("trustDomain", o.TrustDomain.Name())
-	var ca *trust.CA
+	var store *caStore
 	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		c, err := loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, time.Now())
+		s, err := loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.Intermediate, time.Now())
+		if errors.Is(err, errAwaitingIntermediate) {
+			log.V(1).Info("the intermediate CSR is published", "configMap", CARequestConfigMap, "waitingFor", CAIssuedConfigMap)
+			return false, nil
+		}
 		if err != nil {
 			log.Error(err, "load the member's CA")
 			return false, nil
 		}
-		ca = c
+		store = s
 		return true, nil
 	})
 	if err != nil {
 		return nil // ctx ended
 	}
-	issuer, err := trust.NewIssuer(ca, trust.IssuerOptions{SVIDTTL: o.SVIDTTL, RefuseForeignIDs: true})
+	issuer, err := trust.NewIssuer(store.signing(), trust.IssuerOptions{SVIDTTL: o.SVIDTTL, RefuseForeignIDs: true})
 	if err != nil {
 		return err
 	}
-	ts := &trustState{td: o.TrustDomain, issuer: issuer, own: trust.NewBundle(o.TrustDomain, ca.Roots(), sequence(ca), BundleRefreshHint), changed: make(chan struct{}, 1)}
-	ts.rebuildLocked()
+	ts := &trustState{td: o.TrustDomain, issuer: issuer, changed: make(chan struct{}, 1)}
+	ts.setOwn(store)
 	holder := &identity.SVIDHolder{}
 	renewAt, err := a.renewServingSVID(issuer, holder)
 	if err != nil {
@@ -337,20 +333,33 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	}
 	a.trust.Store(ts)
 	a.publishSoon()
-	log.Info("serving identities", "identityAPI", idLis.Addr().String(), "bundleEndpoint", bLis.Addr().String(), "bundle", trust.Fingerprint(ts.own))
+	log.Info("serving identities", "identityAPI", idLis.Addr().String(), "bundleEndpoint", bLis.Addr().String(),
+		"bundle", trust.Fingerprint(ts.ownBundle()), "caRotation", store.state.Rotation.Phase)
 
+	publish := func() {
+		if err := publishBundle(ctx, a.client, a.opts.Namespace, ts.ownBundle()); err != nil {
+			log.Error(err, "publish the member's bundle")
+		}
+	}
+	publish()
 	ticker := time.NewTicker(a.opts.Resync)
 	defer ticker.Stop()
+	rotationCheck := time.NewTicker(time.Second)
+	defer rotationCheck.Stop()
 	renew := time.NewTimer(time.Until(renewAt))
 	defer renew.Stop()
 	for {
-		if err := publishBundle(ctx, a.client, a.opts.Namespace, ts.own); err != nil {
-			log.Error(err, "publish the member's bundle")
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+			publish()
+		case <-rotationCheck.C:
+			if next := a.rotate(ctx, log, store, ts); next != nil {
+				store = next
+				publish()
+				a.publishSoon()
+			}
 		case <-renew.C:
 			next, err := a.renewServingSVID(issuer, holder)
 			if err != nil {
@@ -360,6 +369,38 @@ func (a *Agent) runTrust(ctx context.Context) error {
 			renew.Reset(time.Until(next))
 		}
 	}
+}
+
+// rotate moves the CA rotation on if it is time, saving the new state before acting on it:
+// the Secret is the truth a restarted agent resumes from. It returns the new store, or nil.
+func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts *trustState) *caStore {
+	o := a.opts.Trust
+	next, err := nextRotation(store, ts.rotationInput(), o.SVIDTTL, o.CATTL, o.Intermediate, time.Now())
+	if err == nil && next != nil {
+		err = next.save(ctx, a.client, a.opts.Namespace)
+	}
+	if err != nil {
+		log.Error(err, "CA rotation: retrying")
+		if !apierrors.IsConflict(err) {
+			return nil
+		}
+		// Someone else wrote the Secret: continue from what it holds now.
+		if next, err = loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.Intermediate, time.Now()); err != nil {
+			log.Error(err, "CA rotation: reload the CA Secret")
+			return nil
+		}
+	}
+	if next == nil {
+		return nil
+	}
+	if err := ts.issuer.SetCA(next.signing()); err != nil {
+		log.Error(err, "CA rotation: switch signing")
+		return nil
+	}
+	ts.setOwn(next)
+	r := next.state.Rotation
+	log.Info("CA rotation", "phase", r.Phase, "signing", r.Signing, "published", r.Published(), "sequence", r.Sequence)
+	return next
 }
 
 // renewServingSVID issues the agent's own SVID and returns when to renew it (half-life).
@@ -384,6 +425,7 @@ func (a *Agent) watchFederated(ctx context.Context, ts *trustState) {
 			return
 		}
 		ts.setFederated([]byte(cm.Data[FederatedKeyBundleMap]))
+		ts.setRotationInput(cm.Data)
 		a.publishSoon()
 	}
 	_, _ = factory.Core().V1().ConfigMaps().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -62,3 +62,21 @@ func FederatedFor(self spiffeid.TrustDomain, members []MemberBundle, external []
 	slices.Sort(missing)
 	return set, missing
 }
+
+// HeldSequence is the lowest sequence number of td's bundle among the sets other members hold
+// (the ones their agents confirmed loading): once it reaches a rotation's sequence, every member
+// trusts the new root. A member whose set is unknown (nil), or that holds no bundle for td,
+// counts as 0. With no other members, own is returned: nobody else needs to learn it.
+func HeldSequence(td spiffeid.TrustDomain, own uint64, held []*BundleSet) uint64 {
+	seen := own
+	for _, set := range held {
+		var s uint64
+		if set != nil {
+			if b, ok := set.Get(td); ok {
+				s, _ = b.SequenceNumber()
+			}
+		}
+		seen = min(seen, s)
+	}
+	return seen
+}

@@ -79,3 +79,27 @@ func TestFederatedFor(t *testing.T) {
 		}
 	})
 }
+
+func TestHeldSequence(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("a.mesh")
+	at := func(seq uint64) *spiffebundle.Bundle {
+		b := testBundle(t, td.Name())
+		b.SetSequenceNumber(seq)
+		return b
+	}
+	other := testBundle(t, "b.mesh")
+	for name, tc := range map[string]struct {
+		held []*BundleSet
+		want uint64
+	}{
+		"no other members":         {nil, 7},
+		"every member has 7":       {[]*BundleSet{NewBundleSet(at(7)), NewBundleSet(at(7), other)}, 7},
+		"one member still holds 6": {[]*BundleSet{NewBundleSet(at(7)), NewBundleSet(at(6))}, 6},
+		"one member's set unknown": {[]*BundleSet{NewBundleSet(at(7)), nil}, 0},
+		"one member lacks a.mesh":  {[]*BundleSet{NewBundleSet(at(7)), NewBundleSet(other)}, 0},
+	} {
+		if got := HeldSequence(td, 7, tc.held); got != tc.want {
+			t.Errorf("%s: HeldSequence = %d, want %d", name, got, tc.want)
+		}
+	}
+}

@@ -62,6 +62,11 @@ const (
 
 	// InstallationLabel on a MeshCluster names its MeshInstallation.
 	InstallationLabel = "mesh.fleetmesh.io/installation"
+	// RotateCAAnnotation on a MeshCluster asks its agent to rotate the member's CA: set it to a
+	// new value (a timestamp, say) for each rotation. The rotation publishes the new root
+	// first, switches signing once every member holds it, and drops the old root after the last
+	// SVID it signed has expired.
+	RotateCAAnnotation = "mesh.fleetmesh.io/rotate-ca"
 
 	// ManagedByLabel marks every object fleetmesh applies into a member.
 	ManagedByLabel = "app.kubernetes.io/managed-by"

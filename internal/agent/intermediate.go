@@ -1,0 +1,122 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/fleetmesh/fleetmesh/internal/trust"
+)
+
+// certManager mode: the agent generates its CA key in the member and publishes only a CSR; the
+// operator has it signed by a cert-manager issuer in the management cluster and writes the
+// certificate back. The key never leaves the member's CA Secret.
+const (
+	// CARequestConfigMap holds the member's intermediate CSR, published by the agent.
+	CARequestConfigMap = "fleetmesh-ca-request"
+	CARequestKeyCSR    = "csr.pem"
+	// CAIssuedConfigMap holds the signed intermediate, written by the operator: the certificate
+	// chain (cert-manager's status.certificate) and the issuer's root(s) (status.ca).
+	CAIssuedConfigMap = "fleetmesh-ca-issued"
+	CAIssuedKeyChain  = "chain.pem"
+	CAIssuedKeyRoots  = "ca.pem"
+	// CAKeyRequest, in both ConfigMaps, is CSRDigest of the CSR: it ties an answer to its request.
+	CAKeyRequest = "request"
+
+	caKeyPendingKey = "pending.key"
+	caKeyPendingCSR = "pending.csr"
+)
+
+// errAwaitingIntermediate: the CSR is published and not answered yet.
+var errAwaitingIntermediate = errors.New("waiting for the operator to bring back the signed intermediate CA")
+
+// CSRDigest identifies an intermediate CSR.
+func CSRDigest(csr []byte) string { return Digest(csr) }
+
+// pendingSecret is a CA Secret holding only a key and its CSR, before the intermediate arrives.
+func pendingSecret(td spiffeid.TrustDomain, ns string) (*corev1.Secret, error) {
+	key, err := trust.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := trust.IntermediateCSR(td, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			caTrustDomain:   []byte(td.Name()),
+			caKeyPendingKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+			caKeyPendingCSR: csr,
+		},
+	}, nil
+}
+
+// awaitIntermediate publishes the pending CSR and, once the operator has written the signed
+// intermediate for it, stores the CA in the Secret (dropping the pending key) and returns it.
+func awaitIntermediate(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, s *corev1.Secret, now time.Time) (*caStore, error) {
+	csr := s.Data[caKeyPendingCSR]
+	digest := CSRDigest(csr)
+	req := corev1ac.ConfigMap(CARequestConfigMap, ns).
+		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
+		WithData(map[string]string{BundleKeyTrustDomain: td.Name(), CARequestKeyCSR: string(csr), CAKeyRequest: digest})
+	if _, err := c.CoreV1().ConfigMaps(ns).Apply(ctx, req, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true}); err != nil {
+		return nil, fmt.Errorf("publish the intermediate CSR in %s/%s: %w", ns, CARequestConfigMap, err)
+	}
+	issued, err := c.CoreV1().ConfigMaps(ns).Get(ctx, CAIssuedConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && issued.Data[CAKeyRequest] != digest) {
+		return nil, errAwaitingIntermediate
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s/%s: %w", ns, CAIssuedConfigMap, err)
+	}
+	key, err := trust.ParseKeyPEM(s.Data[caKeyPendingKey])
+	if err != nil {
+		return nil, fmt.Errorf("pending CA key: %w", err)
+	}
+	ca, err := trust.NewIntermediate(td, key, []byte(issued.Data[CAIssuedKeyChain]), []byte(issued.Data[CAIssuedKeyRoots]), now)
+	if err != nil {
+		return nil, fmt.Errorf("the intermediate in %s/%s is refused: %w", ns, CAIssuedConfigMap, err)
+	}
+	store, err := newStore(td, fmt.Sprintf("ca-%x", ca.Certificate().SerialNumber), ca, now)
+	if err != nil {
+		return nil, err
+	}
+	store.resourceVersion = s.ResourceVersion
+	if err := store.save(ctx, c, ns); err != nil {
+		return nil, err
+	}
+	return store, nil
+}

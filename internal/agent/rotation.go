@@ -1,0 +1,266 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/fleetmesh/fleetmesh/internal/trust"
+)
+
+// The CA Secret holds the rotation state (caKeyState) and, for each CA it names, the CA's
+// chain, key and roots under caKeys(id).
+const caKeyState = "rotation.json"
+
+func caKeys(id string) (chain, key, roots string) { return id + ".crt", id + ".key", id + ".roots.pem" }
+
+// rotationMargin is added to every rotation wait: a workload renews its SVID (and gets the new
+// bundle map with it) at half-life, plus the time its request takes.
+const rotationMargin = 10 * time.Second
+
+// caState is what the CA Secret stores besides the CAs.
+type caState struct {
+	Rotation trust.Rotation `json:"rotation"`
+	// LastRequest is the last rotate-ca request acted on; a different one starts a rotation.
+	LastRequest string `json:"lastRequest,omitempty"`
+}
+
+// caStore is the member's CA Secret, parsed: the rotation state and every CA it publishes.
+type caStore struct {
+	td              spiffeid.TrustDomain
+	state           caState
+	cas             map[string]*trust.CA
+	resourceVersion string
+}
+
+// signing is the CA that signs SVIDs now.
+func (s *caStore) signing() *trust.CA { return s.cas[s.state.Rotation.Signing] }
+
+// bundle is the member's bundle: every published CA's roots, at the rotation's sequence.
+func (s *caStore) bundle() *spiffebundle.Bundle {
+	var roots []*x509.Certificate
+	for _, id := range s.state.Rotation.Published() {
+		roots = append(roots, s.cas[id].Roots()...)
+	}
+	return trust.NewBundle(s.td, roots, s.state.Rotation.Sequence, BundleRefreshHint)
+}
+
+func (s *caStore) secretData() (map[string][]byte, error) {
+	st, err := json.Marshal(s.state)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string][]byte{caKeyState: st, caTrustDomain: []byte(s.td.Name())}
+	for id, ca := range s.cas {
+		chain, key, roots, err := ca.MarshalPEM()
+		if err != nil {
+			return nil, err
+		}
+		kc, kk, kr := caKeys(id)
+		data[kc], data[kk], data[kr] = chain, key, roots
+	}
+	return data, nil
+}
+
+// parseCAStore reads the CA Secret. Every CA the rotation publishes must be there.
+func parseCAStore(td spiffeid.TrustDomain, s *corev1.Secret, now time.Time) (*caStore, error) {
+	if got := string(s.Data[caTrustDomain]); got != td.Name() {
+		return nil, fmt.Errorf("holds a CA for trust domain %q, the agent is configured for %q: delete the Secret to make a new CA", got, td.Name())
+	}
+	store := &caStore{td: td, cas: map[string]*trust.CA{}, resourceVersion: s.ResourceVersion}
+	if err := json.Unmarshal(s.Data[caKeyState], &store.state); err != nil {
+		return nil, fmt.Errorf("key %s: %w", caKeyState, err)
+	}
+	for _, id := range store.state.Rotation.Published() {
+		kc, kk, kr := caKeys(id)
+		ca, err := trust.LoadCA(td, s.Data[kc], s.Data[kk], s.Data[kr], now)
+		if err != nil {
+			return nil, fmt.Errorf("CA %s: %w", id, err)
+		}
+		store.cas[id] = ca
+	}
+	return store, nil
+}
+
+// newCA generates a self-signed CA and its ID in the Secret.
+func newCA(td spiffeid.TrustDomain, ttl time.Duration, now time.Time) (string, *trust.CA, error) {
+	key, err := trust.NewKey()
+	if err != nil {
+		return "", nil, err
+	}
+	ca, err := trust.SelfSign(td, key, now, ttl, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("ca-%x", ca.Certificate().SerialNumber), ca, nil // serials are random
+}
+
+// newStore is the store of a member's first CA.
+func newStore(td spiffeid.TrustDomain, id string, ca *trust.CA, now time.Time) (*caStore, error) {
+	rotation, err := trust.NewRotation(id)
+	if err != nil {
+		return nil, err
+	}
+	// Sequences keep growing if the Secret is deleted and a new CA made.
+	rotation.Sequence = uint64(max(now.Unix(), 1))
+	return &caStore{td: td, state: caState{Rotation: rotation}, cas: map[string]*trust.CA{id: ca}}, nil
+}
+
+// loadOrCreateCA returns the member's CA store from its Secret, making the CA first if there is
+// none: self-signed, or (intermediate) a key and CSR whose signed certificate the operator
+// brings back (errAwaitingIntermediate until it has). Two replicas racing both try to create;
+// the loser loads the winner's.
+func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, ttl time.Duration, intermediate bool, now time.Time) (*caStore, error) {
+	for range 2 {
+		s, err := c.CoreV1().Secrets(ns).Get(ctx, CASecret, metav1.GetOptions{})
+		if err == nil {
+			if _, pending := s.Data[caKeyPendingKey]; pending && string(s.Data[caTrustDomain]) == td.Name() {
+				return awaitIntermediate(ctx, c, ns, td, s, now)
+			}
+			store, err := parseCAStore(td, s, now)
+			if err != nil {
+				return nil, fmt.Errorf("secret %s/%s: %w", ns, CASecret, err)
+			}
+			return store, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("get secret %s/%s: %w", ns, CASecret, err)
+		}
+		var secret *corev1.Secret
+		var store *caStore
+		if intermediate {
+			if secret, err = pendingSecret(td, ns); err != nil {
+				return nil, err
+			}
+		} else {
+			id, ca, err := newCA(td, ttl, now)
+			if err != nil {
+				return nil, err
+			}
+			if store, err = newStore(td, id, ca, now); err != nil {
+				return nil, err
+			}
+			data, err := store.secretData()
+			if err != nil {
+				return nil, err
+			}
+			secret = &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
+				Type:       corev1.SecretTypeOpaque,
+				Data:       data,
+			}
+		}
+		created, err := c.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{FieldManager: "fleetmesh-agent"})
+		if err == nil {
+			if intermediate {
+				return awaitIntermediate(ctx, c, ns, td, created, now)
+			}
+			store.resourceVersion = created.ResourceVersion
+			return store, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create secret %s/%s: %w", ns, CASecret, err)
+		}
+	}
+	return nil, fmt.Errorf("secret %s/%s: created and deleted concurrently, retrying", ns, CASecret)
+}
+
+// save writes the store back, failing on a conflict (someone else changed the Secret).
+func (s *caStore) save(ctx context.Context, c kubernetes.Interface, ns string) error {
+	data, err := s.secretData()
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, ResourceVersion: s.resourceVersion,
+			Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	updated, err := c.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{FieldManager: "fleetmesh-agent"})
+	if err != nil {
+		return fmt.Errorf("update secret %s/%s: %w", ns, CASecret, err)
+	}
+	s.resourceVersion = updated.ResourceVersion
+	return nil
+}
+
+// rotationInput is what the operator tells the agent about a rotation (FederatedConfigMap).
+type rotationInput struct {
+	// held is the lowest sequence of this member's bundle every other member has loaded.
+	held    uint64
+	request string
+}
+
+// nextRotation is the store's next state, or nil if nothing changes: a rotation starts when
+// asked for (a new request) or when the signing CA is two thirds through its life; it switches
+// signing once every member has held the new bundle for svidTTL/2 (every workload renewed,
+// getting it) and drops the old root svidTTL after the switch (every SVID it signed expired).
+//
+// An intermediate (certManager) is not rotated yet: that needs a new CSR round trip.
+func nextRotation(s *caStore, in rotationInput, svidTTL, caTTL time.Duration, intermediate bool, now time.Time) (*caStore, error) {
+	next := &caStore{td: s.td, state: s.state, cas: maps.Clone(s.cas), resourceVersion: s.resourceVersion}
+	r := s.state.Rotation
+	var err error
+	switch r.Phase {
+	case trust.PhaseStable:
+		requested := in.request != "" && in.request != s.state.LastRequest
+		if intermediate || (!requested && !trust.RotationDue(s.signing().Certificate(), now)) {
+			return nil, nil
+		}
+		id, ca, err := newCA(s.td, caTTL, now)
+		if err != nil {
+			return nil, err
+		}
+		if r, err = r.Begin(id); err != nil {
+			return nil, err
+		}
+		next.cas[id] = ca
+		if requested {
+			next.state.LastRequest = in.request
+		}
+	case trust.PhasePublishing:
+		if r, err = r.Confirm(in.held, now, svidTTL/2+rotationMargin); err != nil {
+			return nil, err
+		}
+	case trust.PhaseRetiring:
+		r = r.Expire(now, svidTTL+rotationMargin)
+	}
+	if r.Equal(s.state.Rotation) && next.state.LastRequest == s.state.LastRequest {
+		return nil, nil
+	}
+	next.state.Rotation = r
+	for id := range next.cas {
+		if !slices.Contains(r.Published(), id) {
+			delete(next.cas, id)
+		}
+	}
+	return next, nil
+}
