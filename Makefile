@@ -26,6 +26,7 @@ KUSTOMIZE := $(BIN)/kustomize
 KWOK := $(BIN)/kwok
 CRD_REF_DOCS := $(BIN)/crd-ref-docs
 BUNDLEGEN := $(BIN)/bundlegen
+CERT_MANAGER_CA ?= $(BIN)/cert-manager-ca
 
 # OLM bundle. Channel names follow OLM's convention (candidate/fast/stable); the removed-API checks
 # run against the newest Kubernetes minor the bundle must install on.
@@ -63,8 +64,9 @@ fmt: ## gofmt the tree.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## go vet.
+vet: ## go vet (the project and its hack/ modules).
 	go vet ./...
+	go -C hack/cert-manager-ca vet ./...
 
 .PHONY: api-docs
 api-docs: $(CRD_REF_DOCS) ## Generate docs/api-reference.md from the Go API types.
@@ -118,8 +120,17 @@ docker-build: ## Build both images (needs a container engine).
 ##@ Test
 
 .PHONY: test
-test: gen-check bundle-check vet kube-binaries tools ## Unit, envtest and e2e suites (the README's test command).
+test: gen-check bundle-check vet kube-binaries tools cert-manager-ca fuzz ## Unit, envtest and e2e suites (the README's test command).
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
+
+FUZZ_TIME ?= 3s
+.PHONY: fuzz
+fuzz: ## A short run (FUZZ_TIME) of every fuzz test: the parsers of outside input.
+	@for d in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | cut -c6-); do \
+	    echo "fuzz $$d $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) ./$$d || exit 1; \
+	  done; \
+	done
 
 .PHONY: bench
 bench: kube-binaries tools ## Benchmarks on a local fleet; they print their figures against the targets.
@@ -144,6 +155,10 @@ tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(KWOK) ## Install the project's tools int
 .PHONY: kube-binaries
 kube-binaries: ## Build etcd and the Kubernetes control plane from the module proxy into bin/ (cached).
 	hack/build-kube-binaries.sh
+
+.PHONY: cert-manager-ca
+cert-manager-ca: ## Build hack/cert-manager-ca, cert-manager's CA issuer controllers for tests (its own module).
+	go -C hack/cert-manager-ca build -o $(CERT_MANAGER_CA) .
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)

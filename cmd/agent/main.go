@@ -124,7 +124,15 @@ func trustOptions(cfg install.AgentConfig, addrs trustAddrs) (*agent.TrustOption
 	if err != nil {
 		return nil, fmt.Errorf("caTTL: %w", err)
 	}
-	return &agent.TrustOptions{TrustDomain: td, SVIDTTL: svidTTL, CATTL: caTTL, IdentityAddr: addrs.identity, BundleAddr: addrs.bundle}, nil
+	var intermediate bool
+	switch cfg.CASource {
+	case install.CASelfSigned, "":
+	case install.CACertManager:
+		intermediate = true
+	default:
+		return nil, fmt.Errorf("caSource %q: want %q or %q", cfg.CASource, install.CASelfSigned, install.CACertManager)
+	}
+	return &agent.TrustOptions{TrustDomain: td, SVIDTTL: svidTTL, CATTL: caTTL, IdentityAddr: addrs.identity, BundleAddr: addrs.bundle, Intermediate: intermediate}, nil
 }
 
 func envOr(key, def string) string {

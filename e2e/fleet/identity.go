@@ -120,6 +120,21 @@ func (f *Fleet) FetchSVID(ctx context.Context, m *Cluster, token, dir string) er
 	return err
 }
 
+// LoadSVID reads what FetchSVID (or the identity client) wrote into dir: the SVID and the
+// bundle map that came with it.
+func LoadSVID(dir string) (*x509svid.SVID, *trust.BundleSet, error) {
+	svid, err := x509svid.Load(filepath.Join(dir, identityclient.CertFile), filepath.Join(dir, identityclient.KeyFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, identityclient.BundleMapFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := trust.ParseBundleMap(data)
+	return svid, set, err
+}
+
 // UnfederatedSVID is an SVID for ns/sa from a CA of a trust domain no member federates with,
 // and that CA's bundle: the impostor of the refusal tests.
 func UnfederatedSVID(ns, sa string) (*x509svid.SVID, *spiffebundle.Bundle, error) {

@@ -56,15 +56,20 @@ func StartSuite(ctx context.Context) (*Fleet, map[string]*Kubelet) {
 	return f, kubelets
 }
 
-// StartMeshSuite is StartSuite followed by InstallMesh (mutate may change the MeshInstallation
-// first) and the namespace ns in every member: the BeforeSuite of a suite that needs the mesh
-// running everywhere.
+// StartMeshSuite is StartSuite followed by MeshUp: the BeforeSuite of a suite that needs the
+// mesh running everywhere.
 func StartMeshSuite(ctx context.Context, ns string, mutate func(*meshv1alpha1.MeshInstallation)) *Fleet {
 	f, _ := StartSuite(ctx)
+	f.MeshUp(ctx, ns, mutate)
+	return f
+}
+
+// MeshUp is InstallMesh (mutate may change the MeshInstallation first), asserting it gets
+// ready, and the namespace ns in every member.
+func (f *Fleet) MeshUp(ctx context.Context, ns string, mutate func(*meshv1alpha1.MeshInstallation)) {
 	_, err := f.InstallMesh(ctx, mutate, 2*time.Minute)
 	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	for _, m := range f.Members {
 		gomega.Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(gomega.Succeed())
 	}
-	return f
 }

@@ -344,7 +344,8 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			g.Expect(down.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, dep)).To(Succeed())
 			g.Expect(dep.Spec.Replicas).To(HaveValue(BeEquivalentTo(1)))
 		}).WithTimeout(120 * time.Second).Should(Succeed())
-		Eventually(installation(mi)).WithTimeout(60 * time.Second).Should(And(
+		// The healed member's agent restarts with the new settings and must be federated again.
+		Eventually(installation(mi)).WithTimeout(120 * time.Second).Should(And(
 			HaveField("Status.ReadyClusters", BeEquivalentTo(3)),
 			WithTransform(miCondition(meshv1alpha1.DegradedCondition), Equal("False/Reconciled")),
 		))

@@ -24,7 +24,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -127,11 +126,7 @@ func fetch(m *fleet.Cluster, tok string) (*workload, error) {
 
 // load reads the SVID and bundle map the identity client wrote into dir.
 func load(dir string) *workload {
-	svid, err := x509svid.Load(filepath.Join(dir, identityclient.CertFile), filepath.Join(dir, identityclient.KeyFile))
-	Expect(err).NotTo(HaveOccurred())
-	data, err := os.ReadFile(filepath.Join(dir, identityclient.BundleMapFile))
-	Expect(err).NotTo(HaveOccurred())
-	set, err := trust.ParseBundleMap(data)
+	svid, set, err := fleet.LoadSVID(dir)
 	Expect(err).NotTo(HaveOccurred())
 	return &workload{svid: svid, bundles: set}
 }

@@ -82,10 +82,25 @@ type AgentConfig struct {
 	Network     string                `json:"network,omitempty"`
 	SVIDTTL     string                `json:"svidTTL"`
 	CATTL       string                `json:"caTTL"`
-	LogLevel    string                `json:"logLevel"`
+	// CASource is how the member's CA is made: CASelfSigned or CACertManager.
+	CASource string `json:"caSource"`
+	LogLevel string `json:"logLevel"`
 	// Failover and Authorization are the data plane's policy, as the spec gives them.
 	Failover      meshv1alpha1.FailoverSpec      `json:"failover,omitempty"`
 	Authorization meshv1alpha1.AuthorizationSpec `json:"authorization,omitempty"`
+}
+
+// The CA sources of AgentConfig.CASource.
+const (
+	CASelfSigned  = "selfSigned"
+	CACertManager = "certManager"
+)
+
+func caSource(mi *meshv1alpha1.MeshInstallation) string {
+	if mi.Spec.Trust.CA != nil && mi.Spec.Trust.CA.CertManager != nil {
+		return CACertManager
+	}
+	return CASelfSigned
 }
 
 // Render returns every object of the member's control plane, in apply order (CRDs and the
@@ -111,6 +126,7 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 		Network:       mc.Spec.Network,
 		SVIDTTL:       mi.Spec.Trust.SVIDTTLOrDefault().String(),
 		CATTL:         mi.Spec.Trust.CATTLOrDefault().String(),
+		CASource:      caSource(mi),
 		LogLevel:      string(mi.Spec.ControlPlane.LogLevel),
 	}
 	cfgYAML, err := yaml.Marshal(cfg)

@@ -21,6 +21,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,6 +43,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers/caissuer"
 	"github.com/fleetmesh/fleetmesh/controllers/meshcluster"
 	"github.com/fleetmesh/fleetmesh/controllers/meshinstallation"
 	"github.com/fleetmesh/fleetmesh/controllers/servicefederation"
@@ -56,6 +58,7 @@ func NewScheme() *runtime.Scheme {
 	utilruntime.Must(clusterv1.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(mcsv1beta1.Install(s))
+	utilruntime.Must(cmapi.AddToScheme(s))
 	return s
 }
 
@@ -166,6 +169,14 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 		Recorder:     mgr.GetEventRecorder("trustfederation-controller"),
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 1}); err != nil {
 		return fmt.Errorf("set up trust federation controller: %w", err)
+	}
+	if err := (&caissuer.Reconciler{
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		ClusterCache: cc,
+		Recorder:     mgr.GetEventRecorder("caissuer-controller"),
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+		return fmt.Errorf("set up CA issuer controller: %w", err)
 	}
 	return nil
 }

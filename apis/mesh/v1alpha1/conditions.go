@@ -26,6 +26,8 @@ const (
 	ControlPlaneReadyCondition = "ControlPlaneReady"
 	TrustFederatedCondition    = "TrustFederated"
 	ServicesSyncedCondition    = "ServicesSynced"
+	// CAIssuedCondition (certManager mode only): the member's intermediate CA is signed.
+	CAIssuedCondition = "CAIssued"
 )
 
 // Condition reasons: each names what a person can act on.
@@ -53,6 +55,14 @@ const (
 	ReasonBundlesMissing     = "BundlesMissing"
 	ReasonPropagating        = "Propagating"
 	ReasonBundlesRefused     = "BundlesRefusedByAgent"
+
+	// CAIssued reasons.
+	ReasonCAIssued      = "Issued"
+	ReasonCSRPending    = "AwaitingCSR"
+	ReasonCAPending     = "IssuancePending"
+	ReasonCADenied      = "RequestDenied"
+	ReasonCAFailed      = "IssuanceFailed"
+	ReasonCARequestFail = "RequestFailed"
 )
 
 // Finalizers and labels.
