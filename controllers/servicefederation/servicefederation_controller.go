@@ -550,7 +550,7 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 		cond := metav1.Condition{Type: meshv1alpha1.ServicesSyncedCondition, Status: metav1.ConditionTrue, Reason: "Synced",
 			Message: fmt.Sprintf("%d services exported here, %d imported", len(exports.Items), len(imports.Items)), ObservedGeneration: mc.Generation}
 		if syncErr != nil {
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "SyncFailed", "service federation is retrying: "+truncate(syncErr.Error(), 900)
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "SyncFailed", "service federation is retrying: "+status.Truncate(syncErr.Error(), 900)
 		}
 		status.Set(&mc.Status.Conditions, r.Recorder, mc, cond)
 		if status.EqualAll(before.Status.Conditions, mc.Status.Conditions) && before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices {
@@ -561,13 +561,6 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // watchMember registers the member watches that wake this controller: exports, services,

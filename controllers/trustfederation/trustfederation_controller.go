@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,6 +77,8 @@ type Reconciler struct {
 	// lastKnown is each member's last bundle read, so an unreachable member's bundle stays
 	// federated (its workloads still call and are called).
 	lastKnown map[client.ObjectKey]*spiffebundle.Bundle
+	// external holds the outside trust domains' bundles (spec.trust.federatesWith).
+	external *trust.External
 }
 
 // SetupWithManager registers the controller.
@@ -84,6 +87,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 		return errors.New("trustfederation: Client, ClusterCache and Recorder are required")
 	}
 	r.lastKnown = map[client.ObjectKey]*spiffebundle.Bundle{}
+	r.external = &trust.External{Fetch: federation.FetchBundle}
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("trustfederation").
 		WithOptions(opts).
@@ -161,8 +165,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !mi.DeletionTimestamp.IsZero() {
+		r.external.Refresh(ctx, mi.Name, nil, time.Now()) // forget its outside trust domains
 		return ctrl.Result{}, nil
 	}
+	external, externalDue, externalErr := r.refreshExternal(ctx, mi)
 	list := &meshv1alpha1.MeshClusterList{}
 	if err := r.Client.List(ctx, list, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}); err != nil {
 		return ctrl.Result{}, err
@@ -194,8 +200,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	r.forgetExcept(live)
 
 	requeue := resync
+	if externalDue > 0 {
+		requeue = min(requeue, externalDue)
+	}
+	errs = append(errs, externalErr)
 	for _, m := range members {
-		federated, err := r.converge(ctx, mi, m, bundles, rotationInputs(m, members))
+		federated, err := r.converge(ctx, mi, m, bundles, external, rotationInputs(m, members))
 		errs = append(errs, err)
 		if !federated {
 			// Waiting for an agent: its status event wakes us, this is the safety net.
@@ -277,7 +287,7 @@ func (r *Reconciler) forgetExcept(live map[client.ObjectKey]bool) {
 
 // converge writes a reachable member's federated set and reports every member's status; it
 // returns whether the member is federated.
-func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle, extra map[string]string) (bool, error) {
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle, external []*spiffebundle.Bundle, extra map[string]string) (bool, error) {
 	var (
 		writeErr error
 		digest   string
@@ -285,7 +295,7 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 		missing  []string
 	)
 	if m.c != nil {
-		set, missing = trust.FederatedFor(m.td, all, nil, m.current)
+		set, missing = trust.FederatedFor(m.td, all, external, m.current)
 		digest, writeErr = r.write(ctx, mi.Name, m, set, extra)
 	}
 	if m.bundle != nil {
@@ -333,18 +343,24 @@ func (r *Reconciler) write(ctx context.Context, installation string, m *member, 
 	return digest, nil
 }
 
+// bundleStatus shows a bundle: its roots' fingerprint, sequence and first expiry.
+func bundleStatus(b *spiffebundle.Bundle) *meshv1alpha1.BundleStatus {
+	bs := &meshv1alpha1.BundleStatus{Fingerprint: trust.Fingerprint(b)}
+	if seq, ok := b.SequenceNumber(); ok {
+		bs.Sequence = seq
+	}
+	if exp, ok := trust.EarliestExpiry(b); ok {
+		t := metav1.NewTime(exp)
+		bs.Expiry = &t
+	}
+	return bs
+}
+
 // Verdict is a member's TrustFederated condition (without ObservedGeneration) and bundle status.
 func Verdict(reachable bool, own *spiffebundle.Bundle, readErr error, set *trust.BundleSet, missing []string, digest string, agentStatus map[string]string, writeErr error) (metav1.Condition, *meshv1alpha1.BundleStatus) {
 	var bs *meshv1alpha1.BundleStatus
 	if own != nil {
-		bs = &meshv1alpha1.BundleStatus{Fingerprint: trust.Fingerprint(own)}
-		if seq, ok := own.SequenceNumber(); ok {
-			bs.Sequence = seq
-		}
-		if exp, ok := trust.EarliestExpiry(own); ok {
-			t := metav1.NewTime(exp)
-			bs.Expiry = &t
-		}
+		bs = bundleStatus(own)
 	}
 	cond := func(s metav1.ConditionStatus, reason, format string, args ...any) (metav1.Condition, *meshv1alpha1.BundleStatus) {
 		return metav1.Condition{Type: meshv1alpha1.TrustFederatedCondition, Status: s, Reason: reason, Message: fmt.Sprintf(format, args...)}, bs

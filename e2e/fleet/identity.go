@@ -18,9 +18,20 @@ package fleet
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -82,6 +93,64 @@ func WorkloadToken(ctx context.Context, m *Cluster, ns, sa, audience string) (st
 		return "", err
 	}
 	return tr.Status.Token, nil
+}
+
+// ResignedToken is a token of ServiceAccount ns/sa in m for audience, issued at iat and expiring
+// at exp, signed with m's own service-account signing key: a TokenRequest token whose times are
+// replaced (TokenRequest cannot issue an expired one; its shortest lifetime is 10 minutes).
+// Everything else, issuer and the ServiceAccount's claims included, is what the API server
+// issued; with times around now it is accepted like the original.
+func (f *Fleet) ResignedToken(ctx context.Context, m *Cluster, ns, sa, audience string, iat, exp time.Time) (string, error) {
+	tok, err := WorkloadToken(ctx, m, ns, sa, audience)
+	if err != nil {
+		return "", err
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", fmt.Errorf("a TokenRequest token is not a JWS: %d parts", len(parts))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", err
+	}
+	claims := map[string]any{}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return "", err
+	}
+	claims["iat"], claims["nbf"], claims["exp"] = iat.Unix(), iat.Unix(), exp.Unix()
+	if raw, err = json.Marshal(claims); err != nil {
+		return "", err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(m.procs.dir, "pki", "sa-signer.key"))
+	if err != nil {
+		return "", fmt.Errorf("the member's service-account signing key: %w", err)
+	}
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return "", errors.New("sa-signer.key holds no PEM block")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(raw)
+	digest := sha256.Sum256([]byte(signed))
+	var sig []byte
+	switch k := key.(type) {
+	case *rsa.PrivateKey: // RS256
+		if sig, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, digest[:]); err != nil {
+			return "", err
+		}
+	case *ecdsa.PrivateKey: // ES256: r and s, 32 bytes each
+		r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
+		if err != nil {
+			return "", err
+		}
+		sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	default:
+		return "", fmt.Errorf("sa-signer.key is a %T, want RSA or ECDSA P-256", key)
+	}
+	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
 // MemberRoots writes the member's published bundle into dir (what a workload mounts to

@@ -224,8 +224,19 @@ var _ = Describe("trust domains federated across the fleet", Ordered, func() {
 		GinkgoWriter.Printf("unfederated client refused: %v\n", err)
 	})
 
-	It("refuses a token for another audience, a token from another cluster and a CSR for another ID, signing nothing", func() {
-		_, err := fetch(a, token(a, "client", "some-other-audience"))
+	It("refuses an expired token, a token for another audience, a token from another cluster and a CSR for another ID, signing nothing", func() {
+		// The same re-signing with current times is accepted: only the expiry differs.
+		now := time.Now()
+		resigned, err := f.ResignedToken(ctx, a, ns, "client", identityv1.Audience, now.Add(-time.Minute), now.Add(time.Hour))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fetch(a, resigned)
+		Expect(err).NotTo(HaveOccurred(), "a re-signed current token")
+		expired, err := f.ResignedToken(ctx, a, ns, "client", identityv1.Audience, now.Add(-2*time.Hour), now.Add(-time.Hour))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fetch(a, expired)
+		Expect(err).To(MatchError(ContainSubstring("Unauthenticated")), "an expired token")
+		GinkgoWriter.Printf("expired token refused: %v\n", err)
+		_, err = fetch(a, token(a, "client", "some-other-audience"))
 		Expect(err).To(MatchError(ContainSubstring("Unauthenticated")))
 		_, err = fetch(a, token(c, "client", identityv1.Audience))
 		Expect(err).To(MatchError(ContainSubstring("Unauthenticated")), "a token minted by C means nothing to A")

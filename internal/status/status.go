@@ -84,3 +84,11 @@ func EqualAll(a, b []metav1.Condition) bool {
 	}
 	return true
 }
+
+// Truncate shortens a message (an error put in a condition or status field) to n bytes.
+func Truncate(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	return msg[:n] + "..."
+}

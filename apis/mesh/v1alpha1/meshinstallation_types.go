@@ -225,6 +225,7 @@ const (
 
 // FederatedTrustDomain is a trust domain outside the mesh and where to fetch its bundle.
 // +kubebuilder:validation:XValidation:rule="self.profile != 'https_spiffe' || (has(self.endpointSPIFFEID) && self.endpointSPIFFEID.startsWith('spiffe://'))",message="endpointSPIFFEID (spiffe://...) is required with the https_spiffe profile",fieldPath=".endpointSPIFFEID"
+// +kubebuilder:validation:XValidation:rule="self.profile != 'https_spiffe' || (has(self.bundle) && size(self.bundle) > 0)",message="bundle (the trust domain's SPIFFE bundle, to authenticate its https_spiffe endpoint the first time) is required with the https_spiffe profile",fieldPath=".bundle"
 type FederatedTrustDomain struct {
 	// trustDomain is the outside SPIFFE trust domain, e.g. example.org.
 	// +required
@@ -248,6 +249,13 @@ type FederatedTrustDomain struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
+
+	// bundle is the trust domain's SPIFFE bundle document (JSON), as its operators hand it out
+	// (for SPIRE: spire-server bundle show -format spiffe). With https_spiffe it authenticates
+	// the endpoint the first time; after that each fetched bundle authenticates the next fetch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Bundle string `json:"bundle,omitempty"`
 }
 
 // NetworkingMode is how members' workloads reach each other.
@@ -374,6 +382,30 @@ type MeshInstallationStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Ready Clusters",xDescriptors={"urn:alm:descriptor:text"}
 	ReadyClusters int32 `json:"readyClusters"`
+
+	// federatedTrustDomains is the state of each outside trust domain of spec.trust.federatesWith.
+	// +optional
+	// +listType=map
+	// +listMapKey=trustDomain
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Federated Trust Domains"
+	FederatedTrustDomains []FederatedTrustDomainStatus `json:"federatedTrustDomains,omitempty"`
+}
+
+// FederatedTrustDomainStatus is what fleetmesh holds of an outside trust domain.
+type FederatedTrustDomainStatus struct {
+	// trustDomain is the outside trust domain.
+	TrustDomain string `json:"trustDomain"`
+	// bundle is the bundle distributed to every member: the last one fetched (or the spec's
+	// bundle before the first fetch). Absent while there is none.
+	// +optional
+	Bundle *BundleStatus `json:"bundle,omitempty"`
+	// lastFetched is when the endpoint last answered with a valid bundle.
+	// +optional
+	LastFetched *metav1.Time `json:"lastFetched,omitempty"`
+	// error is why the last fetch failed; empty when it succeeded. The last good bundle stays
+	// distributed meanwhile.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // MeshInstallation turns selected Cluster API clusters into one service mesh.

@@ -163,6 +163,12 @@ var _ = Describe("MeshInstallation admission", func() {
 				set(u, []any{map[string]any{"trustDomain": "spire.example.org", "bundleEndpointURL": "https://spire.example.org/bundle"}}, "spec", "trust", "federatesWith")
 			},
 			"spec.trust.federatesWith[0].endpointSPIFFEID", "required with the https_spiffe profile"),
+		Entry("https_spiffe federation without the trust domain's bundle",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"trustDomain": "spire.example.org", "bundleEndpointURL": "https://spire.example.org/bundle",
+					"endpointSPIFFEID": "spiffe://spire.example.org/spire/server"}}, "spec", "trust", "federatesWith")
+			},
+			"spec.trust.federatesWith[0].bundle", "required with the https_spiffe profile"),
 		Entry("agent version that is not a release",
 			func(u *unstructured.Unstructured) { set(u, "latest", "spec", "controlPlane", "version") },
 			"spec.controlPlane.version", "should match"),

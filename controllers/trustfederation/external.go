@@ -1,0 +1,139 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package trustfederation
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/status"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
+)
+
+// Endpoints reads spec.trust.federatesWith. An entry that does not parse is returned as a status
+// carrying the error (the schema refuses most bad input; a bundle document it cannot check).
+func Endpoints(mi *meshv1alpha1.MeshInstallation) ([]trust.Endpoint, []meshv1alpha1.FederatedTrustDomainStatus) {
+	var (
+		out     []trust.Endpoint
+		invalid []meshv1alpha1.FederatedTrustDomainStatus
+	)
+	for _, f := range mi.Spec.Trust.FederatesWith {
+		ep, err := endpoint(f)
+		if err != nil {
+			invalid = append(invalid, meshv1alpha1.FederatedTrustDomainStatus{TrustDomain: f.TrustDomain, Error: "spec.trust.federatesWith: " + err.Error()})
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out, invalid
+}
+
+func endpoint(f meshv1alpha1.FederatedTrustDomain) (trust.Endpoint, error) {
+	td, err := spiffeid.TrustDomainFromString(f.TrustDomain)
+	if err != nil {
+		return trust.Endpoint{}, fmt.Errorf("trustDomain %q: %w", f.TrustDomain, err)
+	}
+	ep := trust.Endpoint{TrustDomain: td, URL: f.BundleEndpointURL, SPIFFEAuth: f.Profile != meshv1alpha1.BundleEndpointProfileHTTPSWeb}
+	if f.Bundle != "" {
+		if ep.Bootstrap, err = trust.ParseBundle(td, []byte(f.Bundle)); err != nil {
+			return trust.Endpoint{}, fmt.Errorf("bundle of %s: %w", td, err)
+		}
+	}
+	if ep.SPIFFEAuth {
+		if ep.EndpointID, err = spiffeid.FromString(f.EndpointSPIFFEID); err != nil {
+			return trust.Endpoint{}, fmt.Errorf("endpointSPIFFEID %q: %w", f.EndpointSPIFFEID, err)
+		}
+		if ep.EndpointID.TrustDomain() != td {
+			return trust.Endpoint{}, fmt.Errorf("endpointSPIFFEID %s must be in trust domain %s: it is authenticated with that trust domain's bundle", ep.EndpointID, td)
+		}
+		if ep.Bootstrap == nil {
+			return trust.Endpoint{}, fmt.Errorf("the https_spiffe profile needs the bundle of %s to authenticate its endpoint the first time", td)
+		}
+	}
+	return ep, nil
+}
+
+// refreshExternal fetches the outside bundles that are due and reports them in the
+// installation's status. It returns the bundles to distribute and when to look again.
+func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshInstallation) ([]*spiffebundle.Bundle, time.Duration, error) {
+	endpoints, statuses := Endpoints(mi)
+	states, due := r.external.Refresh(ctx, mi.Name, endpoints, time.Now())
+	var bundles []*spiffebundle.Bundle
+	for i, st := range states {
+		s := meshv1alpha1.FederatedTrustDomainStatus{TrustDomain: endpoints[i].TrustDomain.Name()}
+		if st.Bundle != nil {
+			bundles = append(bundles, st.Bundle)
+			s.Bundle = bundleStatus(st.Bundle)
+		}
+		if !st.LastFetched.IsZero() {
+			t := metav1.NewTime(st.LastFetched.Truncate(time.Second))
+			s.LastFetched = &t
+		}
+		if st.Err != nil {
+			s.Error = status.Truncate(st.Err.Error(), 1024)
+		}
+		statuses = append(statuses, s)
+	}
+	slices.SortFunc(statuses, func(a, b meshv1alpha1.FederatedTrustDomainStatus) int {
+		return strings.Compare(a.TrustDomain, b.TrustDomain)
+	})
+	var requeue time.Duration
+	if !due.IsZero() {
+		requeue = max(time.Until(due), time.Second)
+	}
+	return bundles, requeue, r.reportExternal(ctx, mi, statuses)
+}
+
+// reportExternal writes status.federatedTrustDomains, with a Warning Event when an endpoint
+// starts failing and a Normal one when it recovers.
+func (r *Reconciler) reportExternal(ctx context.Context, key *meshv1alpha1.MeshInstallation, statuses []meshv1alpha1.FederatedTrustDomainStatus) error {
+	return client.IgnoreNotFound(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mi := &meshv1alpha1.MeshInstallation{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(key), mi); err != nil {
+			return err
+		}
+		if equality.Semantic.DeepEqual(mi.Status.FederatedTrustDomains, statuses) {
+			return nil
+		}
+		before := mi.DeepCopy()
+		old := map[string]string{}
+		for _, s := range before.Status.FederatedTrustDomains {
+			old[s.TrustDomain] = s.Error
+		}
+		for _, s := range statuses {
+			switch prev, seen := old[s.TrustDomain]; {
+			case s.Error != "" && (prev == "" || !seen):
+				r.Recorder.Eventf(mi, nil, "Warning", "BundleEndpointFailing", "FederateTrustDomain", "%s: %s (the last good bundle stays distributed)", s.TrustDomain, s.Error)
+			case s.Error == "" && prev != "":
+				r.Recorder.Eventf(mi, nil, "Normal", "BundleEndpointRecovered", "FederateTrustDomain", "%s: bundle fetched again", s.TrustDomain)
+			}
+		}
+		mi.Status.FederatedTrustDomains = statuses
+		return r.Client.Status().Patch(ctx, mi, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	}))
+}
