@@ -30,6 +30,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -37,6 +38,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,6 +76,8 @@ var _ = BeforeSuite(func() {
 	root, err = f.RunCertManager(ctx)
 	Expect(err).NotTo(HaveOccurred())
 	f.MeshUp(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
+		// Minute SVIDs let an intermediate's rotation switch within the suite (svidTTL/2 + 10 s).
+		mi.Spec.Trust.SVIDTTL = &metav1.Duration{Duration: time.Minute}
 		mi.Spec.Trust.CA = &meshv1alpha1.CASource{CertManager: &meshv1alpha1.CertManagerCA{
 			IssuerRef: meshv1alpha1.IssuerReference{Name: fleet.CertManagerIssuer, Kind: "ClusterIssuer"},
 		}}
@@ -189,5 +193,40 @@ var _ = Describe("certManager CA source", Ordered, func() {
 		}
 		Expect(requests).To(BeNumerically(">=", len(f.Members)), "the members' CertificateRequests were looked at")
 		GinkgoWriter.Printf("searched management for %d key encodings of %d members: none found (%d CertificateRequests)\n", len(needles)*4, len(f.Members), requests)
+	})
+
+	It("rotates a member's intermediate on demand: a new CertificateRequest, new SVIDs from the new intermediate, old ones still trusted", func() {
+		a := f.Members[0]
+		before, _ := svidChain(a)
+		mc, err := f.MeshClusterOf(ctx, a)
+		Expect(err).NotTo(HaveOccurred())
+		patch := client.MergeFrom(mc.DeepCopy())
+		if mc.Annotations == nil {
+			mc.Annotations = map[string]string{}
+		}
+		mc.Annotations[meshv1alpha1.RotateCAAnnotation] = time.Now().Format(time.RFC3339Nano)
+		Expect(f.Management.Client.Patch(ctx, mc, patch)).To(Succeed())
+
+		var after []*x509.Certificate
+		Eventually(func(g Gomega) {
+			chain, bundles := svidChain(a)
+			g.Expect(chain[1].SerialNumber).NotTo(Equal(before[1].SerialNumber), "still signed by the first intermediate")
+			g.Expect(chain[1].CheckSignatureFrom(root)).To(Succeed())
+			// An SVID of the old intermediate is still trusted: the root is the same.
+			_, _, err := x509svid.Verify(before, bundles)
+			g.Expect(err).NotTo(HaveOccurred())
+			after = chain
+		}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed())
+		requests := &unstructured.UnstructuredList{}
+		requests.SetGroupVersionKind(schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "CertificateRequestList"})
+		Expect(f.Management.Client.List(ctx, requests, client.InNamespace(mc.Namespace))).To(Succeed())
+		var mine []string
+		for _, cr := range requests.Items {
+			if strings.HasPrefix(cr.GetName(), mc.Name+"-ca-") {
+				mine = append(mine, cr.GetName())
+			}
+		}
+		Expect(len(mine)).To(BeNumerically(">=", 2), "one CertificateRequest per intermediate: %v", mine)
+		GinkgoWriter.Printf("%s rotated its intermediate: serial %x -> %x (CertificateRequests %v)\n", a.Name, before[1].SerialNumber, after[1].SerialNumber, mine)
 	})
 })

@@ -73,6 +73,8 @@ type Agent struct {
 	// trust is set once the CA is loaded; kick asks for an immediate status publish.
 	trust atomic.Pointer[trustState]
 	kick  chan struct{}
+	// csrPublished is when the pending intermediate's CSR was last published (rotate's loop only).
+	csrPublished time.Time
 }
 
 // New validates options and builds an agent.

@@ -59,8 +59,12 @@ var errAwaitingIntermediate = errors.New("waiting for the operator to bring back
 // CSRDigest identifies an intermediate CSR.
 func CSRDigest(csr []byte) string { return Digest(csr) }
 
-// pendingSecret is a CA Secret holding only a key and its CSR, before the intermediate arrives.
-func pendingSecret(td spiffeid.TrustDomain, ns string) (*corev1.Secret, error) {
+// pendingCA is a key and its CSR waiting for the signed intermediate; stored in the CA Secret.
+type pendingCA struct {
+	keyPEM, csr []byte
+}
+
+func newPendingCA(td spiffeid.TrustDomain) (*pendingCA, error) {
 	key, err := trust.NewKey()
 	if err != nil {
 		return nil, err
@@ -73,44 +77,91 @@ func pendingSecret(td spiffeid.TrustDomain, ns string) (*corev1.Secret, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
-		Type:       corev1.SecretTypeOpaque,
-		Data: map[string][]byte{
-			caTrustDomain:   []byte(td.Name()),
-			caKeyPendingKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-			caKeyPendingCSR: csr,
-		},
-	}, nil
+	return &pendingCA{keyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), csr: csr}, nil
 }
 
-// awaitIntermediate publishes the pending CSR and, once the operator has written the signed
-// intermediate for it, stores the CA in the Secret (dropping the pending key) and returns it.
-func awaitIntermediate(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, s *corev1.Secret, now time.Time) (*caStore, error) {
-	csr := s.Data[caKeyPendingCSR]
-	digest := CSRDigest(csr)
+func pendingFromSecret(data map[string][]byte) *pendingCA {
+	if len(data[caKeyPendingKey]) == 0 {
+		return nil
+	}
+	return &pendingCA{keyPEM: data[caKeyPendingKey], csr: data[caKeyPendingCSR]}
+}
+
+// issuedInput is the operator's answer (CAIssuedConfigMap data), nil if there is none.
+type issuedInput map[string]string
+
+// signed returns the CA the answer holds for p, nil if the answer is for another CSR.
+func (p *pendingCA) signed(td spiffeid.TrustDomain, issued issuedInput, now time.Time) (*trust.CA, error) {
+	if issued == nil || issued[CAKeyRequest] != CSRDigest(p.csr) {
+		return nil, nil
+	}
+	key, err := trust.ParseKeyPEM(p.keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pending CA key: %w", err)
+	}
+	ca, err := trust.NewIntermediate(td, key, []byte(issued[CAIssuedKeyChain]), []byte(issued[CAIssuedKeyRoots]), now)
+	if err != nil {
+		return nil, fmt.Errorf("the intermediate in %s is refused: %w", CAIssuedConfigMap, err)
+	}
+	return ca, nil
+}
+
+// publishCSR publishes p's CSR for the operator.
+func publishCSR(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, p *pendingCA) error {
 	req := corev1ac.ConfigMap(CARequestConfigMap, ns).
 		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
-		WithData(map[string]string{BundleKeyTrustDomain: td.Name(), CARequestKeyCSR: string(csr), CAKeyRequest: digest})
+		WithData(map[string]string{BundleKeyTrustDomain: td.Name(), CARequestKeyCSR: string(p.csr), CAKeyRequest: CSRDigest(p.csr)})
 	if _, err := c.CoreV1().ConfigMaps(ns).Apply(ctx, req, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true}); err != nil {
-		return nil, fmt.Errorf("publish the intermediate CSR in %s/%s: %w", ns, CARequestConfigMap, err)
+		return fmt.Errorf("publish the intermediate CSR in %s/%s: %w", ns, CARequestConfigMap, err)
 	}
+	return nil
+}
+
+// issuedAnswer is the operator's current answer, nil if there is none.
+func issuedAnswer(ctx context.Context, c kubernetes.Interface, ns string) (issuedInput, error) {
 	issued, err := c.CoreV1().ConfigMaps(ns).Get(ctx, CAIssuedConfigMap, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && issued.Data[CAKeyRequest] != digest) {
-		return nil, errAwaitingIntermediate
+	if apierrors.IsNotFound(err) {
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get %s/%s: %w", ns, CAIssuedConfigMap, err)
 	}
-	key, err := trust.ParseKeyPEM(s.Data[caKeyPendingKey])
+	return issuedInput(issued.Data), nil
+}
+
+// pendingSecret is a CA Secret holding only a key and its CSR, before the first intermediate.
+func pendingSecret(td spiffeid.TrustDomain, ns string) (*corev1.Secret, error) {
+	p, err := newPendingCA(td)
 	if err != nil {
-		return nil, fmt.Errorf("pending CA key: %w", err)
+		return nil, err
 	}
-	ca, err := trust.NewIntermediate(td, key, []byte(issued.Data[CAIssuedKeyChain]), []byte(issued.Data[CAIssuedKeyRoots]), now)
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{caTrustDomain: []byte(td.Name()), caKeyPendingKey: p.keyPEM, caKeyPendingCSR: p.csr},
+	}, nil
+}
+
+// awaitIntermediate publishes the first pending CSR and, once the operator has written the
+// signed intermediate for it, stores the CA in the Secret (dropping the pending key) and
+// returns it.
+func awaitIntermediate(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, s *corev1.Secret, now time.Time) (*caStore, error) {
+	p := pendingFromSecret(s.Data)
+	if err := publishCSR(ctx, c, ns, td, p); err != nil {
+		return nil, err
+	}
+	issued, err := issuedAnswer(ctx, c, ns)
 	if err != nil {
-		return nil, fmt.Errorf("the intermediate in %s/%s is refused: %w", ns, CAIssuedConfigMap, err)
+		return nil, err
 	}
-	store, err := newStore(td, fmt.Sprintf("ca-%x", ca.Certificate().SerialNumber), ca, now)
+	ca, err := p.signed(td, issued, now)
+	if err != nil {
+		return nil, err
+	}
+	if ca == nil {
+		return nil, errAwaitingIntermediate
+	}
+	store, err := newStore(td, caID(ca), ca, now)
 	if err != nil {
 		return nil, err
 	}

@@ -54,9 +54,11 @@ type caState struct {
 
 // caStore is the member's CA Secret, parsed: the rotation state and every CA it publishes.
 type caStore struct {
-	td              spiffeid.TrustDomain
-	state           caState
-	cas             map[string]*trust.CA
+	td    spiffeid.TrustDomain
+	state caState
+	cas   map[string]*trust.CA
+	// pending is the next intermediate's key and CSR while the operator has it signed.
+	pending         *pendingCA
 	resourceVersion string
 }
 
@@ -78,6 +80,9 @@ func (s *caStore) secretData() (map[string][]byte, error) {
 		return nil, err
 	}
 	data := map[string][]byte{caKeyState: st, caTrustDomain: []byte(s.td.Name())}
+	if s.pending != nil {
+		data[caKeyPendingKey], data[caKeyPendingCSR] = s.pending.keyPEM, s.pending.csr
+	}
 	for id, ca := range s.cas {
 		chain, key, roots, err := ca.MarshalPEM()
 		if err != nil {
@@ -94,7 +99,7 @@ func parseCAStore(td spiffeid.TrustDomain, s *corev1.Secret, now time.Time) (*ca
 	if got := string(s.Data[caTrustDomain]); got != td.Name() {
 		return nil, fmt.Errorf("holds a CA for trust domain %q, the agent is configured for %q: delete the Secret to make a new CA", got, td.Name())
 	}
-	store := &caStore{td: td, cas: map[string]*trust.CA{}, resourceVersion: s.ResourceVersion}
+	store := &caStore{td: td, cas: map[string]*trust.CA{}, pending: pendingFromSecret(s.Data), resourceVersion: s.ResourceVersion}
 	if err := json.Unmarshal(s.Data[caKeyState], &store.state); err != nil {
 		return nil, fmt.Errorf("key %s: %w", caKeyState, err)
 	}
@@ -119,8 +124,11 @@ func newCA(td spiffeid.TrustDomain, ttl time.Duration, now time.Time) (string, *
 	if err != nil {
 		return "", nil, err
 	}
-	return fmt.Sprintf("ca-%x", ca.Certificate().SerialNumber), ca, nil // serials are random
+	return caID(ca), ca, nil
 }
+
+// caID names a CA in the Secret: its certificate's serial number, which is random.
+func caID(ca *trust.CA) string { return fmt.Sprintf("ca-%x", ca.Certificate().SerialNumber) }
 
 // newStore is the store of a member's first CA.
 func newStore(td spiffeid.TrustDomain, id string, ca *trust.CA, now time.Time) (*caStore, error) {
@@ -141,7 +149,7 @@ func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td s
 	for range 2 {
 		s, err := c.CoreV1().Secrets(ns).Get(ctx, CASecret, metav1.GetOptions{})
 		if err == nil {
-			if _, pending := s.Data[caKeyPendingKey]; pending && string(s.Data[caTrustDomain]) == td.Name() {
+			if _, hasState := s.Data[caKeyState]; !hasState && string(s.Data[caTrustDomain]) == td.Name() && pendingFromSecret(s.Data) != nil {
 				return awaitIntermediate(ctx, c, ns, td, s, now)
 			}
 			store, err := parseCAStore(td, s, now)
@@ -217,35 +225,51 @@ type rotationInput struct {
 	// held is the lowest sequence of this member's bundle every other member has loaded.
 	held    uint64
 	request string
+	// issued is the operator's answer to a pending CSR (certManager), nil if none.
+	issued issuedInput
 }
 
 // nextRotation is the store's next state, or nil if nothing changes: a rotation starts when
 // asked for (a new request) or when the signing CA is two thirds through its life; it switches
 // signing once every member has held the new bundle for svidTTL/2 (every workload renewed,
 // getting it) and drops the old root svidTTL after the switch (every SVID it signed expired).
-//
-// An intermediate (certManager) is not rotated yet: that needs a new CSR round trip.
+// An intermediate (certManager) first needs its next CA signed: a pending key and CSR wait in
+// the store for the operator's answer, and the rotation begins when it arrives. With the same
+// issuer the roots do not change; the phases are the same, so an issuer's new root is safe too.
 func nextRotation(s *caStore, in rotationInput, svidTTL, caTTL time.Duration, intermediate bool, now time.Time) (*caStore, error) {
-	next := &caStore{td: s.td, state: s.state, cas: maps.Clone(s.cas), resourceVersion: s.resourceVersion}
+	next := &caStore{td: s.td, state: s.state, cas: maps.Clone(s.cas), pending: s.pending, resourceVersion: s.resourceVersion}
 	r := s.state.Rotation
 	var err error
 	switch r.Phase {
 	case trust.PhaseStable:
 		requested := in.request != "" && in.request != s.state.LastRequest
-		if intermediate || (!requested && !trust.RotationDue(s.signing().Certificate(), now)) {
-			return nil, nil
+		if requested {
+			next.state.LastRequest = in.request
 		}
-		id, ca, err := newCA(s.td, caTTL, now)
-		if err != nil {
-			return nil, err
+		var id string
+		var ca *trust.CA
+		switch {
+		case intermediate && s.pending != nil:
+			if ca, err = s.pending.signed(s.td, in.issued, now); err != nil || ca == nil {
+				return nil, err // waiting for the operator's answer
+			}
+			id, next.pending = caID(ca), nil
+		case !requested && !trust.RotationDue(s.signing().Certificate(), now):
+			return nil, nil
+		case intermediate:
+			if next.pending, err = newPendingCA(s.td); err != nil {
+				return nil, err
+			}
+			return next, nil
+		default:
+			if id, ca, err = newCA(s.td, caTTL, now); err != nil {
+				return nil, err
+			}
 		}
 		if r, err = r.Begin(id); err != nil {
 			return nil, err
 		}
 		next.cas[id] = ca
-		if requested {
-			next.state.LastRequest = in.request
-		}
 	case trust.PhasePublishing:
 		if r, err = r.Confirm(in.held, now, svidTTL/2+rotationMargin); err != nil {
 			return nil, err
@@ -253,7 +277,7 @@ func nextRotation(s *caStore, in rotationInput, svidTTL, caTTL time.Duration, in
 	case trust.PhaseRetiring:
 		r = r.Expire(now, svidTTL+rotationMargin)
 	}
-	if r.Equal(s.state.Rotation) && next.state.LastRequest == s.state.LastRequest {
+	if r.Equal(s.state.Rotation) && next.state.LastRequest == s.state.LastRequest && next.pending == s.pending {
 		return nil, nil
 	}
 	next.state.Rotation = r

@@ -375,7 +375,19 @@ func (a *Agent) runTrust(ctx context.Context) error {
 // the Secret is the truth a restarted agent resumes from. It returns the new store, or nil.
 func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts *trustState) *caStore {
 	o := a.opts.Trust
-	next, err := nextRotation(store, ts.rotationInput(), o.SVIDTTL, o.CATTL, o.Intermediate, time.Now())
+	in := ts.rotationInput()
+	if store.pending != nil {
+		issued, err := issuedAnswer(ctx, a.client, a.opts.Namespace)
+		if err != nil {
+			log.Error(err, "CA rotation: read the signed intermediate")
+			return nil
+		}
+		in.issued = issued
+		if issued[CAKeyRequest] != CSRDigest(store.pending.csr) && time.Since(a.csrPublished) > 10*time.Second {
+			a.publishPendingCSR(ctx, log, store.pending) // again: someone may have deleted it
+		}
+	}
+	next, err := nextRotation(store, in, o.SVIDTTL, o.CATTL, o.Intermediate, time.Now())
 	if err == nil && next != nil {
 		err = next.save(ctx, a.client, a.opts.Namespace)
 	}
@@ -393,6 +405,9 @@ func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts 
 	if next == nil {
 		return nil
 	}
+	if next.pending != nil && next.pending != store.pending {
+		a.publishPendingCSR(ctx, log, next.pending) // the operator has it signed (caissuer)
+	}
 	if err := ts.issuer.SetCA(next.signing()); err != nil {
 		log.Error(err, "CA rotation: switch signing")
 		return nil
@@ -401,6 +416,14 @@ func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts 
 	r := next.state.Rotation
 	log.Info("CA rotation", "phase", r.Phase, "signing", r.Signing, "published", r.Published(), "sequence", r.Sequence)
 	return next
+}
+
+// publishPendingCSR publishes the next intermediate's CSR; a failure is retried 10 s later.
+func (a *Agent) publishPendingCSR(ctx context.Context, log logr.Logger, p *pendingCA) {
+	a.csrPublished = time.Now()
+	if err := publishCSR(ctx, a.client, a.opts.Namespace, a.opts.Trust.TrustDomain, p); err != nil {
+		log.Error(err, "CA rotation: publish the next intermediate's CSR; retrying")
+	}
 }
 
 // renewServingSVID issues the agent's own SVID and returns when to renew it (half-life).
