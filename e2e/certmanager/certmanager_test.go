@@ -216,7 +216,7 @@ var _ = Describe("certManager CA source", Ordered, func() {
 			_, _, err := x509svid.Verify(before, bundles)
 			g.Expect(err).NotTo(HaveOccurred())
 			after = chain
-		}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed())
+		}).WithTimeout(3 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
 		requests := &unstructured.UnstructuredList{}
 		requests.SetGroupVersionKind(schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "CertificateRequestList"})
 		Expect(f.Management.Client.List(ctx, requests, client.InNamespace(mc.Namespace))).To(Succeed())
