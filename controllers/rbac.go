@@ -34,5 +34,6 @@ package controllers
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // cert-manager: members' intermediates are signed through CertificateRequests.
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get;list;watch
+// (get and create only: requests are read uncached, never listed or watched, and a person deletes
+// a denied one.)
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;create

@@ -27,6 +27,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -49,11 +50,16 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/status"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 // pendingRecheck: CertificateRequests are not watched (cert-manager's CRDs need not exist
 // unless certManager mode is used), so a pending one is looked at again this often.
 const pendingRecheck = 2 * time.Second
+
+// retryAfterPerson: a denied, failed or refused request is looked at again this often, so a
+// deleted one is replaced.
+const retryAfterPerson = time.Minute
 
 // Reconciler handles one MeshCluster per request.
 type Reconciler struct {
@@ -145,7 +151,20 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 	}
 	csr := []byte(reqCM.Data[agent.CARequestKeyCSR])
 	digest := agent.CSRDigest(csr)
-	err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.CAIssuedConfigMap}, issuedCM)
+	// A member may ask for a CA of its own trust domain only: anything else would be signed by
+	// a root every member trusts.
+	td, err := spiffeid.TrustDomainFromString(mc.Spec.TrustDomain)
+	if err != nil {
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's trust domain %q: %v", mc.Spec.TrustDomain, err), 0, nil
+	}
+	request, err := trust.CheckIntermediateCSR(td, csr)
+	if err == nil && reqCM.Data[agent.BundleKeyTrustDomain] != td.Name() {
+		err = fmt.Errorf("it is for trust domain %q", reqCM.Data[agent.BundleKeyTrustDomain])
+	}
+	if err != nil {
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's CSR (ConfigMap %s/%s) is refused, nothing is sent to the issuer: %v", install.Namespace, agent.CARequestConfigMap, err), 0, nil
+	}
+	err = c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.CAIssuedConfigMap}, issuedCM)
 	if err == nil && issuedCM.Data[agent.CAKeyRequest] == digest {
 		return cond(metav1.ConditionTrue, meshv1alpha1.ReasonCAIssued, "the member's intermediate CA is signed by %s %q", issuerKind(mi), mi.Spec.Trust.CA.CertManager.IssuerRef.Name), 0, nil
 	}
@@ -172,6 +191,10 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 
 	switch v := Verdict(cr); v.Reason {
 	case meshv1alpha1.ReasonCAIssued:
+		if err := trust.CheckIntermediate(td, request, cr.Status.Certificate, cr.Status.CA, time.Now()); err != nil {
+			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCARefused,
+				"CertificateRequest %s was signed, but the certificate is not given to the member: %v; the issuer must sign the CSR as asked (name constraints included), then delete the request to retry", client.ObjectKeyFromObject(cr), err), retryAfterPerson, nil
+		}
 		cm := &corev1.ConfigMap{
 			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: metav1.ObjectMeta{
@@ -188,7 +211,8 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 	case meshv1alpha1.ReasonCAPending:
 		return v, pendingRecheck, nil
 	default:
-		return v, 0, nil // denied or failed: a person acts (and deletes the request to retry)
+		// Denied or failed: a person acts and deletes the request; requests are not watched.
+		return v, retryAfterPerson, nil
 	}
 }
 

@@ -31,19 +31,26 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 // Endpoints reads spec.trust.federatesWith. An entry that does not parse is returned as a status
 // carrying the error (the schema refuses most bad input; a bundle document it cannot check).
-func Endpoints(mi *meshv1alpha1.MeshInstallation) ([]trust.Endpoint, []meshv1alpha1.FederatedTrustDomainStatus) {
+//
+// A member's trust domain is refused: its bundle comes from its own agent only, never from an
+// endpoint someone names in the spec.
+func Endpoints(mi *meshv1alpha1.MeshInstallation, memberTDs map[string]bool) ([]trust.Endpoint, []meshv1alpha1.FederatedTrustDomainStatus) {
 	var (
 		out     []trust.Endpoint
 		invalid []meshv1alpha1.FederatedTrustDomainStatus
 	)
 	for _, f := range mi.Spec.Trust.FederatesWith {
 		ep, err := endpoint(f)
+		if err == nil && memberTDs[ep.TrustDomain.Name()] {
+			err = fmt.Errorf("trustDomain %s is a member's: its bundle comes from the member's agent only", ep.TrustDomain)
+		}
 		if err != nil {
 			invalid = append(invalid, meshv1alpha1.FederatedTrustDomainStatus{TrustDomain: f.TrustDomain, Error: "spec.trust.federatesWith: " + err.Error()})
 			continue
@@ -80,8 +87,8 @@ func endpoint(f meshv1alpha1.FederatedTrustDomain) (trust.Endpoint, error) {
 
 // refreshExternal fetches the outside bundles that are due and reports them in the
 // installation's status. It returns the bundles to distribute and when to look again.
-func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshInstallation) ([]*spiffebundle.Bundle, time.Duration, error) {
-	endpoints, statuses := Endpoints(mi)
+func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshInstallation, memberTDs map[string]bool) ([]*spiffebundle.Bundle, time.Duration, error) {
+	endpoints, statuses := Endpoints(mi, memberTDs)
 	states, due := r.external.Refresh(ctx, mi.Name, endpoints, time.Now())
 	var bundles []*spiffebundle.Bundle
 	for i, st := range states {
@@ -89,6 +96,9 @@ func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshI
 		if st.Bundle != nil {
 			bundles = append(bundles, st.Bundle)
 			s.Bundle = bundleStatus(st.Bundle)
+			if s.Bundle.Expiry != nil {
+				metrics.BundleExpiry.WithLabelValues(mi.Name, s.TrustDomain).Set(float64(s.Bundle.Expiry.Unix()))
+			}
 		}
 		if !st.LastFetched.IsZero() {
 			t := metav1.NewTime(st.LastFetched.Truncate(time.Second))

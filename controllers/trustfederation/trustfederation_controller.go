@@ -168,7 +168,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		r.external.Refresh(ctx, mi.Name, nil, time.Now()) // forget its outside trust domains
 		return ctrl.Result{}, nil
 	}
-	external, externalDue, externalErr := r.refreshExternal(ctx, mi)
 	list := &meshv1alpha1.MeshClusterList{}
 	if err := r.Client.List(ctx, list, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}); err != nil {
 		return ctrl.Result{}, err
@@ -198,6 +197,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		bundles = append(bundles, trust.MemberBundle{Member: client.ObjectKeyFromObject(mc).String(), TrustDomain: td, Bundle: m.bundle})
 	}
 	r.forgetExcept(live)
+	memberTDs := map[string]bool{}
+	for _, m := range members {
+		memberTDs[m.td.Name()] = true
+	}
+	external, externalDue, externalErr := r.refreshExternal(ctx, mi, memberTDs)
 
 	requeue := resync
 	if externalDue > 0 {

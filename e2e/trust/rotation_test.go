@@ -112,11 +112,15 @@ var _ = Describe("CA rotation", func() {
 		go func() {
 			defer GinkgoRecover()
 			defer close(stopped)
+			// At most 200 handshakes a second: each is a new TCP connection, and the ports of
+			// closed ones wait a minute before reuse.
+			pace := time.NewTicker(5 * time.Millisecond)
+			defer pace.Stop()
 			for {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				_, _, err := handshake(b, serverW.current(), clientW.current())
 				mu.Lock()

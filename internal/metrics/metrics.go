@@ -46,8 +46,8 @@ var (
 		Help: "Services imported into a member (ServiceImports fleetmesh maintains there).",
 	}, []string{"installation", "cluster"})
 
-	// BundleExpiry is when each member's trust bundle's first root expires (Unix seconds); a
-	// dashboard or alert subtracts time().
+	// BundleExpiry is when the first root of each trust domain's bundle expires (Unix seconds):
+	// members' and the outside ones of federatesWith. A dashboard or alert subtracts time().
 	BundleExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fleetmesh_trust_bundle_expiry_timestamp_seconds",
 		Help: "When the first root of a trust domain's published bundle expires, as a Unix timestamp.",

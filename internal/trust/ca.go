@@ -22,6 +22,7 @@ package trust
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -377,4 +378,61 @@ func newSerial(rnd io.Reader) (*big.Int, error) {
 		s.SetInt64(1)
 	}
 	return s, nil
+}
+
+// CheckIntermediateCSR is what the operator checks of a member's intermediate CSR before a
+// cert-manager issuer signs it as a CA: a well-formed, self-signed P-256 request naming exactly
+// the member's trust domain and nothing else (no DNS, IP or email names). That the certificate
+// also carries the name constraint is checked on the way back (CheckIntermediate).
+func CheckIntermediateCSR(td spiffeid.TrustDomain, csrPEM []byte) (*x509.CertificateRequest, error) {
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		return nil, err
+	}
+	if len(csr.URIs) != 1 || csr.URIs[0].String() != td.ID().String() {
+		return nil, fmt.Errorf("the CSR must name exactly %s, it names %v", td.ID(), csr.URIs)
+	}
+	if len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses) > 0 {
+		return nil, fmt.Errorf("the CSR may name only %s, it also names DNS %v, IP %v, email %v", td.ID(), csr.DNSNames, csr.IPAddresses, csr.EmailAddresses)
+	}
+	return csr, nil
+}
+
+// CheckIntermediate is what the operator checks of a signed intermediate before it hands it to
+// the member: the first certificate of chainPEM is a CA for csr's key, names exactly td, is
+// limited by a critical name constraint to td's URIs only, and chains to rootsPEM at now. A
+// certificate an issuer signed without the constraint would let the member speak for every trust
+// domain of the same root; it never reaches the member.
+func CheckIntermediate(td spiffeid.TrustDomain, csr *x509.CertificateRequest, chainPEM, rootsPEM []byte, now time.Time) error {
+	chain, err := ParseCertificatesPEM(chainPEM)
+	if err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	roots, err := ParseCertificatesPEM(rootsPEM)
+	if err != nil {
+		return fmt.Errorf("roots: %w", err)
+	}
+	cert := chain[0]
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	switch {
+	case !ok || !pub.Equal(csr.PublicKey):
+		return errors.New("the certificate is not for the CSR's key")
+	case !cert.IsCA || !cert.BasicConstraintsValid:
+		return errors.New("the certificate is not a CA")
+	case len(cert.URIs) != 1 || cert.URIs[0].String() != td.ID().String() || len(cert.DNSNames)+len(cert.IPAddresses)+len(cert.EmailAddresses) > 0:
+		return fmt.Errorf("the certificate must name exactly %s, it names %v %v %v %v", td.ID(), cert.URIs, cert.DNSNames, cert.IPAddresses, cert.EmailAddresses)
+	case !cert.PermittedDNSDomainsCritical || !slices.Equal(cert.PermittedURIDomains, []string{td.Name()}):
+		return fmt.Errorf("the certificate must be limited by a critical name constraint to %s, it permits URIs %v", td, cert.PermittedURIDomains)
+	}
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("the certificate does not chain to the issuer's CA: %w", err)
+	}
+	return nil
 }

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 func TestSelfSign(t *testing.T) {
@@ -262,5 +264,57 @@ func TestLoadCARoundTripAndTamper(t *testing.T) {
 	}
 	if _, err := LoadCA(tdA, chain, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), roots, t0); err == nil {
 		t.Error("a corrupt key was accepted")
+	}
+}
+
+// TestCheckIntermediate signs the member's CSR as an issuer would, once faithfully and once
+// without the name constraint, and checks the operator's checks tell them apart.
+func TestCheckIntermediate(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("member-1.fleet.mesh")
+	// A platform team's root: no name constraints of its own.
+	rootKey, _ := NewKey()
+	rootTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootCert, _ := x509.ParseCertificate(rootDER)
+	key, _ := NewKey()
+	csrPEM, err := IntermediateCSR(td, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := CheckIntermediateCSR(td, csrPEM)
+	if err != nil {
+		t.Fatalf("the agent's own CSR is refused: %v", err)
+	}
+	if _, err := CheckIntermediateCSR(spiffeid.RequireTrustDomainFromString("member-2.fleet.mesh"), csrPEM); err == nil {
+		t.Error("a CSR for member-1 passed as member-2's")
+	}
+	sign := func(constrained bool) []byte {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: csr.Subject, URIs: csr.URIs, NotBefore: time.Now().Add(-time.Minute),
+			NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+		if constrained {
+			tmpl.PermittedURIDomains, tmpl.PermittedDNSDomainsCritical = []string{td.Name()}, true
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, rootCert, csr.PublicKey, rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	rootsPEM := EncodeCertificatesPEM([]*x509.Certificate{rootCert})
+	if err := CheckIntermediate(td, csr, sign(true), rootsPEM, time.Now()); err != nil {
+		t.Errorf("a faithful intermediate is refused: %v", err)
+	}
+	if err := CheckIntermediate(td, csr, sign(false), rootsPEM, time.Now()); err == nil {
+		t.Error("an intermediate without the name constraint passed")
+	}
+	otherKey, _ := NewKey()
+	otherCSR, _ := IntermediateCSR(td, otherKey, nil)
+	other, _ := CheckIntermediateCSR(td, otherCSR)
+	if err := CheckIntermediate(td, other, sign(true), rootsPEM, time.Now()); err == nil {
+		t.Error("an intermediate for another key passed")
 	}
 }

@@ -27,10 +27,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// Refresh bounds for outside bundles: an endpoint's refresh hint is followed within these, and a
+// Refresh bounds for outside bundles: an endpoint's refresh hint is followed within these (an
+// endpoint cannot make the installation reconcile more often than every 5 s), and a
 // failed fetch is retried after ExternalRetry (keeping the last good bundle).
 const (
-	ExternalMinRefresh     = time.Second
+	ExternalMinRefresh     = 5 * time.Second
 	ExternalMaxRefresh     = time.Hour
 	ExternalDefaultRefresh = 5 * time.Minute
 	ExternalRetry          = 10 * time.Second

@@ -63,6 +63,8 @@ const (
 	ReasonCADenied      = "RequestDenied"
 	ReasonCAFailed      = "IssuanceFailed"
 	ReasonCARequestFail = "RequestFailed"
+	ReasonCSRInvalid    = "CSRInvalid"
+	ReasonCARefused     = "IntermediateRefused"
 )
 
 // Finalizers and labels.
