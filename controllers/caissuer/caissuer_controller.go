@@ -46,6 +46,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
@@ -300,22 +301,6 @@ func (r *Reconciler) report(ctx context.Context, key *meshv1alpha1.MeshCluster, 
 // watchMember wakes the member's MeshCluster when its agent publishes a CSR, and when someone
 // edits the issued ConfigMap.
 func (r *Reconciler) watchMember(ctx context.Context, mc *meshv1alpha1.MeshCluster) error {
-	names := map[string]bool{agent.CARequestConfigMap: true, agent.CAIssuedConfigMap: true}
-	key := client.ObjectKeyFromObject(mc)
-	err := r.ClusterCache.Watch(ctx, client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name},
-		clustercache.NewWatcher(clustercache.TypedWatcherOptions[client.Object, reconcile.Request]{
-			Name:    "caissuer-configmaps",
-			Watcher: r.controller,
-			Kind:    &corev1.ConfigMap{},
-			EventHandler: handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-				if o.GetNamespace() != install.Namespace || !names[o.GetName()] {
-					return nil
-				}
-				return []reconcile.Request{{NamespacedName: key}}
-			}),
-		}))
-	if err != nil {
-		return fmt.Errorf("watch ConfigMaps in member %s: %w", key, err)
-	}
-	return nil
+	return controllers.WatchMemberConfigMaps(ctx, r.ClusterCache, r.controller, "caissuer-configmaps", mc,
+		reconcile.Request{NamespacedName: client.ObjectKeyFromObject(mc)}, agent.CARequestConfigMap, agent.CAIssuedConfigMap)
 }

@@ -50,6 +50,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
@@ -437,21 +438,7 @@ func equalBundle(a, b *meshv1alpha1.BundleStatus) bool {
 // watchMember wakes the installation when an agent publishes its bundle or reports what it
 // loaded, and when someone edits the federated set in the member.
 func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *meshv1alpha1.MeshCluster) error {
-	names := map[string]bool{agent.BundleConfigMap: true, agent.StatusConfigMap: true, agent.FederatedConfigMap: true}
-	err := r.ClusterCache.Watch(ctx, client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name},
-		clustercache.NewWatcher(clustercache.TypedWatcherOptions[client.Object, reconcile.Request]{
-			Name:    "trustfederation-configmaps",
-			Watcher: r.controller,
-			Kind:    &corev1.ConfigMap{},
-			EventHandler: handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-				if o.GetNamespace() != install.Namespace || !names[o.GetName()] {
-					return nil
-				}
-				return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: installation}}}
-			}),
-		}))
-	if err != nil {
-		return fmt.Errorf("watch ConfigMaps in member %s: %w", client.ObjectKeyFromObject(mc), err)
-	}
-	return nil
+	return controllers.WatchMemberConfigMaps(ctx, r.ClusterCache, r.controller, "trustfederation-configmaps", mc,
+		reconcile.Request{NamespacedName: client.ObjectKey{Name: installation}},
+		agent.BundleConfigMap, agent.StatusConfigMap, agent.FederatedConfigMap)
 }
