@@ -135,11 +135,7 @@ func pendingSecret(td spiffeid.TrustDomain, ns string) (*corev1.Secret, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{caTrustDomain: []byte(td.Name()), caKeyPendingKey: p.keyPEM, caKeyPendingCSR: p.csr},
-	}, nil
+	return caSecret(ns, "", map[string][]byte{caTrustDomain: []byte(td.Name()), caKeyPendingKey: p.keyPEM, caKeyPendingCSR: p.csr}), nil
 }
 
 // awaitIntermediate publishes the first pending CSR and, once the operator has written the

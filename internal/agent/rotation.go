@@ -179,11 +179,7 @@ func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td s
 			if err != nil {
 				return nil, err
 			}
-			secret = &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
-				Type:       corev1.SecretTypeOpaque,
-				Data:       data,
-			}
+			secret = caSecret(ns, "", data)
 		}
 		created, err := c.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{FieldManager: "fleetmesh-agent"})
 		if err == nil {
@@ -200,19 +196,24 @@ func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td s
 	return nil, fmt.Errorf("secret %s/%s: created and deleted concurrently, retrying", ns, CASecret)
 }
 
+// caSecret is the CA Secret holding data; resourceVersion (empty to create) makes an update
+// fail on a conflict.
+func caSecret(ns, resourceVersion string, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, ResourceVersion: resourceVersion,
+			Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+}
+
 // save writes the store back, failing on a conflict (someone else changed the Secret).
 func (s *caStore) save(ctx context.Context, c kubernetes.Interface, ns string) error {
 	data, err := s.secretData()
 	if err != nil {
 		return err
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CASecret, Namespace: ns, ResourceVersion: s.resourceVersion,
-			Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-agent"}},
-		Type: corev1.SecretTypeOpaque,
-		Data: data,
-	}
-	updated, err := c.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{FieldManager: "fleetmesh-agent"})
+	updated, err := c.CoreV1().Secrets(ns).Update(ctx, caSecret(ns, s.resourceVersion, data), metav1.UpdateOptions{FieldManager: "fleetmesh-agent"})
 	if err != nil {
 		return fmt.Errorf("update secret %s/%s: %w", ns, CASecret, err)
 	}
