@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 
+	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -43,7 +44,8 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the leader-election Lease; defaults to $POD_NAMESPACE.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
-	opts := zap.Options{}
+	// Millisecond timestamps by default (--zap-time-encoding overrides): a join takes seconds.
+	opts := zap.Options{TimeEncoder: zapcore.RFC3339NanoTimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	if showVersion {

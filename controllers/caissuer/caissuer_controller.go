@@ -33,7 +33,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -282,20 +281,17 @@ func cond(s metav1.ConditionStatus, reason, format string, args ...any) metav1.C
 	return metav1.Condition{Status: s, Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-// report sets CAIssued on the MeshCluster, retrying on conflicts with other controllers' writes.
-func (r *Reconciler) report(ctx context.Context, key *meshv1alpha1.MeshCluster, c metav1.Condition) error {
-	return client.IgnoreNotFound(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		mc := &meshv1alpha1.MeshCluster{}
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(key), mc); err != nil {
-			return err
-		}
-		if old := meta.FindStatusCondition(mc.Status.Conditions, c.Type); old != nil && status.Equal(*old, c) {
-			return nil
-		}
-		before := mc.DeepCopy()
-		status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
-		return r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-	}))
+// report sets CAIssued on the MeshCluster; this controller owns only that condition of its
+// status (see status.Apply).
+func (r *Reconciler) report(ctx context.Context, mc *meshv1alpha1.MeshCluster, c metav1.Condition) error {
+	if old := meta.FindStatusCondition(mc.Status.Conditions, c.Type); old != nil && status.Equal(*old, c) {
+		return nil
+	}
+	mc = mc.DeepCopy()
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
+	return status.Apply(ctx, r.Client, mc, "fleetmesh-caissuer", &meshv1alpha1.MeshClusterStatus{
+		Conditions: status.Owned(mc.Status.Conditions, meshv1alpha1.CAIssuedCondition),
+	})
 }
 
 // watchMember wakes the member's MeshCluster when its agent publishes a CSR, and when someone

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -279,18 +280,31 @@ func (r *Reconciler) watchMember(ctx context.Context, clusterKey client.ObjectKe
 	return nil
 }
 
-// applyAll applies every rendered object; it goes on past a failure so one bad object does not
-// hold back the rest, and reports all failures. A half-done install is retried as a whole.
+// applyAll applies every rendered object, wave by wave (install.Waves), each wave in parallel;
+// it goes on past a failure so one bad object does not hold back the rest, and reports all
+// failures. A half-done install is retried as a whole.
 func (r *Reconciler) applyAll(ctx context.Context, c memberClient, objs []client.Object) error {
-	var errs []error
-	notServed := false
-	for _, o := range objs {
-		switch err := c.apply(ctx, o); {
-		case errors.Is(err, errCRDNotServed):
-			notServed = true
-		case err != nil:
-			errs = append(errs, err)
+	var (
+		mu        sync.Mutex
+		errs      []error
+		notServed bool
+	)
+	for _, wave := range install.Waves(objs) {
+		var wg sync.WaitGroup
+		for _, o := range wave {
+			wg.Go(func() {
+				err := c.apply(ctx, o)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, errCRDNotServed):
+					notServed = true
+				case err != nil:
+					errs = append(errs, err)
+				}
+			})
 		}
+		wg.Wait()
 	}
 	// A real failure wins over a CRD that is only not served yet.
 	if len(errs) == 0 && notServed {
@@ -403,8 +417,8 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		fmt.Sprintf("waiting for member %s to become reachable to uninstall; gives up at %s and leaves its objects in place",
 			clusterKey, deadline.UTC().Format(time.RFC3339)))
 	if !apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
-		if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+		if err := r.writeStatus(ctx, mc); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	return ctrl.Result{RequeueAfter: min(30*time.Second, time.Until(deadline)+time.Second)}, nil
@@ -452,10 +466,20 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, mc *meshv1alpha1.M
 	if apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
 		return nil
 	}
-	// The optimistic lock keeps this patch from overwriting the conditions other controllers set
-	// meanwhile (ServicesSynced): on conflict the reconcile retries with a fresh read.
-	if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	return nil
+	return r.writeStatus(ctx, mc)
+}
+
+// fieldOwner is this controller's field manager for the MeshCluster status it owns.
+const fieldOwner = "fleetmesh-meshcluster"
+
+// writeStatus writes what this controller owns of the status: the summary and the member's
+// connection and control plane (other controllers own the rest; see status.Apply).
+func (r *Reconciler) writeStatus(ctx context.Context, mc *meshv1alpha1.MeshCluster) error {
+	return status.Apply(ctx, r.Client, mc, fieldOwner, &meshv1alpha1.MeshClusterStatus{
+		ObservedGeneration: mc.Status.ObservedGeneration,
+		Conditions: status.Owned(mc.Status.Conditions,
+			meshv1alpha1.ReadyCondition, meshv1alpha1.ConnectedCondition, meshv1alpha1.ControlPlaneReadyCondition),
+		AgentVersion: mc.Status.AgentVersion,
+		LastSyncTime: mc.Status.LastSyncTime,
+	})
 }

@@ -556,9 +556,13 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 		if status.EqualAll(before.Status.Conditions, mc.Status.Conditions) && before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices {
 			continue
 		}
-		if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			errs = append(errs, client.IgnoreNotFound(err))
-		}
+		// This controller owns only these fields of the status (see status.Apply).
+		err := status.Apply(ctx, r.Client, mc, "fleetmesh-servicefederation", &meshv1alpha1.MeshClusterStatus{
+			Conditions:       status.Owned(mc.Status.Conditions, meshv1alpha1.ServicesSyncedCondition),
+			ExportedServices: mc.Status.ExportedServices,
+			ImportedServices: mc.Status.ImportedServices,
+		}, "exportedServices", "importedServices")
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -38,7 +38,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -399,34 +398,27 @@ func Verdict(reachable bool, own *spiffebundle.Bundle, readErr error, set *trust
 	return cond(metav1.ConditionTrue, meshv1alpha1.ReasonFederated, "the agent holds the current bundles of %d other trust domains: %s", len(names), strings.Join(names, ", "))
 }
 
-// report writes a member's bundle status and TrustFederated, with an Event on a transition. The
-// MeshCluster's status is written by other controllers too: on a conflict it is read again and
-// the patch retried, rather than backing off behind their writes.
+// report writes a member's bundle status and TrustFederated, with an Event on a transition.
+// Other controllers write the MeshCluster's status too; this one owns only these fields (see
+// status.Apply).
 func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, bs *meshv1alpha1.BundleStatus) error {
-	current := m.mc
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if current == nil {
-			current = &meshv1alpha1.MeshCluster{}
-			if err := r.Client.Get(ctx, client.ObjectKeyFromObject(m.mc), current); err != nil {
-				return err
-			}
-		}
-		mc := current.DeepCopy()
-		c.ObservedGeneration = mc.Generation
-		old := meta.FindStatusCondition(current.Status.Conditions, c.Type)
-		if bs != nil {
-			mc.Status.Bundle = bs
-		}
-		if old != nil && status.Equal(*old, c) && equalBundle(current.Status.Bundle, mc.Status.Bundle) {
-			return nil
-		}
-		status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
-		err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(current, client.MergeFromWithOptimisticLock{}))
-		current = nil // read again before a retry
-		return err
+	mc := m.mc.DeepCopy()
+	c.ObservedGeneration = mc.Generation
+	if bs != nil {
+		mc.Status.Bundle = bs
+	}
+	if old := meta.FindStatusCondition(m.mc.Status.Conditions, c.Type); old != nil && status.Equal(*old, c) && equalBundle(m.mc.Status.Bundle, mc.Status.Bundle) {
+		return nil
+	}
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
+	return status.Apply(ctx, r.Client, mc, fieldOwner, &meshv1alpha1.MeshClusterStatus{
+		Conditions: status.Owned(mc.Status.Conditions, meshv1alpha1.TrustFederatedCondition),
+		Bundle:     mc.Status.Bundle,
 	})
-	return client.IgnoreNotFound(err)
 }
+
+// fieldOwner is this controller's field manager for the status fields it owns.
+const fieldOwner = "fleetmesh-trustfederation"
 
 func equalBundle(a, b *meshv1alpha1.BundleStatus) bool {
 	if a == nil || b == nil {

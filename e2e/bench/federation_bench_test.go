@@ -24,12 +24,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -51,7 +49,6 @@ const (
 // created at once and of a trickle created one at a time, for 2, 4 and 8 members.
 // Target: p99 <= 250 ms with 8 members and 200 exports, near flat from 2 to 8 members.
 func BenchmarkServiceFederation(b *testing.B) {
-	ctrl.SetLogger(logr.Discard()) // the operator runs in-process here: keep its logs out of the figures
 	for _, members := range []int{2, 4, 8} {
 		burst, trickle := federationRun(b, members)
 		fmt.Printf("federation: %d members: burst of %d exports p50 %s p99 %s; trickle of %d p50 %s p99 %s (target p99 <= 250ms at 8 members)\n",

@@ -433,3 +433,30 @@ func Stale(installed []Key, rendered []client.Object) []Key {
 	})
 	return out
 }
+
+// Waves splits rendered objects into groups that may each be applied in parallel, in order:
+// CRDs and namespaces first, then the objects that live in them or need nothing else, then
+// the custom resources whose CRDs are rendered here (DirectResources). Order within a wave is
+// the rendered order.
+func Waves(objs []client.Object) [][]client.Object {
+	var first, middle, last []client.Object
+	for _, o := range objs {
+		kind := o.GetObjectKind().GroupVersionKind().Kind
+		_, direct := DirectResources()[kind]
+		switch {
+		case IsCRD(o) || kind == "Namespace":
+			first = append(first, o)
+		case direct:
+			last = append(last, o)
+		default:
+			middle = append(middle, o)
+		}
+	}
+	var waves [][]client.Object
+	for _, w := range [][]client.Object{first, middle, last} {
+		if len(w) > 0 {
+			waves = append(waves, w)
+		}
+	}
+	return waves
+}

@@ -162,3 +162,27 @@ func TestStale(t *testing.T) {
 		t.Errorf("Stale = %v, want %v", got, want)
 	}
 }
+
+func TestWavesPutDependenciesFirst(t *testing.T) {
+	mi, mc := inputs()
+	objs, _ := Render(mi, mc)
+	waves := Waves(objs)
+	if len(waves) != 3 {
+		t.Fatalf("want 3 waves (CRDs and namespace, the rest, custom resources), got %d", len(waves))
+	}
+	total := 0
+	for i, w := range waves {
+		total += len(w)
+		for _, o := range w {
+			kind := o.GetObjectKind().GroupVersionKind().Kind
+			first := IsCRD(o) || kind == "Namespace"
+			_, custom := DirectResources()[kind]
+			if (i == 0) != first || (i == 2) != custom {
+				t.Errorf("%s %s in wave %d", kind, o.GetName(), i)
+			}
+		}
+	}
+	if total != len(objs) {
+		t.Errorf("waves hold %d objects, rendered %d", total, len(objs))
+	}
+}

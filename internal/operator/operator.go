@@ -74,7 +74,11 @@ type Options struct {
 
 // NewManager builds the operator: the manager, the cluster cache of members and the controllers.
 func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
-	leaseDuration := 15 * time.Second
+	// Longer than client-go's 15/10/2 s: an operator that loses its lease restarts and reconnects
+	// to every member, so a management API server slow to answer for a while (under the load of
+	// a fleet joining at once) must not cost the lease. A clean stop still hands over at once
+	// (LeaderElectionReleaseOnCancel), within one retry period.
+	leaseDuration, renewDeadline, retryPeriod := 60*time.Second, 40*time.Second, 5*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  NewScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -83,6 +87,8 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		LeaderElectionID:        "fleetmesh-manager.mesh.fleetmesh.io",
 		LeaderElectionNamespace: o.LeaderElectionNS,
 		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
 		// A new leader starts at once when the old one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
