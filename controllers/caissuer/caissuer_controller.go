@@ -48,6 +48,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
@@ -207,6 +208,7 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 		if err := ssa.Apply(ctx, c, cm); err != nil {
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, "writing the signed intermediate into the member failed, retrying: %v", err), 0, err
 		}
+		metrics.IntermediateIssuance.WithLabelValues(mi.Name).Observe(time.Since(cr.CreationTimestamp.Time).Seconds())
 		return v, 0, nil
 	case meshv1alpha1.ReasonCAPending:
 		return v, pendingRecheck, nil

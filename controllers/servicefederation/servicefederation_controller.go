@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -126,6 +127,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOpt
 func (r *Reconciler) Reconcile(ctx context.Context, req Request) (ctrl.Result, error) {
 	mi := &meshv1alpha1.MeshInstallation{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: req.Installation}, mi); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.Imports.DeletePartialMatch(prometheus.Labels{"installation": req.Installation})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	members := &meshv1alpha1.MeshClusterList{}
@@ -526,6 +530,11 @@ func writeExportStatus(ctx context.Context, m member, key federation.Key, v fede
 // reportMembers writes each member's export/import counts and ServicesSynced.
 func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, syncErr error) error {
 	var errs []error
+	members := map[string]bool{}
+	for i := range mcs {
+		members[install.ClusterID(&mcs[i])] = true
+	}
+	metrics.Retain(metrics.Imports, mi.Name, "cluster", members) // members that left
 	for i := range mcs {
 		m := r.connected(ctx, &mcs[i])
 		if m.reader == nil {

@@ -27,8 +27,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
@@ -119,31 +117,24 @@ func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshI
 	return bundles, requeue, r.reportExternal(ctx, mi, statuses)
 }
 
-// reportExternal writes status.federatedTrustDomains, with a Warning Event when an endpoint
-// starts failing and a Normal one when it recovers.
-func (r *Reconciler) reportExternal(ctx context.Context, key *meshv1alpha1.MeshInstallation, statuses []meshv1alpha1.FederatedTrustDomainStatus) error {
-	return client.IgnoreNotFound(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		mi := &meshv1alpha1.MeshInstallation{}
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(key), mi); err != nil {
-			return err
+// reportExternal writes status.federatedTrustDomains, which this controller owns (see
+// status.Apply), with a Warning Event when an endpoint starts failing and a Normal one when it
+// recovers.
+func (r *Reconciler) reportExternal(ctx context.Context, mi *meshv1alpha1.MeshInstallation, statuses []meshv1alpha1.FederatedTrustDomainStatus) error {
+	if equality.Semantic.DeepEqual(mi.Status.FederatedTrustDomains, statuses) {
+		return nil
+	}
+	old := map[string]string{}
+	for _, s := range mi.Status.FederatedTrustDomains {
+		old[s.TrustDomain] = s.Error
+	}
+	for _, s := range statuses {
+		switch prev, seen := old[s.TrustDomain]; {
+		case s.Error != "" && (prev == "" || !seen):
+			r.Recorder.Eventf(mi, nil, "Warning", "BundleEndpointFailing", "FederateTrustDomain", "%s: %s (the last good bundle stays distributed)", s.TrustDomain, s.Error)
+		case s.Error == "" && prev != "":
+			r.Recorder.Eventf(mi, nil, "Normal", "BundleEndpointRecovered", "FederateTrustDomain", "%s: bundle fetched again", s.TrustDomain)
 		}
-		if equality.Semantic.DeepEqual(mi.Status.FederatedTrustDomains, statuses) {
-			return nil
-		}
-		before := mi.DeepCopy()
-		old := map[string]string{}
-		for _, s := range before.Status.FederatedTrustDomains {
-			old[s.TrustDomain] = s.Error
-		}
-		for _, s := range statuses {
-			switch prev, seen := old[s.TrustDomain]; {
-			case s.Error != "" && (prev == "" || !seen):
-				r.Recorder.Eventf(mi, nil, "Warning", "BundleEndpointFailing", "FederateTrustDomain", "%s: %s (the last good bundle stays distributed)", s.TrustDomain, s.Error)
-			case s.Error == "" && prev != "":
-				r.Recorder.Eventf(mi, nil, "Normal", "BundleEndpointRecovered", "FederateTrustDomain", "%s: bundle fetched again", s.TrustDomain)
-			}
-		}
-		mi.Status.FederatedTrustDomains = statuses
-		return r.Client.Status().Patch(ctx, mi, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-	}))
+	}
+	return status.Apply(ctx, r.Client, mi, fieldOwner, &meshv1alpha1.MeshInstallationStatus{FederatedTrustDomains: statuses})
 }

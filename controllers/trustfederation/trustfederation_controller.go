@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -87,7 +88,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 		return errors.New("trustfederation: Client, ClusterCache and Recorder are required")
 	}
 	r.lastKnown = map[client.ObjectKey]*spiffebundle.Bundle{}
-	r.external = &trust.External{Fetch: federation.FetchBundle}
+	r.external = &trust.External{Fetch: countFetches(federation.FetchBundle)}
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("trustfederation").
 		WithOptions(opts).
@@ -115,6 +116,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	}
 	r.controller = c
 	return nil
+}
+
+// countFetches counts each bundle endpoint fetch by result.
+func countFetches(fetch trust.FetchFunc) trust.FetchFunc {
+	return func(ctx context.Context, td spiffeid.TrustDomain, url string, opts ...federation.FetchOption) (*spiffebundle.Bundle, error) {
+		b, err := fetch(ctx, td, url, opts...)
+		result := "success"
+		if err != nil {
+			result = "failure"
+		}
+		metrics.BundleFetches.WithLabelValues(td.Name(), result).Inc()
+		return b, err
+	}
 }
 
 // member is one MeshCluster and what was read of it.
@@ -162,10 +176,14 @@ func rotationInputs(m *member, members []*member) map[string]string {
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	mi := &meshv1alpha1.MeshInstallation{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: req.Name}, mi); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.BundleExpiry.DeletePartialMatch(prometheus.Labels{"installation": req.Name})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !mi.DeletionTimestamp.IsZero() {
 		r.external.Refresh(ctx, mi.Name, nil, time.Now()) // forget its outside trust domains
+		metrics.BundleExpiry.DeletePartialMatch(prometheus.Labels{"installation": mi.Name})
 		return ctrl.Result{}, nil
 	}
 	list := &meshv1alpha1.MeshClusterList{}
@@ -202,20 +220,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		memberTDs[m.td.Name()] = true
 	}
 	external, externalDue, externalErr := r.refreshExternal(ctx, mi, memberTDs)
+	federated := maps.Clone(memberTDs)
+	for _, b := range external {
+		federated[b.TrustDomain().Name()] = true
+	}
+	metrics.Retain(metrics.BundleExpiry, mi.Name, "trust_domain", federated)
 
 	requeue := resync
 	if externalDue > 0 {
 		requeue = min(requeue, externalDue)
 	}
 	errs = append(errs, externalErr)
+	// Members converge in parallel: a new bundle reaches the last member after the slowest
+	// write, not after the sum of them.
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
 	for _, m := range members {
-		federated, err := r.converge(ctx, mi, m, bundles, external, rotationInputs(m, members))
-		errs = append(errs, err)
-		if !federated {
-			// Waiting for an agent: its status event wakes us, this is the safety net.
-			requeue = min(requeue, notFederatedRecheck)
-		}
+		extra := rotationInputs(m, members)
+		wg.Go(func() {
+			federated, err := r.converge(ctx, mi, m, bundles, external, extra)
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, err)
+			if !federated {
+				// Waiting for an agent: its status event wakes us, this is the safety net.
+				requeue = min(requeue, notFederatedRecheck)
+			}
+		})
 	}
+	wg.Wait()
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 

@@ -132,6 +132,9 @@ var _ = Describe("certManager CA source", Ordered, func() {
 			GinkgoWriter.Printf("%s: intermediate %q (issuer %q, permitted %v, not after %s) signs %s\n", m.Name,
 				intermediate.Subject, intermediate.Issuer, intermediate.PermittedURIDomains, intermediate.NotAfter.Format("2006-01-02"), id)
 		}
+		// Each issuance is timed on the operator's /metrics.
+		Eventually(func() (string, error) { return f.OperatorMetrics(ctx) }).Should(
+			MatchRegexp(`fleetmesh_ca_intermediate_issuance_seconds_count\{installation="[^"]+"\} ([3-9]|[1-9][0-9])`))
 		// Trust is federated across members as in selfSigned mode: A's SVID verifies with B's map.
 		chainA, _ := svidChain(f.Members[0])
 		_, bundlesB := svidChain(f.Members[1])

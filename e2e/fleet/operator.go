@@ -22,11 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -101,4 +103,31 @@ func (f *Fleet) RunFleetmesh(ctx context.Context, imagesDir string) (map[string]
 		return nil, fmt.Errorf("the operator from config/default never became available (logs in %s): %w", f.opts.WorkDir, err)
 	}
 	return kubelets, nil
+}
+
+// Scrape returns what a process's /metrics serves at ip:port.
+func Scrape(ip string, port int) (string, error) {
+	resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", ip, port))
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// OperatorMetrics returns what the running operator's /metrics serves (port 8080, as
+// config/manager sets it).
+func (f *Fleet) OperatorMetrics(ctx context.Context) (string, error) {
+	pods := &corev1.PodList{}
+	if err := f.Management.Client.List(ctx, pods, client.InNamespace(OperatorNamespace),
+		client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"}); err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Status.PodIP != "" {
+			return Scrape(p.Status.PodIP, 8080)
+		}
+	}
+	return "", fmt.Errorf("no running operator pod in %s", OperatorNamespace)
 }

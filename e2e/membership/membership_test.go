@@ -19,8 +19,6 @@ package membership_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -397,14 +395,8 @@ func applySampleAsArgoCD() {
 // scrape reads a /metrics endpoint of a process the harness runs (inside the sandbox).
 func scrape(ip string, port int) string {
 	var body string
-	Eventually(func() error {
-		resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", ip, port))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		body = string(b)
+	Eventually(func() (err error) {
+		body, err = fleet.Scrape(ip, port)
 		return err
 	}).Should(Succeed())
 	return body

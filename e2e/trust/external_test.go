@@ -171,5 +171,11 @@ var _ = Describe("an outside trust domain (spec.trust.federatesWith)", Ordered, 
 			Eventually(trustFederated(m)).Should(HavePrefix("True/Federated"))
 		}
 		GinkgoWriter.Printf("endpoint down: %s\n", s.Error)
+		// Both outcomes are counted on the operator's /metrics.
+		Eventually(func() (string, error) { return f.OperatorMetrics(ctx) }).Should(And(
+			MatchRegexp(`fleetmesh_trust_bundle_endpoint_fetches_total\{result="success",trust_domain="%s"\} [1-9]`, spire.td.Name()),
+			MatchRegexp(`fleetmesh_trust_bundle_endpoint_fetches_total\{result="failure",trust_domain="%s"\} [1-9]`, spire.td.Name()),
+			MatchRegexp(`fleetmesh_trust_bundle_expiry_timestamp_seconds\{installation="[^"]+",trust_domain="%s"\}`, spire.td.Name()),
+		))
 	})
 })

@@ -52,7 +52,7 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 		t.Fatalf("dashboard is not valid JSON: %v", err)
 	}
 	known := map[string]bool{}
-	for _, c := range []prometheus.Collector{Members, Propagation, Imports, BundleExpiry} {
+	for _, c := range All {
 		ch := make(chan *prometheus.Desc, 4)
 		c.Describe(ch)
 		close(ch)

@@ -20,6 +20,7 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -52,8 +53,55 @@ var (
 		Name: "fleetmesh_trust_bundle_expiry_timestamp_seconds",
 		Help: "When the first root of a trust domain's published bundle expires, as a Unix timestamp.",
 	}, []string{"installation", "trust_domain"})
+
+	// BundleFetches counts fetches from outside trust domains' bundle endpoints
+	// (spec.trust.federatesWith) by result: an alert on failures catches an endpoint that is
+	// down before the last good bundle it left expires.
+	BundleFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetmesh_trust_bundle_endpoint_fetches_total",
+		Help: "Fetches from outside trust domains' bundle endpoints, by result (success, failure).",
+	}, []string{"trust_domain", "result"})
+
+	// IntermediateIssuance is the time from a member's CertificateRequest being created to its
+	// signed intermediate CA handed to the member (trust.ca.certManager).
+	IntermediateIssuance = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "fleetmesh_ca_intermediate_issuance_seconds",
+		Help:    "From a member's CertificateRequest created to its signed intermediate CA written into the member.",
+		Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800},
+	}, []string{"installation"})
 )
 
+// All is every series this package defines.
+var All = []prometheus.Collector{Members, Propagation, Imports, BundleExpiry, BundleFetches, IntermediateIssuance}
+
 func init() {
-	ctrlmetrics.Registry.MustRegister(Members, Propagation, Imports, BundleExpiry)
+	ctrlmetrics.Registry.MustRegister(All...)
+}
+
+// Retain deletes the series of vec that belong to the installation and whose label (such as
+// "cluster" or "trust_domain") is not one of keep: a member that left, an outside trust domain
+// no longer federated, leave no series behind.
+func Retain(vec *prometheus.GaugeVec, installation, label string, keep map[string]bool) {
+	ch := make(chan prometheus.Metric, 16)
+	go func() {
+		vec.Collect(ch)
+		close(ch)
+	}()
+	var stale []prometheus.Labels
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) != nil {
+			continue
+		}
+		labels := prometheus.Labels{}
+		for _, lp := range pb.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["installation"] == installation && !keep[labels[label]] {
+			stale = append(stale, labels)
+		}
+	}
+	for _, l := range stale {
+		vec.Delete(l)
+	}
 }

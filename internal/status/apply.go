@@ -39,6 +39,11 @@ func Apply(ctx context.Context, c client.Client, obj client.Object, owner string
 	if err != nil {
 		return fmt.Errorf("status of %s: %w", obj.GetName(), err)
 	}
+	for k, v := range fields {
+		if zero(v) {
+			delete(fields, k) // not owned, whatever the field's JSON tag says
+		}
+	}
 	for _, f := range zeroes {
 		if _, ok := fields[f]; !ok {
 			fields[f] = int64(0)
@@ -57,6 +62,26 @@ func Apply(ctx context.Context, c client.Client, obj client.Object, owner string
 		return client.IgnoreNotFound(fmt.Errorf("write status of %s %s: %w", gvk.Kind, client.ObjectKeyFromObject(obj), err))
 	}
 	return nil
+}
+
+func zero(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case int64:
+		return t == 0
+	case float64:
+		return t == 0
+	case string:
+		return t == ""
+	case bool:
+		return !t
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	}
+	return false
 }
 
 // Owned returns the conditions of the given types, the ones a writer owns.
