@@ -437,12 +437,18 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 	if desired.Import != nil {
 		if mi.Spec.ServiceFederation.CreateNamespaces {
 			ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: key.Namespace}}
-			errs = append(errs, ssa.Apply(ctx, m.writer, ns))
+			errs = append(errs, ssa.ApplyIfChanged(ctx, m.reader, m.writer, ns))
 		}
-		errs = append(errs, ssa.Apply(ctx, m.writer, desired.Import))
-		for _, s := range desired.Slices {
-			errs = append(errs, ssa.Apply(ctx, m.writer, s))
+		// The import and its slices are independent objects: written together, and only
+		// when the member's copy differs (this reconcile is also woken by its own writes).
+		objs := append([]client.Object{desired.Import}, slicesAsObjects(desired.Slices)...)
+		applied := make([]error, len(objs))
+		var wg sync.WaitGroup
+		for i, o := range objs {
+			wg.Go(func() { applied[i] = ssa.ApplyIfChanged(ctx, m.reader, m.writer, o) })
 		}
+		wg.Wait()
+		errs = append(errs, applied...)
 	}
 	want := map[string]bool{}
 	for _, s := range desired.Slices {
@@ -470,6 +476,14 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 		return fmt.Errorf("converge %s in %s: %w", key, m.id, err)
 	}
 	return nil
+}
+
+func slicesAsObjects(slices []*discoveryv1.EndpointSlice) []client.Object {
+	out := make([]client.Object, len(slices))
+	for i, s := range slices {
+		out[i] = s
+	}
+	return out
 }
 
 // importsInto applies namespace sameness: a member imports a service only into a namespace it

@@ -65,3 +65,21 @@ func Apply(ctx context.Context, c client.Client, obj client.Object) error {
 	}
 	return nil
 }
+
+// ApplyIfChanged applies a typed obj unless reader's copy (a cache, usually) already holds
+// every field of it (Contains): a reconcile woken by its own writes then writes nothing.
+func ApplyIfChanged(ctx context.Context, reader client.Reader, writer client.Client, obj client.Object) error {
+	u, err := ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	if _, typed := obj.(*unstructured.Unstructured); !typed {
+		live := obj.DeepCopyObject().(client.Object)
+		if reader.Get(ctx, client.ObjectKeyFromObject(obj), live) == nil {
+			if content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live); err == nil && Contains(content, u.Object) {
+				return nil
+			}
+		}
+	}
+	return Apply(ctx, writer, u)
+}
