@@ -41,10 +41,16 @@ var errCRDNotServed = fmt.Errorf("a CRD just installed is not served yet")
 // memberClient writes to one member. Kinds whose CRD fleetmesh installs in the same breath
 // (ClusterProperty) go through a dynamic client that names their resource: the member client's
 // lazy RESTMapper may cache the group before the CRD is served, and then not find the kind again.
-// Reads of the kinds the operator watches (WatchedKinds) come from the cluster cache.
+// Reads of the kinds the operator watches (WatchedKinds) come from the cluster cache; every other
+// read goes to the API server through live. (The cluster cache's client would start an informer
+// for any kind it is asked about, CRDs included: a copy of every CRD of the member in memory.)
 type memberClient struct {
 	client.Client
-	dyn dynamic.Interface
+	live client.Reader
+	dyn  dynamic.Interface
+	// listLive makes list read the API server even for cached kinds: uninstall must not miss
+	// an object the cache has not seen yet.
+	listLive bool
 }
 
 // apply server-side applies obj under the fleetmesh field manager, unless the member already
@@ -52,6 +58,10 @@ type memberClient struct {
 func (m memberClient) apply(ctx context.Context, obj client.Object) error {
 	u, err := ssa.ToUnstructured(obj)
 	if err != nil {
+		return err
+	}
+	u = u.DeepCopy() // Stamp writes an annotation: the rendered object stays as it was
+	if err := ssa.Stamp(u); err != nil {
 		return err
 	}
 	// Most wake-ups change nothing the operator renders: reading the member's copy (from the
@@ -92,7 +102,7 @@ func (m memberClient) current(ctx context.Context, u *unstructured.Unstructured)
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(gvk)
-	if err := m.Get(ctx, client.ObjectKeyFromObject(u), live); err != nil {
+	if err := m.live.Get(ctx, client.ObjectKeyFromObject(u), live); err != nil {
 		return nil, err
 	}
 	return live.Object, nil
@@ -129,13 +139,13 @@ func (m memberClient) list(ctx context.Context, tm metav1.TypeMeta, sel map[stri
 	if err != nil {
 		return nil, err
 	}
-	if _, cached := m.cachedObject(gv.WithKind(tm.Kind)); cached {
+	if _, cached := m.cachedObject(gv.WithKind(tm.Kind)); cached && !m.listLive {
 		return m.listCached(ctx, gv.WithKind(tm.Kind+"List"), sel)
 	}
 	l := &unstructured.UnstructuredList{}
 	l.SetAPIVersion(tm.APIVersion)
 	l.SetKind(tm.Kind + "List")
-	if err := m.List(ctx, l, client.MatchingLabels(sel)); err != nil {
+	if err := m.live.List(ctx, l, client.MatchingLabels(sel)); err != nil {
 		return nil, err
 	}
 	return l.Items, nil
@@ -176,10 +186,14 @@ func (m memberClient) delete(ctx context.Context, u *unstructured.Unstructured) 
 	return client.IgnoreNotFound(m.Delete(ctx, u, client.PropagationPolicy(metav1.DeletePropagationBackground)))
 }
 
-// memberClient pairs the cluster cache's client of a member with a dynamic client on the same
-// credentials (client-go shares the transport of identical configs).
+// memberClient pairs the cluster cache's client of a member with its uncached client and a
+// dynamic client on the same credentials (client-go shares the transport of identical configs).
 func (r *Reconciler) memberClient(ctx context.Context, key client.ObjectKey, c client.Client) (memberClient, error) {
 	cfg, err := r.ClusterCache.GetRESTConfig(ctx, key)
+	if err != nil {
+		return memberClient{}, err
+	}
+	live, err := r.ClusterCache.GetUncachedClient(ctx, key)
 	if err != nil {
 		return memberClient{}, err
 	}
@@ -187,5 +201,5 @@ func (r *Reconciler) memberClient(ctx context.Context, key client.ObjectKey, c c
 	if err != nil {
 		return memberClient{}, fmt.Errorf("dynamic client of %s: %w", key, err)
 	}
-	return memberClient{Client: c, dyn: dyn}, nil
+	return memberClient{Client: c, live: live, dyn: dyn}, nil
 }

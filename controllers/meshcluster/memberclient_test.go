@@ -66,7 +66,7 @@ func TestAppliedObjectsReadBackAsHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := memberClient{Client: c, dyn: dynamic.NewForConfigOrDie(cfg)}
+	m := memberClient{Client: c, live: c, dyn: dynamic.NewForConfigOrDie(cfg)}
 
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}
 	mi.Spec.ControlPlane = meshv1alpha1.ControlPlaneSpec{Image: "ghcr.io/fleetmesh/agent", Version: "v0.1.0", Replicas: ptr.To(int32(2)), LogLevel: "info"}
@@ -96,6 +96,10 @@ func TestAppliedObjectsReadBackAsHeld(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		u = u.DeepCopy()
+		if err := ssa.Stamp(u); err != nil {
+			t.Fatal(err)
+		}
 		live, err := m.current(ctx, u)
 		if err != nil {
 			t.Fatalf("read %s %s back: %v", u.GetKind(), u.GetName(), err)
@@ -118,6 +122,10 @@ func TestAppliedObjectsReadBackAsHeld(t *testing.T) {
 			continue
 		}
 		u, _ := ssa.ToUnstructured(o)
+		u = u.DeepCopy()
+		if err := ssa.Stamp(u); err != nil {
+			t.Fatal(err)
+		}
 		live, err := m.current(ctx, u)
 		if err != nil {
 			t.Fatal(err)

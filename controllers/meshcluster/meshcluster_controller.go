@@ -395,6 +395,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		mcl, err = r.memberClient(ctx, clusterKey, c)
 	}
 	if err == nil && r.ClusterCache.GetHealthCheckingState(ctx, clusterKey).ConsecutiveFailures == 0 {
+		mcl.listLive = true
 		remaining, err := r.uninstall(ctx, mcl, mc.Spec.Installation)
 		if err != nil {
 			return ctrl.Result{}, err

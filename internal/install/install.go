@@ -436,8 +436,10 @@ func Stale(installed []Key, rendered []client.Object) []Key {
 
 // Waves splits rendered objects into groups that may each be applied in parallel, in order:
 // CRDs and namespaces first, then the objects that live in them or need nothing else, then
-// the custom resources whose CRDs are rendered here (DirectResources). Order within a wave is
-// the rendered order.
+// the custom resources whose CRDs are rendered here (DirectResources) and the Deployments, so
+// that their pods normally find the ServiceAccount and ConfigMap of the wave before in place (a
+// caller that goes on past a failed wave only delays the pods: they wait for what they mount).
+// Order within a wave is the rendered order.
 func Waves(objs []client.Object) [][]client.Object {
 	var first, middle, last []client.Object
 	for _, o := range objs {
@@ -446,7 +448,7 @@ func Waves(objs []client.Object) [][]client.Object {
 		switch {
 		case IsCRD(o) || kind == "Namespace":
 			first = append(first, o)
-		case direct:
+		case direct || kind == "Deployment":
 			last = append(last, o)
 		default:
 			middle = append(middle, o)

@@ -168,7 +168,7 @@ func TestWavesPutDependenciesFirst(t *testing.T) {
 	objs, _ := Render(mi, mc)
 	waves := Waves(objs)
 	if len(waves) != 3 {
-		t.Fatalf("want 3 waves (CRDs and namespace, the rest, custom resources), got %d", len(waves))
+		t.Fatalf("want 3 waves (CRDs and namespace, the rest, custom resources and the Deployment), got %d", len(waves))
 	}
 	total := 0
 	for i, w := range waves {
@@ -177,7 +177,8 @@ func TestWavesPutDependenciesFirst(t *testing.T) {
 			kind := o.GetObjectKind().GroupVersionKind().Kind
 			first := IsCRD(o) || kind == "Namespace"
 			_, custom := DirectResources()[kind]
-			if (i == 0) != first || (i == 2) != custom {
+			last := custom || kind == "Deployment"
+			if (i == 0) != first || (i == 2) != last {
 				t.Errorf("%s %s in wave %d", kind, o.GetName(), i)
 			}
 		}

@@ -16,13 +16,24 @@ limitations under the License.
 
 package ssa
 
-import "reflect"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"reflect"
 
-// Contains reports whether live already holds every field of applied with the same value, so
-// that applying applied would change nothing: the operator then skips the write. Maps in live may
-// hold more keys (server defaults, other field managers); lists must match element by element; an
-// empty value in applied matches an absent one in live. The top-level apiVersion and kind are not
-// compared, since objects read from a cache may not carry them.
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Contains reports whether live already holds every field of applied with the same value.
+// Maps in live may hold more keys (server defaults, other field managers); lists must match
+// element by element; a null or empty string in applied matches an absent field. The top-level
+// apiVersion and kind are not compared, since objects read from a cache may not carry them.
+// Extra fields in live are not seen, so a field the operator stopped writing would stay: callers
+// skip an apply only for a Stamped object (see Stamp), whose hash changes with any field.
+// Atomic fields (AtomicFields) are the exception: a forced apply replaces them whole, so there
+// live must hold exactly what is applied, with nothing added (a selector key or an RBAC rule's
+// resourceNames added by hand is drift to repair).
 func Contains(live, applied map[string]any) bool {
 	rest := make(map[string]any, len(applied))
 	for k, v := range applied {
@@ -30,7 +41,47 @@ func Contains(live, applied map[string]any) bool {
 			rest[k] = v
 		}
 	}
-	return contains(live, rest)
+	if !contains(live, rest) {
+		return false
+	}
+	kind, _ := applied["kind"].(string)
+	for _, path := range AtomicFields[kind] {
+		a, _ := field(applied, path)
+		l, _ := field(live, path)
+		if !contains(a, l) { // and contains(l, a) held above
+			return false
+		}
+	}
+	return true
+}
+
+// AtomicFields lists, by kind, the fields of the objects fleetmesh applies that the API server
+// treats as atomic (listType=atomic, mapType=atomic, or a struct replaced whole): Service
+// selectors, RBAC rules, subjects and role references, EndpointSlice endpoints and ports, and
+// ServiceImport ports.
+var AtomicFields = map[string][][]string{
+	"Service":            {{"spec", "selector"}},
+	"Role":               {{"rules"}},
+	"ClusterRole":        {{"rules"}, {"aggregationRule"}},
+	"RoleBinding":        {{"subjects"}, {"roleRef"}},
+	"ClusterRoleBinding": {{"subjects"}, {"roleRef"}},
+	"EndpointSlice":      {{"endpoints"}, {"ports"}},
+	"ServiceImport":      {{"spec", "ports"}},
+}
+
+// field returns the value at path in obj, and whether it is there.
+func field(obj map[string]any, path []string) (any, bool) {
+	var cur any = obj
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
 }
 
 func contains(live, applied any) bool {
@@ -38,7 +89,7 @@ func contains(live, applied any) bool {
 	case map[string]any:
 		l, ok := live.(map[string]any)
 		if !ok {
-			return live == nil && len(a) == 0
+			return false
 		}
 		for k, av := range a {
 			lv, ok := l[k]
@@ -56,7 +107,7 @@ func contains(live, applied any) bool {
 	case []any:
 		l, ok := live.([]any)
 		if !ok {
-			return live == nil && len(a) == 0
+			return false
 		}
 		if len(l) != len(a) {
 			return false
@@ -77,14 +128,12 @@ func contains(live, applied any) bool {
 	return reflect.DeepEqual(live, applied)
 }
 
+// isEmpty: only a null or an empty string in applied may stand for an absent field; an empty
+// map or list may not (emptyDir: {} replaced by a hostPath is a difference).
 func isEmpty(v any) bool {
 	switch t := v.(type) {
 	case nil:
 		return true
-	case map[string]any:
-		return len(t) == 0
-	case []any:
-		return len(t) == 0
 	case string:
 		return t == ""
 	}
@@ -105,4 +154,30 @@ func number(v any) (float64, bool) {
 		return n, true
 	}
 	return 0, false
+}
+
+// AppliedHashAnnotation holds a hash of everything the operator applied to an object.
+const AppliedHashAnnotation = "mesh.fleetmesh.io/applied-hash"
+
+// Stamp sets AppliedHashAnnotation on u to a hash of its content. Contains then holds only if
+// live was last applied from exactly this content (and has not drifted since): a field the
+// operator no longer renders changes the hash, so the apply that removes it is not skipped.
+func Stamp(u *unstructured.Unstructured) error {
+	annotations := u.GetAnnotations()
+	delete(annotations, AppliedHashAnnotation)
+	if len(annotations) == 0 {
+		annotations = nil // the same content whether or not it was stamped before
+	}
+	u.SetAnnotations(annotations)
+	data, err := json.Marshal(u.Object) // map keys in sorted order: deterministic
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[AppliedHashAnnotation] = hex.EncodeToString(sum[:12])
+	u.SetAnnotations(annotations)
+	return nil
 }

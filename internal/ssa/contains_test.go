@@ -16,14 +16,18 @@ limitations under the License.
 
 package ssa
 
-import "testing"
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
 
 func TestContains(t *testing.T) {
 	applied := map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "cfg", "labels": map[string]any{"a": "1"}},
 		"data":     map[string]any{"k": "v"},
-		"spec":     map[string]any{"ports": []any{map[string]any{"port": int64(80)}}, "empty": map[string]any{}},
+		"spec":     map[string]any{"ports": []any{map[string]any{"port": int64(80)}}},
 	}
 	live := func() map[string]any {
 		return map[string]any{
@@ -33,7 +37,7 @@ func TestContains(t *testing.T) {
 		}
 	}
 	if !Contains(live(), applied) {
-		t.Error("server defaults, other labels and an absent empty map must not count as a difference")
+		t.Error("server defaults and other labels must not count as a difference")
 	}
 	for name, edit := range map[string]func(map[string]any){
 		"value edited":  func(l map[string]any) { l["data"].(map[string]any)["k"] = "hand-edited" },
@@ -46,11 +50,79 @@ func TestContains(t *testing.T) {
 			l["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)["port"] = int64(8080)
 		},
 		"map replaced by a string": func(l map[string]any) { l["data"] = "x" },
+		"map removed":              func(l map[string]any) { delete(l, "data") },
 	} {
 		l := live()
 		edit(l)
 		if Contains(l, applied) {
 			t.Errorf("%s: the difference must be seen", name)
 		}
+	}
+}
+
+// A field the operator stops rendering is still in live, which Contains cannot see: the hash
+// Stamp puts on the applied object changes, so the apply that removes the field is not skipped.
+func TestStampSeesARemovedField(t *testing.T) {
+	old := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "cfg"},
+		"data":     map[string]any{"k": "v", "dropped": "x"},
+	}}
+	if err := Stamp(old); err != nil {
+		t.Fatal(err)
+	}
+	live := old.DeepCopy().Object // what the member holds after applying old
+	next := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "cfg"},
+		"data":     map[string]any{"k": "v"},
+	}}
+	if !Contains(live, next.Object) {
+		t.Fatal("unstamped, the removed field is not seen (the reason for Stamp)")
+	}
+	if err := Stamp(next); err != nil {
+		t.Fatal(err)
+	}
+	if Contains(live, next.Object) {
+		t.Error("stamped, the removed field must make the apply go ahead")
+	}
+	again := next.DeepCopy()
+	if err := Stamp(again); err != nil || again.GetAnnotations()[AppliedHashAnnotation] != next.GetAnnotations()[AppliedHashAnnotation] {
+		t.Error("stamping the same content twice must give the same hash")
+	}
+}
+
+// In an atomic field, something added by hand is drift: a forced apply replaces the field whole,
+// so the apply must not be skipped. Elsewhere, extra keys are server defaults or other managers'.
+func TestContainsAtomicFields(t *testing.T) {
+	role := func() map[string]any {
+		return map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+			"metadata": map[string]any{"name": "agent"},
+			"rules":    []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"get"}}},
+		}
+	}
+	live := role()
+	if !Contains(live, role()) {
+		t.Fatal("an identical Role must be held")
+	}
+	live["rules"].([]any)[0].(map[string]any)["resourceNames"] = []any{"other"}
+	if Contains(live, role()) {
+		t.Error("a resourceNames added by hand to a rule must be drift")
+	}
+	svc := func() map[string]any {
+		return map[string]any{
+			"apiVersion": "v1", "kind": "Service", "metadata": map[string]any{"name": "agent"},
+			"spec": map[string]any{"selector": map[string]any{"app": "agent"}},
+		}
+	}
+	live = svc()
+	live["spec"].(map[string]any)["clusterIP"] = "10.0.0.1" // a server default: not drift
+	if !Contains(live, svc()) {
+		t.Error("a defaulted clusterIP must not be drift")
+	}
+	live["spec"].(map[string]any)["selector"].(map[string]any)["extra"] = "x"
+	if Contains(live, svc()) {
+		t.Error("a selector key added by hand must be drift")
 	}
 }

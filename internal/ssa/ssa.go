@@ -66,11 +66,15 @@ func Apply(ctx context.Context, c client.Client, obj client.Object) error {
 	return nil
 }
 
-// ApplyIfChanged applies a typed obj unless reader's copy (a cache, usually) already holds
-// every field of it (Contains): a reconcile woken by its own writes then writes nothing.
+// ApplyIfChanged applies a typed obj, Stamped, unless reader's copy (a cache, usually) already
+// holds every field of it (Contains): a reconcile woken by its own writes then writes nothing.
 func ApplyIfChanged(ctx context.Context, reader client.Reader, writer client.Client, obj client.Object) error {
 	u, err := ToUnstructured(obj)
 	if err != nil {
+		return err
+	}
+	u = u.DeepCopy()
+	if err := Stamp(u); err != nil {
 		return err
 	}
 	if _, typed := obj.(*unstructured.Unstructured); !typed {
