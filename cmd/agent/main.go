@@ -74,6 +74,7 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 	var (
 		trustOpts *agent.TrustOptions
 		xdsOpts   *agent.XDSOptions
+		cluster   string
 	)
 	if configPath != "" {
 		data, err := os.ReadFile(configPath)
@@ -85,6 +86,7 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 			return fmt.Errorf("parse config %s: %w", configPath, err)
 		}
 		klog.InfoS("configured", "mesh", cfg.Mesh, "cluster", cfg.Cluster, "trustDomain", cfg.TrustDomain)
+		cluster = cfg.Cluster
 		if trustOpts, err = trustOptions(cfg, addrs); err != nil {
 			return fmt.Errorf("config %s: %w", configPath, err)
 		}
@@ -101,7 +103,7 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 	if err != nil {
 		return fmt.Errorf("load cluster credentials: %w", err)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts, XDS: xdsOpts})
+	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, Cluster: cluster, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts, XDS: xdsOpts})
 	if err != nil {
 		return err
 	}

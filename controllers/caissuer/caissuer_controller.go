@@ -71,6 +71,8 @@ type Reconciler struct {
 	Recorder     events.EventRecorder
 
 	controller controller.Controller
+	// written writes the MeshCluster status fields this controller owns.
+	written *status.Writer
 }
 
 // SetupWithManager registers the controller.
@@ -78,9 +80,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	if r.Client == nil || r.APIReader == nil || r.ClusterCache == nil || r.Recorder == nil {
 		return errors.New("caissuer: Client, APIReader, ClusterCache and Recorder are required")
 	}
+	r.written = &status.Writer{Owner: "fleetmesh-caissuer"}
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("caissuer").
 		WithOptions(opts).
+		WithLogConstructor(controllers.MemberLogConstructor(mgr, "caissuer")).
 		For(&meshv1alpha1.MeshCluster{}, builder.WithPredicates(predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				connected := func(o client.Object) bool {
@@ -286,12 +290,12 @@ func cond(s metav1.ConditionStatus, reason, format string, args ...any) metav1.C
 // report sets CAIssued on the MeshCluster; this controller owns only that condition of its
 // status (see status.Apply).
 func (r *Reconciler) report(ctx context.Context, mc *meshv1alpha1.MeshCluster, c metav1.Condition) error {
-	if old := meta.FindStatusCondition(mc.Status.Conditions, c.Type); old != nil && status.Equal(*old, c) {
-		return nil
-	}
+	old := meta.FindStatusCondition(mc.Status.Conditions, c.Type)
+	cacheHolds := old != nil && status.Equal(*old, c)
 	mc = mc.DeepCopy()
 	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
-	return status.Apply(ctx, r.Client, mc, "fleetmesh-caissuer", &meshv1alpha1.MeshClusterStatus{
+	// Not woken by its own status writes: the cache alone must not decide to skip (status.Writer).
+	return r.written.Write(ctx, r.Client, mc, cacheHolds, &meshv1alpha1.MeshClusterStatus{
 		Conditions: status.Owned(mc.Status.Conditions, meshv1alpha1.CAIssuedCondition),
 	})
 }

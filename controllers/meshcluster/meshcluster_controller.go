@@ -46,6 +46,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/finalizer"
 	"github.com/fleetmesh/fleetmesh/internal/install"
@@ -96,6 +97,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1alpha1.MeshCluster{}).
 		WithOptions(opts).
+		WithLogConstructor(controllers.MemberLogConstructor(mgr, "meshcluster")).
 		// Spec changes of the installation roll out to every member.
 		Watches(&meshv1alpha1.MeshInstallation{}, handler.EnqueueRequestsFromMapFunc(r.membersOf)).
 		// Woken on connect, disconnect and a failing health probe of a member.
@@ -133,8 +135,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	log := ctrl.LoggerFrom(ctx).WithValues("cluster", mc.Namespace+"/"+mc.Spec.ClusterRef.Name)
-	ctx = ctrl.LoggerInto(ctx, log)
 	clusterKey := client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name}
 
 	if !mc.DeletionTimestamp.IsZero() {

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,6 +80,12 @@ type Reconciler struct {
 	allocators    map[string]*federation.Allocator
 	lastReport    map[string]time.Time // installation -> last counts report
 	reportPending map[string]bool      // installation -> a deferred report is queued
+	// changedAt is when a change of a service's source (its ServiceExport, Service or local
+	// EndpointSlices in any member) was first seen and not yet federated: the start of the
+	// propagation the metric times.
+	changedAt map[Request]time.Time
+	// written writes the MeshCluster status fields this controller owns.
+	written *status.Writer
 }
 
 // SetupWithManager registers the controller.
@@ -95,6 +102,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOpt
 	r.allocators = map[string]*federation.Allocator{}
 	r.lastReport = map[string]time.Time{}
 	r.reportPending = map[string]bool{}
+	r.changedAt = map[Request]time.Time{}
+	r.written = &status.Writer{Owner: "fleetmesh-servicefederation"}
 	c, err := builder.TypedControllerManagedBy[Request](mgr).
 		Named("servicefederation").
 		WithOptions(opts).
@@ -248,7 +257,11 @@ func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.Mesh
 func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
 	grace := mi.Spec.ServiceFederation.EndpointGracePeriodOrDefault()
 	now := r.Now()
-	started := now
+	req := Request{Installation: mi.Name, Key: key}
+	changed, seen := r.takeChange(req)
+	if !seen {
+		changed = now // a resync, or a change this pass finds before its event
+	}
 	var (
 		exports []federation.Export
 		live    []member
@@ -302,13 +315,15 @@ func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	applied := map[string]error{}
+	wrote := false
 	for _, m := range live {
 		wg.Add(1)
 		go func(m member) {
 			defer wg.Done()
-			err := r.converge(ctx, m, mi, imp, ip, key, labels)
+			w, err := r.converge(ctx, m, mi, imp, ip, key, labels)
 			mu.Lock()
 			applied[m.id] = err
+			wrote = wrote || w
 			mu.Unlock()
 		}(m)
 	}
@@ -318,12 +333,16 @@ func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 			errs = append(errs, err)
 		}
 	}
-	if imp != nil && len(errs) == 0 {
-		metrics.Propagation.WithLabelValues(mi.Name).Observe(r.Now().Sub(started).Seconds())
+	switch {
+	case len(errs) > 0 && seen:
+		r.noteChange(req, changed) // retried: the propagation is not over
+	case imp != nil && wrote:
+		// Only passes that carried a change to the members: a no-op pass propagates nothing.
+		metrics.Propagation.WithLabelValues(mi.Name).Observe(r.Now().Sub(changed).Seconds())
 	}
 	for _, m := range live {
 		if v, ok := verdicts[m.id]; ok {
-			errs = append(errs, writeExportStatus(ctx, m, key, v, imp != nil && errors.Join(errs...) == nil))
+			errs = append(errs, r.writeExportStatus(ctx, m, key, v, imp != nil && errors.Join(errs...) == nil))
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
@@ -427,8 +446,9 @@ func (r *Reconciler) releaseIP(installation string, key federation.Key) {
 }
 
 // converge applies one service's desired import and slices to one member, and deletes the
-// slices (and import) of this installation that are no longer desired there.
-func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, imp *federation.Import, ip string, key federation.Key, labels map[string]string) error {
+// slices (and import) of this installation that are no longer desired there. wrote tells whether
+// the member's copy had to change.
+func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, imp *federation.Import, ip string, key federation.Key, labels map[string]string) (wrote bool, _ error) {
 	var desired federation.Desired
 	if imp != nil && r.importsInto(ctx, m, mi, key.Namespace) {
 		desired = federation.ForMember(imp, ip, labels)
@@ -437,18 +457,22 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 	if desired.Import != nil {
 		if mi.Spec.ServiceFederation.CreateNamespaces {
 			ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: key.Namespace}}
-			errs = append(errs, ssa.ApplyIfChanged(ctx, m.reader, m.writer, ns))
+			w, err := ssa.ApplyIfChanged(ctx, m.reader, m.writer, ns)
+			wrote = wrote || w
+			errs = append(errs, err)
 		}
 		// The import and its slices are independent objects: written together, and only
 		// when the member's copy differs (this reconcile is also woken by its own writes).
 		objs := append([]client.Object{desired.Import}, slicesAsObjects(desired.Slices)...)
 		applied := make([]error, len(objs))
+		written := make([]bool, len(objs))
 		var wg sync.WaitGroup
 		for i, o := range objs {
-			wg.Go(func() { applied[i] = ssa.ApplyIfChanged(ctx, m.reader, m.writer, o) })
+			wg.Go(func() { written[i], applied[i] = ssa.ApplyIfChanged(ctx, m.reader, m.writer, o) })
 		}
 		wg.Wait()
 		errs = append(errs, applied...)
+		wrote = wrote || slices.Contains(written, true)
 	}
 	want := map[string]bool{}
 	for _, s := range desired.Slices {
@@ -458,10 +482,11 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 	if err := m.reader.List(ctx, have, client.InNamespace(key.Namespace), client.MatchingLabels{
 		mcsv1beta1.LabelServiceName: key.Name, discoveryv1.LabelManagedBy: federation.ManagedBy, meshv1alpha1.InstallationLabel: mi.Name,
 	}); err != nil {
-		return fmt.Errorf("list MCS EndpointSlices of %s in %s: %w", key, m.id, err)
+		return wrote, fmt.Errorf("list MCS EndpointSlices of %s in %s: %w", key, m.id, err)
 	}
 	for i := range have.Items {
 		if !want[have.Items[i].Name] {
+			wrote = true
 			errs = append(errs, client.IgnoreNotFound(m.writer.Delete(ctx, &have.Items[i])))
 		}
 	}
@@ -469,13 +494,32 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 		si := &mcsv1beta1.ServiceImport{}
 		err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si)
 		if err == nil && si.Labels[meshv1alpha1.InstallationLabel] == mi.Name {
+			wrote = true
 			errs = append(errs, client.IgnoreNotFound(m.writer.Delete(ctx, si)))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("converge %s in %s: %w", key, m.id, err)
+		return wrote, fmt.Errorf("converge %s in %s: %w", key, m.id, err)
 	}
-	return nil
+	return wrote, nil
+}
+
+// noteChange records that a service's source changed at t, unless an earlier change is pending.
+func (r *Reconciler) noteChange(req Request, t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at, ok := r.changedAt[req]; !ok || t.Before(at) {
+		r.changedAt[req] = t
+	}
+}
+
+// takeChange returns (and forgets) when the pending change of a service was first seen.
+func (r *Reconciler) takeChange(req Request) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.changedAt[req]
+	delete(r.changedAt, req)
+	return at, ok
 }
 
 func slicesAsObjects(slices []*discoveryv1.EndpointSlice) []client.Object {
@@ -509,7 +553,7 @@ func contains(xs []string, x string) bool {
 }
 
 // writeExportStatus sets Valid, Conflict and Ready on the member's ServiceExport.
-func writeExportStatus(ctx context.Context, m member, key federation.Key, v federation.Verdict, imported bool) error {
+func (r *Reconciler) writeExportStatus(ctx context.Context, m member, key federation.Key, v federation.Verdict, imported bool) error {
 	se := &mcsv1beta1.ServiceExport{}
 	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, se); err != nil {
 		return client.IgnoreNotFound(err)
@@ -520,7 +564,9 @@ func writeExportStatus(ctx context.Context, m member, key federation.Key, v fede
 		if ok {
 			st = metav1.ConditionTrue
 		}
-		meta.SetStatusCondition(&se.Status.Conditions, metav1.Condition{Type: string(t), Status: st, Reason: reason, Message: msg, ObservedGeneration: se.Generation})
+		// The export lives in the member: its transitions are Events on the member's MeshCluster.
+		status.SetAbout(&se.Status.Conditions, r.Recorder, m.mc, "ServiceExport "+key.String(),
+			metav1.Condition{Type: string(t), Status: st, Reason: reason, Message: msg, ObservedGeneration: se.Generation})
 	}
 	set(mcsv1beta1.ServiceExportConditionValid, v.Valid, v.ValidReason, v.ValidMessage)
 	set(mcsv1beta1.ServiceExportConditionConflict, v.Conflict, v.ConflictReason, v.ConflictMessage)
@@ -576,11 +622,11 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "SyncFailed", "service federation is retrying: "+status.Truncate(syncErr.Error(), 900)
 		}
 		status.Set(&mc.Status.Conditions, r.Recorder, mc, cond)
-		if status.EqualAll(before.Status.Conditions, mc.Status.Conditions) && before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices {
-			continue
-		}
-		// This controller owns only these fields of the status (see status.Apply).
-		err := status.Apply(ctx, r.Client, mc, "fleetmesh-servicefederation", &meshv1alpha1.MeshClusterStatus{
+		cacheHolds := status.EqualAll(before.Status.Conditions, mc.Status.Conditions) &&
+			before.Status.ExportedServices == mc.Status.ExportedServices && before.Status.ImportedServices == mc.Status.ImportedServices
+		// This controller owns only these fields of the status (see status.Apply), and is not
+		// woken by its own writes of them: the cache alone must not decide to skip (status.Writer).
+		err := r.written.Write(ctx, r.Client, mc, cacheHolds, &meshv1alpha1.MeshClusterStatus{
 			Conditions:       status.Owned(mc.Status.Conditions, meshv1alpha1.ServicesSyncedCondition),
 			ExportedServices: mc.Status.ExportedServices,
 			ImportedServices: mc.Status.ImportedServices,
@@ -597,15 +643,22 @@ func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *m
 	byName := func(_ context.Context, o client.Object) []Request {
 		return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: o.GetName()}}}
 	}
+	// A source of a service changed: the propagation the metric times starts now.
+	sourceByName := func(ctx context.Context, o client.Object) []Request {
+		reqs := byName(ctx, o)
+		r.noteChange(reqs[0], r.Now())
+		return reqs
+	}
 	bySliceLabel := func(_ context.Context, o client.Object) []Request {
-		name := o.GetLabels()[discoveryv1.LabelServiceName]
-		if name == "" {
-			name = o.GetLabels()[mcsv1beta1.LabelServiceName]
+		if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" { // the member's own slice
+			req := Request{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: name}}
+			r.noteChange(req, r.Now())
+			return []Request{req}
 		}
-		if name == "" {
-			return nil
+		if name := o.GetLabels()[mcsv1beta1.LabelServiceName]; name != "" { // an MCS slice
+			return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: name}}}
 		}
-		return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: name}}}
+		return nil
 	}
 	byNamespace := func(_ context.Context, o client.Object) []Request {
 		r.mu.Lock()
@@ -622,9 +675,9 @@ func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *m
 		kind client.Object
 		fn   handler.TypedMapFunc[client.Object, Request]
 	}{
-		{&mcsv1beta1.ServiceExport{}, byName},
+		{&mcsv1beta1.ServiceExport{}, sourceByName},
 		{&mcsv1beta1.ServiceImport{}, byName},
-		{&corev1.Service{}, byName},
+		{&corev1.Service{}, sourceByName},
 		{&discoveryv1.EndpointSlice{}, bySliceLabel},
 		{&corev1.Namespace{}, byNamespace},
 	}

@@ -80,6 +80,8 @@ type Reconciler struct {
 	lastKnown map[client.ObjectKey]*spiffebundle.Bundle
 	// external holds the outside trust domains' bundles (spec.trust.federatesWith).
 	external *trust.External
+	// written writes the MeshCluster status fields this controller owns.
+	written *status.Writer
 }
 
 // SetupWithManager registers the controller.
@@ -89,6 +91,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	}
 	r.lastKnown = map[client.ObjectKey]*spiffebundle.Bundle{}
 	r.external = &trust.External{Fetch: countFetches(federation.FetchBundle)}
+	r.written = &status.Writer{Owner: fieldOwner}
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("trustfederation").
 		WithOptions(opts).
@@ -442,11 +445,11 @@ func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, 
 	if bs != nil {
 		mc.Status.Bundle = bs
 	}
-	if old := meta.FindStatusCondition(m.mc.Status.Conditions, c.Type); old != nil && status.Equal(*old, c) && equalBundle(m.mc.Status.Bundle, mc.Status.Bundle) {
-		return nil
-	}
+	old := meta.FindStatusCondition(m.mc.Status.Conditions, c.Type)
+	cacheHolds := old != nil && status.Equal(*old, c) && equalBundle(m.mc.Status.Bundle, mc.Status.Bundle)
 	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
-	return status.Apply(ctx, r.Client, mc, fieldOwner, &meshv1alpha1.MeshClusterStatus{
+	// Not woken by its own status writes: the cache alone must not decide to skip (status.Writer).
+	return r.written.Write(ctx, r.Client, mc, cacheHolds, &meshv1alpha1.MeshClusterStatus{
 		Conditions: status.Owned(mc.Status.Conditions, meshv1alpha1.TrustFederatedCondition),
 		Bundle:     mc.Status.Bundle,
 	})

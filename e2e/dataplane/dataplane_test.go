@@ -381,6 +381,13 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 		Expect(addrs).To(ContainElements(echoIP(b), echoIP(c)))
 		Expect(stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: resp.GetNonce()})).To(Succeed())
 		GinkgoWriter.Printf("delta ADS: %s version %s, endpoints %v\n", name, resp.GetSystemVersionInfo(), addrs)
+
+		// The agent's /metrics counts its pushes by type and times change -> push.
+		Eventually(func() (string, error) { return fleet.AgentMetrics(ctx, a) }).Should(And(
+			MatchRegexp(`(?m)^fleetmesh_agent_xds_pushes_total\{type="[^"]*ClusterLoadAssignment"\} [1-9]`),
+			MatchRegexp(`(?m)^fleetmesh_agent_xds_push_seconds_count [1-9]`),
+			MatchRegexp(`(?m)^fleetmesh_agent_xds_build_seconds_count\{result="ok"\} [1-9]`),
+		))
 	})
 
 	It("keeps A's calls in A when A runs echo too", func() {

@@ -70,3 +70,13 @@ func AgentAddress(ctx context.Context, m *Cluster, port int) (string, error) {
 	}
 	return "", fmt.Errorf("no ready agent in %s", m.Name)
 }
+
+// AgentMetrics returns what the member's agent (the one AgentAddress picks) serves on /metrics,
+// its probe port (8081).
+func AgentMetrics(ctx context.Context, m *Cluster) (string, error) {
+	addr, err := AgentAddress(ctx, m, 8081)
+	if err != nil {
+		return "", err
+	}
+	return scrapeAddr(addr)
+}

@@ -107,7 +107,11 @@ func (f *Fleet) RunFleetmesh(ctx context.Context, imagesDir string) (map[string]
 
 // Scrape returns what a process's /metrics serves at ip:port.
 func Scrape(ip string, port int) (string, error) {
-	resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", ip, port))
+	return scrapeAddr(fmt.Sprintf("%s:%d", ip, port))
+}
+
+func scrapeAddr(addr string) (string, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return "", err
 	}

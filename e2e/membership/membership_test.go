@@ -254,6 +254,18 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		// controller makes a new one, leader election hands over.
 		Expect(f.Management.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(fleet.OperatorNamespace),
 			client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"})).To(Succeed())
+		// Argo CD sees the rollout as Progressing on the real objects: the installation while its
+		// new generation is not observed or members converge, a member while its agent rolls out.
+		Eventually(func() string {
+			return argoHealth("MeshInstallation", func() (client.Object, error) { return installation(mi)() })
+		}).WithTimeout(60 * time.Second).Should(Equal("Progressing"))
+		Eventually(func() []string {
+			var health []string
+			for _, m := range f.Members {
+				health = append(health, argoHealth("MeshCluster", func() (client.Object, error) { return meshCluster(m.Name)() }))
+			}
+			return health
+		}).WithTimeout(120 * time.Second).Should(ContainElement("Progressing"))
 
 		for _, m := range f.Members {
 			Eventually(meshCluster(m.Name)).WithTimeout(240*time.Second).Should(And(

@@ -244,6 +244,11 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 			g.Expect(mc.Status.ImportedServices).To(BeEquivalentTo(1))
 			g.Expect(meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ServicesSyncedCondition)).To(BeTrue())
 		}).WithTimeout(60 * time.Second).Should(Succeed())
+		// The operator's /metrics has the imports per member and the export -> import latency.
+		Eventually(func() (string, error) { return f.OperatorMetrics(ctx) }).Should(And(
+			MatchRegexp(`(?m)^fleetmesh_federation_imported_services\{cluster="[^"]+",installation="[^"]+"\} 1`),
+			MatchRegexp(`(?m)^fleetmesh_federation_propagation_seconds_count\{installation="[^"]+"\} [1-9]`),
+		))
 	})
 
 	It("keeps an unreachable member's endpoints, marked stale, for the grace period, then withdraws them; they return with it", Label("disruptive"), func() {

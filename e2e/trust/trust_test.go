@@ -259,6 +259,12 @@ var _ = Describe("trust domains federated across the fleet", Ordered, func() {
 		Expect(err).To(MatchError(ContainSubstring("foreign")))
 		Expect(resp).To(BeNil())
 		GinkgoWriter.Printf("foreign-ID CSR refused: %v\n", err)
+
+		// The agent's /metrics counts what it signed and what it refused, by reason.
+		Eventually(func() (string, error) { return fleet.AgentMetrics(ctx, a) }).Should(And(
+			MatchRegexp(`(?m)^fleetmesh_identity_svids_issued_total [1-9]`),
+			MatchRegexp(`(?m)^fleetmesh_identity_requests_refused_total\{reason="[^"]+"\} [1-9]`),
+		))
 	})
 })
 

@@ -51,6 +51,8 @@ type Options struct {
 	Config    *rest.Config
 	Namespace string
 	Version   string
+	// Cluster names the member (namespace/name of its Cluster API Cluster) on every log line.
+	Cluster string
 	// ProbeAddr serves /healthz and /readyz.
 	ProbeAddr string
 	// Resync is how often the agent re-applies its status (restoring it if it was deleted);
@@ -100,7 +102,11 @@ func New(opts Options) (*Agent, error) {
 	if opts.XDS != nil && (opts.Trust == nil || opts.XDS.Addr == "") {
 		return nil, errors.New("agent: xDS needs trust (it serves over TLS with the agent's SVID) and an address")
 	}
-	a := &Agent{opts: opts, client: c, log: klog.Background().WithName("agent"), registry: prometheus.NewRegistry(), kick: make(chan struct{}, 1)}
+	log := klog.Background().WithName("agent")
+	if opts.Cluster != "" {
+		log = log.WithValues("cluster", opts.Cluster)
+	}
+	a := &Agent{opts: opts, client: c, log: log, registry: prometheus.NewRegistry(), kick: make(chan struct{}, 1)}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fleetmesh_agent_info", Help: "The agent's version (value 1)."}, []string{"version"})
 	info.WithLabelValues(opts.Version).Set(1)
 	a.publish = prometheus.NewCounterVec(prometheus.CounterOpts{

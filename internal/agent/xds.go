@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -62,6 +63,7 @@ func (xdsGroup) ID(*corev3.Node) string { return "fleetmesh" }
 
 type xdsMetrics struct {
 	builds  *prometheus.HistogramVec
+	latency prometheus.Histogram
 	pushes  *prometheus.CounterVec
 	nacks   *prometheus.CounterVec
 	streams prometheus.Gauge
@@ -74,6 +76,11 @@ func newXDSMetrics(reg prometheus.Registerer) *xdsMetrics {
 			Help:    "Time to build the member's xDS snapshot from its Services, EndpointSlices and ServiceImports, by result.",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
 		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "fleetmesh_agent_xds_push_seconds",
+			Help:    "Time from a change of the member's Services, EndpointSlices or ServiceImports (as the agent's watch delivers it) to the new snapshot handed to every open xDS stream.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetmesh_agent_xds_pushes_total", Help: "xDS responses sent to data-plane clients, by resource type.",
 		}, []string{"type"}),
@@ -84,7 +91,7 @@ func newXDSMetrics(reg prometheus.Registerer) *xdsMetrics {
 			Name: "fleetmesh_agent_xds_streams", Help: "Open xDS streams.",
 		}),
 	}
-	reg.MustRegister(m.builds, m.pushes, m.nacks, m.streams)
+	reg.MustRegister(m.builds, m.latency, m.pushes, m.nacks, m.streams)
 	return m
 }
 
@@ -93,7 +100,7 @@ func newXDSMetrics(reg prometheus.Registerer) *xdsMetrics {
 // when they change.
 func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains func() []string, rebuild <-chan struct{}) error {
 	o := a.opts.XDS
-	log := a.log.WithValues("cluster", o.Member.Cluster)
+	log := a.log
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(mcsv1beta1.Install(scheme))
@@ -102,7 +109,10 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains f
 		return fmt.Errorf("xds: build cache: %w", err)
 	}
 	changed := make(chan struct{}, 1)
+	// changedAt is when the first change not yet in a snapshot was seen (unix nanoseconds), 0 if none.
+	var changedAt atomic.Int64
 	kick := func() {
+		changedAt.CompareAndSwap(0, time.Now().UnixNano())
 		select {
 		case changed <- struct{}{}:
 		default:
@@ -173,6 +183,7 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains f
 		case <-rebuild:
 		}
 		start := time.Now()
+		since := changedAt.Swap(0) // a change seen from here on is built again next round
 		res, err := a.buildXDS(ctx, objects, trustDomains())
 		if err == nil {
 			err = snapshots.SetSnapshot(ctx, xdsGroup{}.ID(nil), res.Snapshot())
@@ -183,6 +194,9 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains f
 			continue
 		}
 		metrics.builds.WithLabelValues("ok").Observe(time.Since(start).Seconds())
+		if since != 0 {
+			metrics.latency.Observe(time.Since(time.Unix(0, since)).Seconds())
+		}
 	}
 }
 

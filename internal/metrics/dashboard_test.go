@@ -74,7 +74,7 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 	}
 	// Series of other processes: the agent's own registry and controller-runtime's.
 	for _, n := range []string{"fleetmesh_agent_info", "fleetmesh_agent_status_publishes_total",
-		"fleetmesh_agent_xds_pushes_total", "fleetmesh_agent_xds_nacks_total", "fleetmesh_agent_xds_build_seconds",
+		"fleetmesh_agent_xds_pushes_total", "fleetmesh_agent_xds_nacks_total", "fleetmesh_agent_xds_build_seconds", "fleetmesh_agent_xds_push_seconds",
 		"controller_runtime_reconcile_time_seconds", "controller_runtime_reconcile_errors_total"} {
 		known[n] = true
 	}

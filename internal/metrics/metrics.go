@@ -31,13 +31,13 @@ var (
 		Help: "Members of a MeshInstallation by condition type and status.",
 	}, []string{"installation", "condition", "status"})
 
-	// Propagation is the time from the start of a service's federation (woken by an export,
-	// Service or EndpointSlice event in any member) to its import and slices applied in every
-	// importing member. Time spent in the work queue is in controller-runtime's
-	// workqueue_queue_duration_seconds.
+	// Propagation is the time from a change of a service's source (its ServiceExport, Service or
+	// EndpointSlices in any member, as the operator's watch delivers it) to its import and slices
+	// written in every importing member: queueing and retries included. Passes that write
+	// nothing (resyncs, wake-ups by the operator's own writes) are not observed.
 	Propagation = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fleetmesh_federation_propagation_seconds",
-		Help:    "From the start of a service's federation to its ServiceImport and EndpointSlices applied in every importing member.",
+		Help:    "From a change of an exported service seen by the operator to its ServiceImport and EndpointSlices written in every importing member.",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"installation"})
 

@@ -68,22 +68,23 @@ func Apply(ctx context.Context, c client.Client, obj client.Object) error {
 
 // ApplyIfChanged applies a typed obj, Stamped, unless reader's copy (a cache, usually) already
 // holds every field of it (Contains): a reconcile woken by its own writes then writes nothing.
-func ApplyIfChanged(ctx context.Context, reader client.Reader, writer client.Client, obj client.Object) error {
+// applied tells whether it wrote.
+func ApplyIfChanged(ctx context.Context, reader client.Reader, writer client.Client, obj client.Object) (applied bool, err error) {
 	u, err := ToUnstructured(obj)
 	if err != nil {
-		return err
+		return false, err
 	}
 	u = u.DeepCopy()
 	if err := Stamp(u); err != nil {
-		return err
+		return false, err
 	}
 	if _, typed := obj.(*unstructured.Unstructured); !typed {
 		live := obj.DeepCopyObject().(client.Object)
 		if reader.Get(ctx, client.ObjectKeyFromObject(obj), live) == nil {
 			if content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live); err == nil && Contains(content, u.Object) {
-				return nil
+				return false, nil
 			}
 		}
 	}
-	return Apply(ctx, writer, u)
+	return true, Apply(ctx, writer, u)
 }

@@ -34,6 +34,13 @@ const maxNote = 1024
 // Set applies each condition to conds and records an Event on obj for each transition.
 // A nil recorder records nothing.
 func Set(conds *[]metav1.Condition, rec events.EventRecorder, obj runtime.Object, updates ...metav1.Condition) {
+	SetAbout(conds, rec, obj, "", updates...)
+}
+
+// SetAbout is Set for the conditions of an object the Events cannot name (one in a member
+// cluster): they are recorded on regarding, their note starting with subject ("ServiceExport
+// demo/echo").
+func SetAbout(conds *[]metav1.Condition, rec events.EventRecorder, regarding runtime.Object, subject string, updates ...metav1.Condition) {
 	for _, c := range updates {
 		old := meta.FindStatusCondition(*conds, c.Type)
 		changed := old == nil || old.Status != c.Status || old.Reason != c.Reason
@@ -46,17 +53,21 @@ func Set(conds *[]metav1.Condition, rec events.EventRecorder, obj runtime.Object
 			eventType = "Warning"
 		}
 		note := fmt.Sprintf("%s=%s: %s", c.Type, c.Status, c.Message)
+		if subject != "" {
+			note = subject + ": " + note
+		}
 		if len(note) > maxNote {
 			note = note[:maxNote-3] + "..."
 		}
-		rec.Eventf(obj, nil, eventType, c.Reason, c.Type, "%s", note)
+		rec.Eventf(regarding, nil, eventType, c.Reason, c.Type, "%s", note)
 	}
 }
 
-// isBad: Degraded is bad when true, Progressing never is, every other condition when false.
+// isBad: Degraded and (an MCS export's) Conflict are bad when true, Progressing never is, every
+// other condition when false.
 func isBad(c metav1.Condition) bool {
 	switch c.Type {
-	case "Degraded":
+	case "Degraded", "Conflict":
 		return c.Status == metav1.ConditionTrue
 	case "Progressing":
 		return false
