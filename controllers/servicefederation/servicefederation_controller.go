@@ -138,6 +138,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req Request) (ctrl.Result, e
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: req.Installation}, mi); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.Imports.DeletePartialMatch(prometheus.Labels{"installation": req.Installation})
+			r.takeChange(req) // nothing will federate it now
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

@@ -33,9 +33,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -57,6 +60,10 @@ type Kubelet struct {
 	binaries Binaries
 	dir      string
 	client   kubernetes.Interface
+	// pods is the kubelet's watch of the cluster's pods, as a real kubelet watches its node's:
+	// reads come from it, and its events start a sync at once.
+	pods corelisters.PodLister
+	kick chan struct{}
 
 	mu    sync.Mutex
 	procs map[types.UID]*podProcess
@@ -82,31 +89,60 @@ func (f *Fleet) StartKubelet(ctx context.Context, c *Cluster, binaries Binaries)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	k := &Kubelet{cluster: c, binaries: binaries, dir: dir, client: cs, procs: map[types.UID]*podProcess{}, ips: map[string]types.UID{}}
+	k := &Kubelet{cluster: c, binaries: binaries, dir: dir, client: cs, procs: map[types.UID]*podProcess{}, ips: map[string]types.UID{},
+		kick: make(chan struct{}, 1)}
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	inf := factory.Core().V1().Pods()
+	kick := func() {
+		select {
+		case k.kick <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { kick() }, UpdateFunc: func(any, any) { kick() }, DeleteFunc: func(any) { kick() },
+	}); err != nil {
+		return nil, err
+	}
+	k.pods = inf.Lister()
+	factory.Start(ctx.Done())
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return nil, fmt.Errorf("kubelet %s: watch %v: not synced", c.Name, typ)
+		}
+	}
 	go k.loop(ctx)
 	return k, nil
 }
 
-// loop syncs on a short period: a kubelet's pod sync loop. Pod starts are driven by what the API
-// server says, never by the tests.
+// loop syncs when the pod watch reports a change, and on a short period for the readiness
+// probes and restarts: a kubelet's pod sync loop. Pod starts are driven by what the API server
+// says, never by the tests.
 func (k *Kubelet) loop(ctx context.Context) {
 	defer k.stopAll()
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		if err := k.sync(ctx); err != nil && ctx.Err() == nil {
 			fmt.Fprintf(os.Stderr, "kubelet %s: %v\n", k.cluster.Name, err)
 		}
-	}, 200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-k.kick:
+		}
+	}
 }
 
 func (k *Kubelet) sync(ctx context.Context) error {
-	pods, err := k.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	pods, err := k.pods.List(labels.Everything())
 	if err != nil {
 		return err
 	}
 	seen := map[types.UID]bool{}
 	var errs []error
-	for i := range pods.Items {
-		pod := &pods.Items[i]
+	for _, pod := range pods {
 		// kwok's stages skip exactly these pods; everything else is kwok's.
 		if _, annotated := pod.Annotations[RunLocallyAnnotation]; pod.Labels[PartOfLabel] != PartOfValue && !annotated {
 			continue
@@ -160,7 +196,7 @@ func (k *Kubelet) allocateIP(uid types.UID) (string, error) {
 	return "", fmt.Errorf("no free pod address in 10.244.%d.128/25", k.cluster.Index)
 }
 
-func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) error {
+func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) (err error) {
 	if len(pod.Spec.Containers) != 1 {
 		return fmt.Errorf("the harness runs pods of exactly one container, this one has %d", len(pod.Spec.Containers))
 	}
@@ -174,6 +210,13 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil { // the next sync tries again, with an address of its own
+			k.mu.Lock()
+			delete(k.ips, ip)
+			k.mu.Unlock()
+		}
+	}()
 	podDir := filepath.Join(k.dir, pod.Namespace+"_"+pod.Name)
 	if err := os.MkdirAll(podDir, 0o700); err != nil {
 		return err
@@ -221,7 +264,11 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) error {
 	k.mu.Lock()
 	k.procs[pod.UID] = p
 	k.mu.Unlock()
-	return k.updateStatus(ctx, p)
+	// Started: a status write that fails now is retried by the next sync (the address stays).
+	if err := k.updateStatus(ctx, p); err != nil {
+		fmt.Fprintf(os.Stderr, "kubelet %s: status of pod %s/%s: %v\n", k.cluster.Name, pod.Namespace, pod.Name, err)
+	}
+	return nil
 }
 
 // updateStatus probes the container and writes the pod status a kubelet would write. A process
@@ -234,13 +281,14 @@ func (k *Kubelet) updateStatus(ctx context.Context, p *podProcess) error {
 	default:
 	}
 	ready := probe(p.pod.Spec.Containers[0], p.ip)
-	pod, err := k.client.CoreV1().Pods(p.pod.Namespace).Get(ctx, p.pod.Name, metav1.GetOptions{})
+	cached, err := k.pods.Pods(p.pod.Namespace).Get(p.pod.Name)
 	if err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if pod.Status.PodIP == p.ip && p.ready == ready && pod.Status.Phase == corev1.PodRunning {
+	if cached.Status.PodIP == p.ip && p.ready == ready && cached.Status.Phase == corev1.PodRunning {
 		return nil
 	}
+	pod := cached.DeepCopy() // the watch's copy is shared
 	now := metav1.Now()
 	st := corev1.ConditionFalse
 	if ready {
@@ -265,6 +313,9 @@ func (k *Kubelet) updateStatus(ctx context.Context, p *podProcess) error {
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: *pod.Status.StartTime}},
 	}}
 	if _, err := k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil // the watch has not caught up with the last write: the next sync retries
+		}
 		return client.IgnoreNotFound(err)
 	}
 	p.ready = ready

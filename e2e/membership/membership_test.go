@@ -177,6 +177,18 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			}
 			Expect(string(mf.FieldsV1.Raw)).NotTo(ContainSubstring(`"f:spec"`), "manager %s owns spec fields", mf.Manager)
 		}
+		// Argo CD tracks the installation; nothing derived from it carries the tracking marks.
+		Expect(after.Labels).To(HaveKey(argoCDTrackingLabel))
+		for _, m := range f.Members {
+			mc, err := meshCluster(m.Name)()
+			Expect(err).NotTo(HaveOccurred())
+			dep := &appsv1.Deployment{}
+			Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, dep)).To(Succeed())
+			for _, o := range []client.Object{mc, dep} {
+				Expect(o.GetLabels()).NotTo(HaveKey(argoCDTrackingLabel), "%T %s", o, o.GetName())
+				Expect(o.GetAnnotations()).NotTo(HaveKey(argoCDTrackingAnnotation), "%T %s", o, o.GetName())
+			}
+		}
 	})
 
 	It("is Healthy for Argo CD's health checks, on the real status objects", func() {
@@ -371,7 +383,10 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Expect(list.Items).To(BeEmpty())
 		for _, m := range f.Members {
 			Expect(installedObjects(m)).To(BeEmpty(), m.Name)
-			Eventually(kubelets[m.Name].Running).WithTimeout(30*time.Second).Should(BeZero(), "the agent process in %s stops", m.Name)
+			// The member's own garbage collector and namespace controller delete the agent's pods;
+			// in a member whose API server was restarted a spec ago, its controller-manager may
+			// still be relisting (seen taking over 30 s on a loaded machine).
+			Eventually(kubelets[m.Name].Running).WithTimeout(90*time.Second).Should(BeZero(), "the agent process in %s stops", m.Name)
 		}
 	})
 })
@@ -393,7 +408,16 @@ func argoHealth(kind string, get func() (client.Object, error)) string {
 	return status
 }
 
-// applySampleAsArgoCD server-side applies config/samples' MeshInstallation, as Argo CD syncs it.
+// Argo CD's resource tracking: the label (label tracking) and the annotation (annotation
+// tracking) it puts on every object it syncs. Objects the operator derives must not copy them, or
+// Argo CD would adopt (and prune) them as its own.
+const (
+	argoCDTrackingLabel      = "app.kubernetes.io/instance"
+	argoCDTrackingAnnotation = "argocd.argoproj.io/tracking-id"
+)
+
+// applySampleAsArgoCD server-side applies config/samples' MeshInstallation, as Argo CD syncs it
+// (with its tracking label and annotation).
 func applySampleAsArgoCD() {
 	root, err := fleet.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
@@ -401,6 +425,8 @@ func applySampleAsArgoCD() {
 	Expect(err).NotTo(HaveOccurred())
 	u := &unstructured.Unstructured{}
 	Expect(yaml.Unmarshal(data, &u.Object)).To(Succeed())
+	u.SetLabels(map[string]string{argoCDTrackingLabel: "fleetmesh"})
+	u.SetAnnotations(map[string]string{argoCDTrackingAnnotation: "fleetmesh:mesh.fleetmesh.io/MeshInstallation:/" + u.GetName()})
 	Expect(f.Management.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(argoCDManager))).To(Succeed())
 }
 
