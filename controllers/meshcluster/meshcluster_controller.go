@@ -180,7 +180,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			// A CRD applied a moment ago is not served yet: not a failure, look again shortly.
 			r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonRollingOut,
 				"waiting for the CRDs just installed to be served")
-			return ctrl.Result{RequeueAfter: time.Second}, nil
+			return ctrl.Result{RequeueAfter: crdServedRecheck}, nil
 		}
 		r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed,
 			fmt.Sprintf("applying the control plane failed (retrying): %v", err))
@@ -205,6 +205,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	mc.Status.LastSyncTime = &now
 	return ctrl.Result{}, nil
 }
+
+// crdServedRecheck is how soon an install waiting for a CRD it just applied looks again: an API
+// server serves a new CRD within a few hundred milliseconds, and every join waits for it.
+const crdServedRecheck = 250 * time.Millisecond
 
 // probeInterval is clustercache's fixed health-probe interval.
 const probeInterval = 10 * time.Second
