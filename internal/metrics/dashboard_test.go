@@ -74,7 +74,7 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 	}
 	// Series of other processes: the agent's own registry and controller-runtime's.
 	for _, n := range []string{"fleetmesh_agent_info", "fleetmesh_agent_status_publishes_total",
-		"fleetmesh_agent_xds_pushes_total", "fleetmesh_agent_xds_nacks_total", "fleetmesh_agent_xds_build_seconds", "fleetmesh_agent_xds_push_seconds",
+		"fleetmesh_agent_xds_pushes_total", "fleetmesh_agent_xds_nacks_total", "fleetmesh_agent_xds_build_seconds", "fleetmesh_agent_xds_push_seconds", "fleetmesh_agent_xds_streams",
 		"controller_runtime_reconcile_time_seconds", "controller_runtime_reconcile_errors_total"} {
 		known[n] = true
 	}
@@ -82,14 +82,22 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 	if len(d.Panels) == 0 {
 		t.Fatal("dashboard has no panels")
 	}
+	shown := map[string]bool{}
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {
 			for _, name := range series.FindAllString(tg.Expr, -1) {
 				base := strings.TrimSuffix(name, "_bucket")
+				shown[base] = true
 				if !known[base] {
 					t.Errorf("panel %q queries %s, which nothing exports", p.Title, name)
 				}
 			}
+		}
+	}
+	// And the other way round: every series of fleetmesh's own has a panel.
+	for name := range known {
+		if strings.HasPrefix(name, "fleetmesh_") && !shown[name] {
+			t.Errorf("%s is exported but no panel of the dashboard shows it", name)
 		}
 	}
 }
