@@ -56,12 +56,8 @@ type memberClient struct {
 // apply server-side applies obj under the fleetmesh field manager, unless the member already
 // holds it as rendered.
 func (m memberClient) apply(ctx context.Context, obj client.Object) error {
-	u, err := ssa.ToUnstructured(obj)
+	u, err := ssa.Stamped(obj)
 	if err != nil {
-		return err
-	}
-	u = u.DeepCopy() // Stamp writes an annotation: the rendered object stays as it was
-	if err := ssa.Stamp(u); err != nil {
 		return err
 	}
 	// Most wake-ups change nothing the operator renders: reading the member's copy (from the

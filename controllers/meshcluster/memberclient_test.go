@@ -92,12 +92,8 @@ func TestAppliedObjectsReadBackAsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range objs {
-		u, err := ssa.ToUnstructured(o)
+		u, err := ssa.Stamped(o)
 		if err != nil {
-			t.Fatal(err)
-		}
-		u = u.DeepCopy()
-		if err := ssa.Stamp(u); err != nil {
 			t.Fatal(err)
 		}
 		live, err := m.current(ctx, u)
@@ -121,9 +117,8 @@ func TestAppliedObjectsReadBackAsHeld(t *testing.T) {
 		if o.GetName() != install.ConfigMapName {
 			continue
 		}
-		u, _ := ssa.ToUnstructured(o)
-		u = u.DeepCopy()
-		if err := ssa.Stamp(u); err != nil {
+		u, err := ssa.Stamped(o)
+		if err != nil {
 			t.Fatal(err)
 		}
 		live, err := m.current(ctx, u)

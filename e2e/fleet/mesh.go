@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/install"
 )
 
 // MeshName is the MeshInstallation InstallMesh creates.
@@ -72,9 +73,9 @@ func AgentAddress(ctx context.Context, m *Cluster, port int) (string, error) {
 }
 
 // AgentMetrics returns what the member's agent (the one AgentAddress picks) serves on /metrics,
-// its probe port (8081).
+// on its probe port.
 func AgentMetrics(ctx context.Context, m *Cluster) (string, error) {
-	addr, err := AgentAddress(ctx, m, 8081)
+	addr, err := AgentAddress(ctx, m, install.ProbePort)
 	if err != nil {
 		return "", err
 	}

@@ -23,6 +23,7 @@ import (
 	"reflect"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Contains reports whether live already holds every field of applied with the same value.
@@ -158,6 +159,20 @@ func number(v any) (float64, bool) {
 
 // AppliedHashAnnotation holds a hash of everything the operator applied to an object.
 const AppliedHashAnnotation = "mesh.fleetmesh.io/applied-hash"
+
+// Stamped is obj as an apply request (ToUnstructured) carrying its hash (Stamp): a copy, so the
+// rendered object stays as it was.
+func Stamped(obj client.Object) (*unstructured.Unstructured, error) {
+	u, err := ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	u = u.DeepCopy()
+	if err := Stamp(u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
 
 // Stamp sets AppliedHashAnnotation on u to a hash of its content. Contains then holds only if
 // live was last applied from exactly this content (and has not drifted since): a field the

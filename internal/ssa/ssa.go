@@ -70,12 +70,8 @@ func Apply(ctx context.Context, c client.Client, obj client.Object) error {
 // holds every field of it (Contains): a reconcile woken by its own writes then writes nothing.
 // applied tells whether it wrote.
 func ApplyIfChanged(ctx context.Context, reader client.Reader, writer client.Client, obj client.Object) (applied bool, err error) {
-	u, err := ToUnstructured(obj)
+	u, err := Stamped(obj)
 	if err != nil {
-		return false, err
-	}
-	u = u.DeepCopy()
-	if err := Stamp(u); err != nil {
 		return false, err
 	}
 	if _, typed := obj.(*unstructured.Unstructured); !typed {
