@@ -38,6 +38,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -95,7 +96,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 		r.Now = time.Now
 	}
 	c, err := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1alpha1.MeshCluster{}).
+		For(&meshv1alpha1.MeshCluster{}, builder.WithPredicates(controllers.IgnoreServiceCounts())).
 		WithOptions(opts).
 		WithLogConstructor(controllers.MemberLogConstructor(mgr, "meshcluster")).
 		// Spec changes of the installation roll out to every member.

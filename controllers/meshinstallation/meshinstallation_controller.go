@@ -31,11 +31,13 @@ import (
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/finalizer"
 	"github.com/fleetmesh/fleetmesh/internal/membership"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
@@ -61,7 +63,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1alpha1.MeshInstallation{}).
-		Owns(&meshv1alpha1.MeshCluster{}).
+		Owns(&meshv1alpha1.MeshCluster{}, builder.WithPredicates(controllers.IgnoreServiceCounts())).
 		// A Cluster's labels decide membership, possibly of any installation.
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.allInstallations)).
 		Complete(r)

@@ -117,6 +117,9 @@ func (f *Fleet) prepareControlPlane(c *Cluster, env *envtest.Environment) error 
 	// 20 s with an error. In this mode it drains the ordinary requests, then gives the watches
 	// 2 s: StopAPIServer and Stop take seconds.
 	api.Configure().Set("shutdown-send-retry-after", "true")
+	// envtest's /24 runs out of ClusterIPs at 253 Services; the federation benchmark exports
+	// 300. 10.0.0.0/16 keeps the same first addresses and stays clear of the pods' 10.244.0.0/16.
+	api.Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	if f.isFullMember(c) {
 		// envtest turns the ServiceAccount admission plugin off because nothing would create the
 		// default ServiceAccounts; here the controller-manager does, and pods must get their

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -350,6 +351,22 @@ func klogVerbosity(l meshv1alpha1.LogLevel) string {
 
 // mcsCRDs are the Multi-Cluster Services CRDs exactly as the pinned mcs-api module ships them.
 func mcsCRDs(labels map[string]string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	parsed, err := parsedMCSCRDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*apiextensionsv1.CustomResourceDefinition, 0, len(parsed))
+	for _, p := range parsed {
+		crd := p.DeepCopy()
+		crd.Labels = merge(crd.Labels, labels)
+		out = append(out, crd)
+	}
+	return out, nil
+}
+
+// parsedMCSCRDs parses the embedded CRDs once: every reconcile of every member renders them, and
+// parsing their YAML costs far more than copying the result.
+var parsedMCSCRDs = sync.OnceValues(func() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	var out []*apiextensionsv1.CustomResourceDefinition
 	for _, raw := range [][]byte{mcscrd.ServiceExportCRD, mcscrd.ServiceImportCRD} {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
@@ -357,11 +374,10 @@ func mcsCRDs(labels map[string]string) ([]*apiextensionsv1.CustomResourceDefinit
 			return nil, fmt.Errorf("parse embedded MCS CRD: %w", err)
 		}
 		crd.TypeMeta = typeMeta("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-		crd.Labels = merge(crd.Labels, labels)
 		out = append(out, crd)
 	}
 	return out, nil
-}
+})
 
 // IsCRD reports whether an object is a CustomResourceDefinition: uninstall never deletes those,
 // since deleting a CRD deletes every user object of its kind.

@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -303,4 +304,23 @@ func ControlPlaneReady(dep *appsv1.Deployment, agentVersion, wantVersion string)
 		return false, meshv1alpha1.ReasonVersionMismatch, fmt.Sprintf("the agent reports version %s, want %s (spec.controlPlane.version)", agentVersion, wantVersion)
 	}
 	return true, meshv1alpha1.ReasonAgentReady, fmt.Sprintf("agent %s available (%d/%d replicas)", agentVersion, s.AvailableReplicas, want)
+}
+
+// OnlyServiceCountsChanged reports whether a MeshCluster update changed nothing but what service
+// federation rewrites as exports come and go: the exported and imported counts, and the message
+// of a ServicesSynced condition that stays true (it carries the counts). Nothing that decides a
+// member's install, its Ready summary or its installation's status changed then, so the
+// controllers that compute those need not run again.
+func OnlyServiceCountsChanged(old, updated *meshv1alpha1.MeshCluster) bool {
+	a, b := old.DeepCopy(), updated.DeepCopy()
+	for _, mc := range []*meshv1alpha1.MeshCluster{a, b} {
+		mc.ResourceVersion, mc.ManagedFields = "", nil
+		mc.Status.ExportedServices, mc.Status.ImportedServices = 0, 0
+	}
+	ca := meta.FindStatusCondition(a.Status.Conditions, meshv1alpha1.ServicesSyncedCondition)
+	cb := meta.FindStatusCondition(b.Status.Conditions, meshv1alpha1.ServicesSyncedCondition)
+	if ca != nil && cb != nil && ca.Status == metav1.ConditionTrue && cb.Status == metav1.ConditionTrue {
+		cb.Message, cb.LastTransitionTime = ca.Message, ca.LastTransitionTime
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }

@@ -216,3 +216,39 @@ func TestControlPlaneReady(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlyServiceCountsChanged(t *testing.T) {
+	synced := func(st metav1.ConditionStatus, msg string) metav1.Condition {
+		return metav1.Condition{Type: meshv1alpha1.ServicesSyncedCondition, Status: st, Reason: "Synced", Message: msg}
+	}
+	base := &meshv1alpha1.MeshCluster{ObjectMeta: metav1.ObjectMeta{Name: "m", ResourceVersion: "1", Generation: 1}}
+	base.Status.ExportedServices, base.Status.ImportedServices = 1, 2
+	base.Status.Conditions = []metav1.Condition{synced(metav1.ConditionTrue, "1 services exported here, 2 imported")}
+
+	counts := base.DeepCopy()
+	counts.ResourceVersion = "2"
+	counts.Status.ExportedServices, counts.Status.ImportedServices = 5, 7
+	counts.Status.Conditions[0].Message = "5 services exported here, 7 imported"
+	if !OnlyServiceCountsChanged(base, counts) {
+		t.Error("a counts-only update must be recognised as one")
+	}
+
+	for name, change := range map[string]func(mc *meshv1alpha1.MeshCluster){
+		"ServicesSynced turns false": func(mc *meshv1alpha1.MeshCluster) {
+			mc.Status.Conditions[0] = synced(metav1.ConditionFalse, "service federation is retrying")
+		},
+		"another condition": func(mc *meshv1alpha1.MeshCluster) {
+			meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{Type: meshv1alpha1.TrustFederatedCondition, Status: metav1.ConditionFalse, Reason: "Propagating"})
+		},
+		"the spec":      func(mc *meshv1alpha1.MeshCluster) { mc.Generation++; mc.Spec.TrustDomain = "b.example" },
+		"a label":       func(mc *meshv1alpha1.MeshCluster) { mc.Labels = map[string]string{"x": "y"} },
+		"deletion":      func(mc *meshv1alpha1.MeshCluster) { mc.DeletionTimestamp = &metav1.Time{Time: time.Now()} },
+		"agent version": func(mc *meshv1alpha1.MeshCluster) { mc.Status.AgentVersion = "v2" },
+	} {
+		changed := counts.DeepCopy()
+		change(changed)
+		if OnlyServiceCountsChanged(base, changed) {
+			t.Errorf("%s: an update that changes %s must wake the controllers", name, name)
+		}
+	}
+}
