@@ -28,6 +28,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -227,9 +228,9 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 	wg.Wait()
 	burst = collect(names, created)
 
-	// Trickle: one at a time, each waited for, once the operator has drained the burst (the
-	// burst's imports are in place before its export statuses and counts are written): the
-	// steady-state latency of one export with 200 in place.
+	// Trickle: one at a time, each waited for and settled, once the operator has drained the
+	// burst (the burst's imports are in place before its export statuses and counts are
+	// written): the steady-state latency of one export with 200 in place.
 	until(b, 3*time.Minute, "the burst drained", func() bool { return queueIdle(b, "servicefederation") })
 	reconcilesBefore := reconciles(b, "servicefederation")
 	for i := burstExports; i < burstExports+trickleExports; i++ {
@@ -238,6 +239,15 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 		trickle = append(trickle, collect([]string{name}, created)...)
 		first, last, _ := arr.span(name, members)
 		spread = append(spread, last.Sub(first))
+		// One at a time: the next export waits until this one has settled (its ServiceExport
+		// Ready, written after every member converged, and the operator idle again), so that no
+		// sample pays for its predecessor's status write and follow-up reconcile.
+		until(b, time.Minute, "the export settled", func() bool {
+			se := &mcsv1beta1.ServiceExport{}
+			err := src.Client.Get(ctx, client.ObjectKey{Namespace: benchNamespace, Name: name}, se)
+			return err == nil && meta.IsStatusConditionTrue(se.Status.Conditions, string(mcsv1beta1.ServiceExportConditionReady)) &&
+				queueIdle(b, "servicefederation")
+		})
 	}
 	fmt.Printf("federation: %d members: one export at a time took %.1f servicefederation reconciles per export\n",
 		members, (reconciles(b, "servicefederation")-reconcilesBefore)/trickleExports)
