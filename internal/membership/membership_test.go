@@ -232,10 +232,18 @@ func TestOnlyServiceCountsChanged(t *testing.T) {
 	if !OnlyServiceCountsChanged(base, counts) {
 		t.Error("a counts-only update must be recognised as one")
 	}
+	retrying := base.DeepCopy()
+	retrying.Status.Conditions[0] = synced(metav1.ConditionFalse, "service federation is retrying")
+	if OnlyServiceCountsChanged(retrying, counts) {
+		t.Error("ServicesSynced turning true again must wake the controllers")
+	}
 
 	for name, change := range map[string]func(mc *meshv1alpha1.MeshCluster){
 		"ServicesSynced turns false": func(mc *meshv1alpha1.MeshCluster) {
 			mc.Status.Conditions[0] = synced(metav1.ConditionFalse, "service federation is retrying")
+		},
+		"ServicesSynced observed at a new generation": func(mc *meshv1alpha1.MeshCluster) {
+			mc.Status.Conditions[0].ObservedGeneration = 2
 		},
 		"another condition": func(mc *meshv1alpha1.MeshCluster) {
 			meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{Type: meshv1alpha1.TrustFederatedCondition, Status: metav1.ConditionFalse, Reason: "Propagating"})
