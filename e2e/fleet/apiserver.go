@@ -35,6 +35,8 @@ func (f *Fleet) StopAPIServer(c *Cluster) error {
 	if c.procs == nil || c.Env == nil {
 		return fmt.Errorf("fleet: %s was not started by this fleet", c.Name)
 	}
+	c.procs.mu.Lock()
+	defer c.procs.mu.Unlock()
 	if c.procs.apiServerStopped {
 		return fmt.Errorf("fleet: the API server of %s is already stopped", c.Name)
 	}
@@ -51,7 +53,12 @@ func (f *Fleet) StopAPIServer(c *Cluster) error {
 // port, certificates, client CA and etcd, so that every existing kubeconfig, client and
 // ServiceAccount token of c works again. It returns once /readyz answers.
 func (f *Fleet) StartAPIServer(c *Cluster) error {
-	if c.procs == nil || !c.procs.apiServerStopped {
+	if c.procs == nil {
+		return fmt.Errorf("fleet: %s was not started by this fleet", c.Name)
+	}
+	c.procs.mu.Lock()
+	defer c.procs.mu.Unlock()
+	if !c.procs.apiServerStopped {
 		// envtest waits for /healthz on the port: a second API server would look ready at once.
 		return fmt.Errorf("fleet: the API server of %s is not stopped", c.Name)
 	}

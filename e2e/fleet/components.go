@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,8 +57,14 @@ type clusterProcs struct {
 	logs []*os.File
 	// children are stopped in reverse start order.
 	children []*child
+	// mu serialises StopAPIServer, StartAPIServer and the watchdog's restarts.
+	mu sync.Mutex
 	// apiServerStopped is set between StopAPIServer and StartAPIServer.
 	apiServerStopped bool
+	// restarts counts the watchdog's restarts of the API server.
+	restarts int
+	// watchStop ends the watchdog (watchdog.go); watchDone is closed when it has.
+	watchStop, watchDone chan struct{}
 }
 
 // child is one component process.
@@ -306,6 +313,7 @@ func (p *clusterProcs) waitFor(ctx context.Context, timeout time.Duration, cond 
 // controller-manager that is gone), then lets envtest stop kube-apiserver and etcd, then closes
 // the logs.
 func (p *clusterProcs) stop(env *envtest.Environment) error {
+	p.stopWatchdog()
 	var errs []error
 	for i := len(p.children) - 1; i >= 0; i-- {
 		errs = append(errs, p.children[i].stop())

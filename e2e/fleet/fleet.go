@@ -250,6 +250,7 @@ func (f *Fleet) startCluster(ctx context.Context, c *Cluster, crds []string) err
 	// The harness acts for many users at once (and benchmarks write bursts): client-side
 	// throttling at client-go's default 5 QPS would measure the harness, not fleetmesh.
 	c.Config.QPS, c.Config.Burst = 500, 1000
+	f.startWatchdog(c)
 	if c.Client, err = client.New(c.Config, client.Options{Scheme: f.Scheme}); err != nil {
 		return err
 	}

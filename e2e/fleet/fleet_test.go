@@ -268,6 +268,15 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			Should(HaveLen(4))
 		GinkgoWriter.Printf("scale-up after the restart ready in %s\n", time.Since(scaled).Round(time.Millisecond))
 	})
+
+	It("restarts a member's API server that crashed", func() {
+		m := f.Members[1]
+		Expect(f.APIServerRestarts(m)).To(Equal(0))
+		Expect(f.KillAPIServer(m)).To(Succeed())
+		Eventually(f.APIServerRestarts).WithArguments(m).WithTimeout(90 * time.Second).Should(Equal(1))
+		Expect(m.Client.Get(ctx, client.ObjectKey{Name: "default"}, &corev1.Namespace{})).To(Succeed())
+		Expect(f.APIServerRestarts(f.Members[0])).To(Equal(0), "a stop by StopAPIServer is not a crash")
+	})
 })
 
 // readyEndpoints are the addresses of the ready endpoints of a Service, from its EndpointSlices.
