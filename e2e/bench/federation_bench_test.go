@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +48,8 @@ const (
 	// trickleExports is enough samples for p99 to be a percentile, not the slowest sample.
 	trickleExports = 100
 	benchNamespace = "bench"
+	// idleWindow measures the fleet's background CPU before the trickle.
+	idleWindow = 5 * time.Second
 )
 
 // BenchmarkServiceFederation prints export -> import propagation latency to the last member
@@ -58,8 +61,15 @@ func BenchmarkServiceFederation(b *testing.B) {
 	if n := envInt("FLEETMESH_BENCH_FED_MEMBERS", 0); n > 0 {
 		sizes = []int{n} // a quick look at one size
 	}
+	type point struct {
+		members int
+		p50     time.Duration
+		cpu     cpuUse
+	}
+	var points []point
 	for _, members := range sizes {
-		burst, trickle, spread := federationRun(b, members)
+		burst, trickle, spread, cpu := federationRun(b, members)
+		points = append(points, point{members, pct(trickle, 50), cpu})
 		fmt.Printf("federation: %d members: burst of %d exports at once p50 %s p99 %s; then one export at a time with them in place, %d samples: p50 %s p99 %s (target p99 <= 250ms at 8 members)\n",
 			members, burstExports, pct(burst, 50), pct(burst, 99), trickleExports, pct(trickle, 50), pct(trickle, 99))
 		// Written member by member, the last member would trail the first by (members-1) writes.
@@ -67,6 +77,17 @@ func BenchmarkServiceFederation(b *testing.B) {
 			members, pct(spread, 50), pct(spread, 99))
 		b.ReportMetric(float64(pct(burst, 99).Milliseconds()), fmt.Sprintf("ms-burst-p99-%dm", members))
 		b.ReportMetric(float64(pct(trickle, 99).Milliseconds()), fmt.Sprintf("ms-trickle-p99-%dm", members))
+	}
+	if len(points) > 1 {
+		// How the growth from the fewest to the most members splits: if the one-at-a-time p50
+		// grows with the CPU per export, it is the shared cores that grow it, not a serial loop.
+		lo, hi := points[0], points[len(points)-1]
+		n := time.Duration(hi.members - lo.members)
+		fmt.Printf("federation: from %d to %d members, each member adds %s to the one-at-a-time p50 and %s of CPU per export "+
+			"(API servers and etcd %s, this process %s): p50 x%.1f, CPU per export x%.1f\n",
+			lo.members, hi.members, ms((hi.p50-lo.p50)/n), ms((hi.cpu.fleet+hi.cpu.self-lo.cpu.fleet-lo.cpu.self)/n),
+			ms((hi.cpu.fleet-lo.cpu.fleet)/n), ms((hi.cpu.self-lo.cpu.self)/n),
+			float64(hi.p50)/float64(lo.p50), float64(hi.cpu.fleet+hi.cpu.self)/float64(lo.cpu.fleet+lo.cpu.self))
 	}
 }
 
@@ -134,8 +155,8 @@ func (a *arrivals) span(service string, members int) (first, last time.Time, ok 
 }
 
 // federationRun returns the burst's and the trickle's latencies to the last member, and for the
-// trickle how far the last member trailed the first.
-func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Duration) {
+// trickle how far the last member trailed the first and the CPU used per export.
+func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Duration, cpu cpuUse) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f, err := fleet.Start(ctx, fleet.Options{Members: members, WorkDir: b.TempDir()})
@@ -232,7 +253,13 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 	// burst (the burst's imports are in place before its export statuses and counts are
 	// written): the latency of one export on its own, with 200 in place.
 	until(b, 3*time.Minute, "the burst drained", func() bool { return queueIdle(b, "servicefederation") })
+	// The fleet's background CPU, with 200 exports in place and nothing changing: a measurement
+	// window, not a wait for anything.
+	idleStart := sampleCPU()
+	time.Sleep(idleWindow)
+	idle := sampleCPU().since(idleStart)
 	reconcilesBefore := reconciles(b, "servicefederation")
+	trickleStart := sampleCPU()
 	for i := burstExports; i < burstExports+trickleExports; i++ {
 		name := fmt.Sprintf("svc-%03d", i)
 		created[name] = export(name)
@@ -250,13 +277,26 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 				queueIdle(b, "servicefederation")
 		})
 	}
+	use := sampleCPU().since(trickleStart).above(idle)
 	fmt.Printf("federation: %d members: one export at a time took %.1f servicefederation reconciles per export\n",
 		members, (reconciles(b, "servicefederation")-reconcilesBefore)/trickleExports)
+	// Every member's API server shares this machine's cores: however parallel the writes, an
+	// export's cycle cannot take less wall time than its CPU over the cores, and that CPU grows
+	// with the members written.
+	cpu = cpuUse{wall: use.wall, self: use.self / trickleExports, fleet: use.fleet / trickleExports}
+	fmt.Printf("federation: %d members: CPU per export above the idle fleet's (%.2f of %d cores): API servers and etcd %s, "+
+		"this process (the operator and the benchmark's watches) %s; on %d cores one export's cycle (imports, export status, "+
+		"follow-up reconciles) needs at least %s of wall time\n",
+		members, idle.cores(), runtime.NumCPU(), ms(cpu.fleet), ms(cpu.self), runtime.NumCPU(),
+		ms((cpu.fleet+cpu.self)/time.Duration(runtime.NumCPU())))
 	if os.Getenv("FLEETMESH_BENCH_VERBOSE") != "" {
 		fmt.Printf("federation: %d members: trickle samples in order: %v\n", members, trickle)
 	}
-	return burst, trickle, spread
+	return burst, trickle, spread, cpu
 }
+
+// ms rounds a duration for printing.
+func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
 
 // queueIdle reads the in-process operator's work-queue metrics: nothing queued, nothing in flight.
 func queueIdle(b *testing.B, controller string) bool {
