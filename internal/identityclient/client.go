@@ -25,7 +25,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -259,46 +258,13 @@ func LoadTrust(td spiffeid.TrustDomain, path string) (x509bundle.Source, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read trust file: %w", err)
 	}
-	b, err := ParseTrust(td, data)
+	b, err := trust.ParseRoots(td, data)
 	if err != nil {
 		return nil, fmt.Errorf("trust file %s: %w", path, err)
 	}
 	return b, nil
 }
 
-// ParseTrust is LoadTrust on bytes.
-func ParseTrust(td spiffeid.TrustDomain, data []byte) (*x509bundle.Bundle, error) {
-	trimmed := bytes.TrimSpace(data)
-	if !bytes.HasPrefix(trimmed, []byte("{")) {
-		certs, err := trust.ParseCertificatesPEM(trimmed)
-		if err != nil {
-			return nil, err
-		}
-		return x509bundle.FromX509Authorities(td, certs), nil
-	}
-	var probe struct {
-		TrustDomains json.RawMessage `json:"trust_domains"`
-	}
-	if err := json.Unmarshal(trimmed, &probe); err != nil {
-		return nil, err
-	}
-	if probe.TrustDomains == nil {
-		b, err := trust.ParseBundle(td, trimmed)
-		if err != nil {
-			return nil, err
-		}
-		return b.X509Bundle(), nil
-	}
-	set, err := trust.ParseBundleMap(trimmed)
-	if err != nil {
-		return nil, err
-	}
-	b, ok := set.Get(td)
-	if !ok {
-		return nil, fmt.Errorf("the bundle map has no bundle for %s", td)
-	}
-	return b.X509Bundle(), nil
-}
 
 // WriteFileAtomic replaces dir/name with data: written to a temporary file in dir, synced, then
 // renamed over the old one, so a reader sees the old content or the new, never a part.

@@ -249,38 +249,6 @@ func mapFile(t *testing.T, a *agent) string {
 	return p
 }
 
-func TestParseTrustFormats(t *testing.T) {
-	a := startAgent(t)
-	doc, err := trust.MarshalBundle(trust.NewBundle(tdA, a.ca.Roots(), 1, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := trust.NewBundleSet(trust.NewBundle(tdA, a.ca.Roots(), 1, 0)).MarshalBundleMap()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string][]byte{
-		"PEM":             trust.EncodeCertificatesPEM(a.ca.Roots()),
-		"SPIFFE bundle":   doc,
-		"bundle map":      m,
-		"with whitespace": append(append([]byte("\n  "), m...), '\n'),
-	} {
-		b, err := ParseTrust(tdA, data)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		if got := b.X509Authorities(); len(got) != 1 || !got[0].Equal(a.ca.Certificate()) {
-			t.Errorf("%s: authorities %d", name, len(got))
-		}
-	}
-	for name, data := range map[string]string{"empty": "", "junk JSON": "{", "JSON without keys": `{"a":1}`} {
-		if _, err := ParseTrust(tdA, []byte(data)); err == nil {
-			t.Errorf("%s accepted", name)
-		}
-	}
-}
-
 // TestRunRenewsAtHalfLife drives Run with a fake clock: a fetch at start, none before half-life,
 // one after; a failed renewal is retried with backoff until it succeeds.
 func TestRunRenewsAtHalfLife(t *testing.T) {
@@ -387,14 +355,4 @@ func TestWriteFileAtomicReplaces(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("%d entries left", len(entries))
 	}
-}
-
-// FuzzParseTrust: trust files are mounted from ConfigMaps; any content must be handled.
-func FuzzParseTrust(f *testing.F) {
-	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	f.Add([]byte(`{"trust_domains":{"alpha.default.mesh":{"keys":[]}}}`))
-	f.Add([]byte(`{"keys":[]}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = ParseTrust(tdA, data)
-	})
 }

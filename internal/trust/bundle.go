@@ -273,3 +273,38 @@ func ParseDocuments(docs map[string][]byte) (*BundleSet, error) {
 	}
 	return s, nil
 }
+
+// ParseRoots reads a trust domain's roots from what a trust file holds: PEM certificates, a
+// SPIFFE bundle document, or a bundle map that has td.
+func ParseRoots(td spiffeid.TrustDomain, data []byte) (*x509bundle.Bundle, error) {
+	trimmed := bytes.TrimSpace(data)
+	if !bytes.HasPrefix(trimmed, []byte("{")) {
+		certs, err := ParseCertificatesPEM(trimmed)
+		if err != nil {
+			return nil, err
+		}
+		return x509bundle.FromX509Authorities(td, certs), nil
+	}
+	var probe struct {
+		TrustDomains json.RawMessage `json:"trust_domains"`
+	}
+	if err := json.Unmarshal(trimmed, &probe); err != nil {
+		return nil, err
+	}
+	if probe.TrustDomains == nil {
+		b, err := ParseBundle(td, trimmed)
+		if err != nil {
+			return nil, err
+		}
+		return b.X509Bundle(), nil
+	}
+	set, err := ParseBundleMap(trimmed)
+	if err != nil {
+		return nil, err
+	}
+	b, ok := set.Get(td)
+	if !ok {
+		return nil, fmt.Errorf("the bundle map has no bundle for %s", td)
+	}
+	return b.X509Bundle(), nil
+}

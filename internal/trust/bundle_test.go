@@ -235,3 +235,42 @@ func TestParseBundleMapRefusals(t *testing.T) {
 		t.Errorf("an empty map: %v", err)
 	}
 }
+
+func TestParseRoots(t *testing.T) {
+	ca := mustSelfSigned(t, tdA, time.Hour)
+	doc, err := MarshalBundle(NewBundle(tdA, ca.Roots(), 1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewBundleSet(NewBundle(tdA, ca.Roots(), 1, 0)).MarshalBundleMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"PEM":             EncodeCertificatesPEM(ca.Roots()),
+		"SPIFFE bundle":   doc,
+		"bundle map":      m,
+		"with whitespace": append(append([]byte("\n  "), m...), '\n'),
+	} {
+		b, err := ParseRoots(tdA, data)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got := b.X509Authorities(); len(got) != 1 || !got[0].Equal(ca.Certificate()) {
+			t.Errorf("%s: authorities %d", name, len(got))
+		}
+	}
+	for name, data := range map[string]string{"empty": "", "junk JSON": "{", "JSON without keys": `{"a":1}`} {
+		if _, err := ParseRoots(tdA, []byte(data)); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	other, err := NewBundleSet(NewBundle(tdB, ca.Roots(), 1, 0)).MarshalBundleMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseRoots(tdA, other); err == nil || !strings.Contains(err.Error(), "no bundle for "+tdA.String()) {
+		t.Errorf("a bundle map without td: %v", err)
+	}
+}

@@ -147,3 +147,13 @@ func FuzzParseCertificatesPEM(f *testing.F) {
 		_, _ = NewIntermediate(spiffeid.RequireTrustDomainFromString("alpha.default.mesh"), key, chainPEM, rootsPEM, t0)
 	})
 }
+
+// FuzzParseRoots: trust files are mounted from ConfigMaps; any content must be handled.
+func FuzzParseRoots(f *testing.F) {
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte(`{"trust_domains":{"alpha.default.mesh":{"keys":[]}}}`))
+	f.Add([]byte(`{"keys":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = ParseRoots(tdA, data)
+	})
+}

@@ -1,3 +1,10 @@
+//go:build !fleetmesh_fuzz
+
+// The fuzz run (make fuzz) builds with the fleetmesh_fuzz tag and leaves this file out: it is
+// the only test of the package that links cert-manager and Kubernetes' API types, which a fuzz
+// build would otherwise compile once more with coverage instrumentation (minutes on a fresh
+// machine). go test runs it as usual.
+
 /*
 Copyright 2026 The fleetmesh Authors.
 

@@ -25,11 +25,13 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // MaxCSRSize bounds the CSRs Sign reads: a P-256 CSR is a few hundred bytes.
@@ -40,6 +42,28 @@ const MaxCSRSize = 16 << 10
 type Workload struct {
 	Namespace      string
 	ServiceAccount string
+}
+
+const serviceAccountPrefix = "system:serviceaccount:"
+
+// WorkloadFromUsername reads the workload out of an authenticated ServiceAccount user
+// name, system:serviceaccount:<namespace>:<name>; any other user (a person, a node) is refused.
+func WorkloadFromUsername(username string) (Workload, error) {
+	rest, ok := strings.CutPrefix(username, serviceAccountPrefix)
+	if !ok {
+		return Workload{}, fmt.Errorf("user %q is not a ServiceAccount: only workloads get SVIDs", username)
+	}
+	ns, sa, ok := strings.Cut(rest, ":")
+	if !ok || strings.Contains(sa, ":") {
+		return Workload{}, fmt.Errorf("ServiceAccount user name %q is not %s<namespace>:<name>", username, serviceAccountPrefix)
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return Workload{}, fmt.Errorf("ServiceAccount user name %q: namespace: %s", username, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
+		return Workload{}, fmt.Errorf("ServiceAccount user name %q: name: %s", username, strings.Join(errs, "; "))
+	}
+	return Workload{Namespace: ns, ServiceAccount: sa}, nil
 }
 
 // ID is the workload's SPIFFE ID in td: spiffe://<td>/ns/<namespace>/sa/<serviceaccount>.

@@ -222,3 +222,46 @@ func mustIntermediate(t *testing.T, td spiffeid.TrustDomain) *CA {
 	}
 	return ca
 }
+
+func TestWorkloadFromUsername(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Workload
+		ok   bool
+	}{
+		{"system:serviceaccount:shop:web", Workload{Namespace: "shop", ServiceAccount: "web"}, true},
+		{"system:serviceaccount:kube-system:default", Workload{Namespace: "kube-system", ServiceAccount: "default"}, true},
+		{"system:serviceaccount:shop:web.v2", Workload{Namespace: "shop", ServiceAccount: "web.v2"}, true},
+		{"alice", Workload{}, false},
+		{"system:node:n1", Workload{}, false},
+		{"system:serviceaccount:shop", Workload{}, false},
+		{"system:serviceaccount:shop:web:extra", Workload{}, false},
+		{"system:serviceaccount::web", Workload{}, false},
+		{"system:serviceaccount:shop:", Workload{}, false},
+		{"system:serviceaccount:Shop:web", Workload{}, false},
+		{"system:serviceaccount:shop:../x", Workload{}, false},
+		{"system:serviceaccounts:shop:web", Workload{}, false},
+	} {
+		got, err := WorkloadFromUsername(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%q: got %+v, %v", tc.in, got, err)
+		}
+	}
+}
+
+// FuzzWorkloadFromUsername: the user name comes from the API server, but it is the only
+// part of a token the project parses; whatever it accepts must be a valid SPIFFE path.
+func FuzzWorkloadFromUsername(f *testing.F) {
+	f.Add("system:serviceaccount:shop:web")
+	f.Add("system:serviceaccount:a:b:c")
+	f.Add("system:serviceaccount:%2e%2e:web")
+	f.Fuzz(func(t *testing.T, username string) {
+		w, err := WorkloadFromUsername(username)
+		if err != nil {
+			return
+		}
+		if _, err := w.ID(tdA); err != nil {
+			t.Fatalf("accepted %q but its ID is invalid: %v", username, err)
+		}
+	})
+}

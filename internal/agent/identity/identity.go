@@ -171,7 +171,7 @@ func (s *Server) IssueX509SVID(ctx context.Context, req *identityv1.IssueRequest
 	if !slices.Contains(review.Audiences, s.opts.Audience) {
 		return nil, s.refuse(ReasonWrongAudience, codes.Unauthenticated, "the token is valid for audiences %q, not %q", review.Audiences, s.opts.Audience)
 	}
-	w, err := ServiceAccountFromUsername(review.Username)
+	w, err := trust.WorkloadFromUsername(review.Username)
 	if err != nil {
 		return nil, s.refuse(ReasonNotServiceAccount, codes.PermissionDenied, "%v", err)
 	}

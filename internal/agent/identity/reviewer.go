@@ -19,14 +19,10 @@ package identity
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 // ReviewResult is what the member's API server said about a token.
@@ -68,26 +64,4 @@ func (r KubeTokenReviewer) Review(ctx context.Context, token string, audiences [
 		Audiences:     tr.Status.Audiences,
 		Error:         tr.Status.Error,
 	}, nil
-}
-
-const serviceAccountPrefix = "system:serviceaccount:"
-
-// ServiceAccountFromUsername reads the workload out of an authenticated ServiceAccount user
-// name, system:serviceaccount:<namespace>:<name>; any other user (a person, a node) is refused.
-func ServiceAccountFromUsername(username string) (trust.Workload, error) {
-	rest, ok := strings.CutPrefix(username, serviceAccountPrefix)
-	if !ok {
-		return trust.Workload{}, fmt.Errorf("user %q is not a ServiceAccount: only workloads get SVIDs", username)
-	}
-	ns, sa, ok := strings.Cut(rest, ":")
-	if !ok || strings.Contains(sa, ":") {
-		return trust.Workload{}, fmt.Errorf("ServiceAccount user name %q is not %s<namespace>:<name>", username, serviceAccountPrefix)
-	}
-	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return trust.Workload{}, fmt.Errorf("ServiceAccount user name %q: namespace: %s", username, strings.Join(errs, "; "))
-	}
-	if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
-		return trust.Workload{}, fmt.Errorf("ServiceAccount user name %q: name: %s", username, strings.Join(errs, "; "))
-	}
-	return trust.Workload{Namespace: ns, ServiceAccount: sa}, nil
 }

@@ -26,8 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
-
-	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 func TestKubeTokenReviewer(t *testing.T) {
@@ -66,47 +64,4 @@ func TestKubeTokenReviewer(t *testing.T) {
 	if _, err := r.Review(context.Background(), "broken", []string{"fleetmesh"}); err == nil || !strings.Contains(err.Error(), "on fire") {
 		t.Errorf("API error: %v", err)
 	}
-}
-
-func TestServiceAccountFromUsername(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want trust.Workload
-		ok   bool
-	}{
-		{"system:serviceaccount:shop:web", trust.Workload{Namespace: "shop", ServiceAccount: "web"}, true},
-		{"system:serviceaccount:kube-system:default", trust.Workload{Namespace: "kube-system", ServiceAccount: "default"}, true},
-		{"system:serviceaccount:shop:web.v2", trust.Workload{Namespace: "shop", ServiceAccount: "web.v2"}, true},
-		{"alice", trust.Workload{}, false},
-		{"system:node:n1", trust.Workload{}, false},
-		{"system:serviceaccount:shop", trust.Workload{}, false},
-		{"system:serviceaccount:shop:web:extra", trust.Workload{}, false},
-		{"system:serviceaccount::web", trust.Workload{}, false},
-		{"system:serviceaccount:shop:", trust.Workload{}, false},
-		{"system:serviceaccount:Shop:web", trust.Workload{}, false},
-		{"system:serviceaccount:shop:../x", trust.Workload{}, false},
-		{"system:serviceaccounts:shop:web", trust.Workload{}, false},
-	} {
-		got, err := ServiceAccountFromUsername(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("%q: got %+v, %v", tc.in, got, err)
-		}
-	}
-}
-
-// FuzzServiceAccountFromUsername: the user name comes from the API server, but it is the only
-// part of a token the project parses; whatever it accepts must be a valid SPIFFE path.
-func FuzzServiceAccountFromUsername(f *testing.F) {
-	f.Add("system:serviceaccount:shop:web")
-	f.Add("system:serviceaccount:a:b:c")
-	f.Add("system:serviceaccount:%2e%2e:web")
-	f.Fuzz(func(t *testing.T, username string) {
-		w, err := ServiceAccountFromUsername(username)
-		if err != nil {
-			return
-		}
-		if _, err := w.ID(tdA); err != nil {
-			t.Fatalf("accepted %q but its ID is invalid: %v", username, err)
-		}
-	})
 }
