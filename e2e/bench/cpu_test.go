@@ -32,7 +32,8 @@ import (
 const clockTicks = 100
 
 // cpuSample is the CPU time used so far by this process (the in-process operator and the
-// benchmark's own watches) and by the fleet's cluster processes (etcd, kube-apiserver...).
+// benchmark's own watches and polls) and by the fleet's cluster processes (etcd,
+// kube-apiserver...).
 type cpuSample struct {
 	at    time.Time
 	self  time.Duration
@@ -44,7 +45,7 @@ func sampleCPU() cpuSample {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	for _, pid := range fleet.RunningClusterProcesses() {
+	for _, pid := range fleet.ChildClusterProcesses() {
 		if t, ok := procCPU(pid); ok {
 			s.fleet[pid] = t
 		}

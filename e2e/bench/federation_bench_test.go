@@ -79,8 +79,7 @@ func BenchmarkServiceFederation(b *testing.B) {
 		b.ReportMetric(float64(pct(trickle, 99).Milliseconds()), fmt.Sprintf("ms-trickle-p99-%dm", members))
 	}
 	if len(points) > 1 {
-		// How the growth from the fewest to the most members splits: if the one-at-a-time p50
-		// grows with the CPU per export, it is the shared cores that grow it, not a serial loop.
+		// How the one-at-a-time p50 and the CPU per export grow with the members, side by side.
 		lo, hi := points[0], points[len(points)-1]
 		n := time.Duration(hi.members - lo.members)
 		fmt.Printf("federation: from %d to %d members, each member adds %s to the one-at-a-time p50 and %s of CPU per export "+
@@ -254,7 +253,9 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 	// written): the latency of one export on its own, with 200 in place.
 	until(b, 3*time.Minute, "the burst drained", func() bool { return queueIdle(b, "servicefederation") })
 	// The fleet's background CPU, with 200 exports in place and nothing changing: a measurement
-	// window, not a wait for anything.
+	// window, not a wait for anything. It opens after a deferred counts report (at most
+	// reportEvery, 2 s, after the last change; not in the queue's depth) has had its turn.
+	time.Sleep(3 * time.Second)
 	idleStart := sampleCPU()
 	time.Sleep(idleWindow)
 	idle := sampleCPU().since(idleStart)
@@ -280,12 +281,11 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 	use := sampleCPU().since(trickleStart).above(idle)
 	fmt.Printf("federation: %d members: one export at a time took %.1f servicefederation reconciles per export\n",
 		members, (reconciles(b, "servicefederation")-reconcilesBefore)/trickleExports)
-	// Every member's API server shares this machine's cores: however parallel the writes, an
-	// export's cycle cannot take less wall time than its CPU over the cores, and that CPU grows
-	// with the members written.
+	// Every member's API server shares this machine's cores: an export's whole cycle cannot take
+	// less wall time than its CPU over the cores, and that CPU grows with the members written.
 	cpu = cpuUse{wall: use.wall, self: use.self / trickleExports, fleet: use.fleet / trickleExports}
 	fmt.Printf("federation: %d members: CPU per export above the idle fleet's (%.2f of %d cores): API servers and etcd %s, "+
-		"this process (the operator and the benchmark's watches) %s; on %d cores one export's cycle (imports, export status, "+
+		"this process (the operator, the benchmark's watches and polls) %s; on %d cores one export's cycle (imports, export status, "+
 		"follow-up reconciles) needs at least %s of wall time\n",
 		members, idle.cores(), runtime.NumCPU(), ms(cpu.fleet), ms(cpu.self), runtime.NumCPU(),
 		ms((cpu.fleet+cpu.self)/time.Duration(runtime.NumCPU())))

@@ -69,17 +69,17 @@ func (f *Fleet) StartAPIServer(c *Cluster) error {
 		return fmt.Errorf("restart the API server of %s: %w", c.Name, err)
 	}
 	c.procs.apiServerStopped = false
-	return waitReadyz(c, apiServerReadyTimeout)
+	return waitReadyz(context.Background(), c, apiServerReadyTimeout)
 }
 
 // waitReadyz waits until the API server says it is ready: /healthz, which envtest waits for,
 // answers before the post-start hooks (RBAC bootstrap, priority classes...) have finished.
-func waitReadyz(c *Cluster, timeout time.Duration) error {
+func waitReadyz(ctx context.Context, c *Cluster, timeout time.Duration) error {
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)

@@ -61,11 +61,15 @@ type clusterProcs struct {
 	mu sync.Mutex
 	// apiServerStopped is set between StopAPIServer and StartAPIServer.
 	apiServerStopped bool
-	// restarts counts the watchdog's restarts of the API server.
-	restarts int
+	// restarts and failedRestarts count the watchdog's restarts of the API server.
+	restarts, failedRestarts int
 	// watchStop ends the watchdog (watchdog.go); watchDone is closed when it has.
-	watchStop, watchDone chan struct{}
+	watchStop context.CancelFunc
+	watchDone chan struct{}
 }
+
+// certDir holds the API server's certificates; the fleet chooses it (prepareControlPlane).
+func (p *clusterProcs) certDir() string { return filepath.Join(p.dir, "pki") }
 
 // child is one component process.
 type child struct {
@@ -96,7 +100,7 @@ func (f *Fleet) LogDir(c *Cluster) string {
 // stops, which would make a restart on the same certificates impossible.
 func (f *Fleet) prepareControlPlane(c *Cluster, env *envtest.Environment) error {
 	c.procs = &clusterProcs{dir: filepath.Join(f.opts.WorkDir, c.Name)}
-	certDir := filepath.Join(c.procs.dir, "pki")
+	certDir := c.procs.certDir()
 	// A reused work directory must not hand envtest old serving certificates: it only generates
 	// (and records the CA of) certificates it does not find.
 	if err := os.RemoveAll(certDir); err != nil {

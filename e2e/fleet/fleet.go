@@ -289,7 +289,7 @@ func (f *Fleet) RegisterMember(ctx context.Context, m *Cluster) error {
 	if region := f.Region(m); region != "" {
 		labels[RegionLabel] = region
 	}
-	u := m.Env.ControlPlane.APIServer.SecureServing
+	u := m.apiServing()
 	port := int32(0)
 	if _, err := fmt.Sscanf(u.Port, "%d", &port); err != nil {
 		return fmt.Errorf("parse %s API server port %q: %w", m.Name, u.Port, err)

@@ -51,3 +51,35 @@ func RunningClusterProcesses() []int {
 	}
 	return pids
 }
+
+// ChildClusterProcesses are the RunningClusterProcesses that this process started: this
+// fleet's, not those of a fleet left running by an earlier run in the same sandbox.
+func ChildClusterProcesses() []int {
+	self := os.Getpid()
+	var pids []int
+	for _, pid := range RunningClusterProcesses() {
+		if ppid, ok := parentPID(pid); ok && ppid == self {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// parentPID reads a process's parent from /proc/<pid>/stat.
+func parentPID(pid int) (int, bool) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: fields are counted after its ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
+}

@@ -18,6 +18,7 @@ package fleet
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -27,10 +28,15 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // watchdogEvery is how often the watchdog looks at a cluster's API server.
 const watchdogEvery = time.Second
+
+// watchdogMaxBackoff bounds the wait between failed restarts.
+const watchdogMaxBackoff = 30 * time.Second
 
 // A kube-apiserver of this Kubernetes version now and then panics outside any request, a few
 // seconds after CRDs are added (a nil pointer in kube-openapi's cached listMerger, the stack of
@@ -43,18 +49,22 @@ const watchdogEvery = time.Second
 // run (StopAPIServer was not called). It runs until stopWatchdog.
 func (f *Fleet) startWatchdog(c *Cluster) {
 	p := c.procs
-	p.watchStop, p.watchDone = make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	p.watchStop, p.watchDone = cancel, make(chan struct{})
 	go func() {
 		defer close(p.watchDone)
 		// A process that is alive keeps its listener until it is told to stop, so a connection
-		// refused on two looks in a row means it has gone.
-		refused := 0
+		// refused on two looks in a row means it has gone. A restart that fails is retried
+		// after a backoff that doubles up to watchdogMaxBackoff.
+		refused, backoff := 0, watchdogEvery
+		wait := watchdogEvery
 		for {
 			select {
-			case <-p.watchStop:
+			case <-ctx.Done():
 				return
-			case <-time.After(watchdogEvery):
+			case <-time.After(wait):
 			}
+			wait = watchdogEvery
 			if listening(c) {
 				refused = 0
 				continue
@@ -66,21 +76,34 @@ func (f *Fleet) startWatchdog(c *Cluster) {
 			p.mu.Lock()
 			// StopAPIServer (and perhaps StartAPIServer) may have run since the looks.
 			if !p.apiServerStopped && !listening(c) {
-				f.restartCrashedAPIServer(c)
+				if err := f.restartCrashedAPIServer(ctx, c); err != nil {
+					wait, backoff = backoff, min(2*backoff, watchdogMaxBackoff)
+				} else {
+					backoff = watchdogEvery
+				}
 			}
 			p.mu.Unlock()
 		}
 	}()
 }
 
-// stopWatchdog ends c's watchdog and waits for it, so that a restart never races a Stop.
+// stopWatchdog ends c's watchdog, a restart in progress included, and waits for it, so that a
+// restart never races a Stop.
 func (p *clusterProcs) stopWatchdog() {
 	if p.watchStop == nil {
 		return
 	}
-	close(p.watchStop)
+	p.watchStop()
 	<-p.watchDone
 	p.watchStop = nil
+}
+
+// apiServing is where c's API server listens. envtest's APIServer is written by a restart, so
+// it is read under the lock.
+func (c *Cluster) apiServing() envtest.SecureServing {
+	c.procs.mu.Lock()
+	defer c.procs.mu.Unlock()
+	return c.Env.ControlPlane.APIServer.SecureServing
 }
 
 // listening reports whether a TCP connection to c's API server is accepted; anything but a
@@ -99,10 +122,9 @@ func listening(c *Cluster) bool {
 }
 
 // restartCrashedAPIServer brings c's API server back on its address, certificates and etcd, and
-// says so in the API server's log and on stderr, with the end of the crashed process's log.
-func (f *Fleet) restartCrashedAPIServer(c *Cluster) {
-	logPath := filepath.Join(f.LogDir(c), "kube-apiserver.log")
-	tail := logTail(logPath, 15)
+// says so on stderr, with the end of the crashed process's log. It holds c.procs.mu.
+func (f *Fleet) restartCrashedAPIServer(ctx context.Context, c *Cluster) error {
+	tail := logTail(filepath.Join(f.LogDir(c), "kube-apiserver.log"), 15)
 	api := c.Env.ControlPlane.GetAPIServer()
 	// Stop only clears envtest's record of the process, which has exited.
 	err := api.Stop()
@@ -110,13 +132,20 @@ func (f *Fleet) restartCrashedAPIServer(c *Cluster) {
 		err = api.Start()
 	}
 	if err == nil {
-		err = waitReadyz(c, apiServerReadyTimeout)
+		err = waitReadyz(ctx, c, apiServerReadyTimeout)
+	}
+	if err != nil {
+		c.procs.failedRestarts++
+		fmt.Fprintf(os.Stderr, "fleet: the kube-apiserver of %s exited unexpectedly and could not be restarted (attempt %d): %v\n",
+			c.Name, c.procs.failedRestarts, err)
+		return err
 	}
 	c.procs.restarts++
-	fmt.Fprintf(os.Stderr, "fleet: the kube-apiserver of %s exited unexpectedly and was restarted (error: %v); end of its log before the restart:\n%s\n", c.Name, err, tail)
+	fmt.Fprintf(os.Stderr, "fleet: the kube-apiserver of %s exited unexpectedly and was restarted; end of its log before the restart:\n%s\n", c.Name, tail)
+	return nil
 }
 
-// APIServerRestarts is how many times the watchdog has restarted c's API server.
+// APIServerRestarts is how many times the watchdog has restarted c's API server successfully.
 func (f *Fleet) APIServerRestarts(c *Cluster) int {
 	c.procs.mu.Lock()
 	defer c.procs.mu.Unlock()
@@ -126,8 +155,8 @@ func (f *Fleet) APIServerRestarts(c *Cluster) int {
 // KillAPIServer kills c's kube-apiserver process with SIGKILL, as a crash would end it; tests use
 // it to show that the watchdog brings it back.
 func (f *Fleet) KillAPIServer(c *Cluster) error {
-	certDir := c.Env.ControlPlane.GetAPIServer().CertDir
-	for _, pid := range RunningClusterProcesses() {
+	certDir := c.procs.certDir()
+	for _, pid := range ChildClusterProcesses() {
 		dir := filepath.Join("/proc", strconv.Itoa(pid))
 		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
 		cmdline, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
