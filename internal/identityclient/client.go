@@ -265,7 +265,6 @@ func LoadTrust(td spiffeid.TrustDomain, path string) (x509bundle.Source, error) 
 	return b, nil
 }
 
-
 // WriteFileAtomic replaces dir/name with data: written to a temporary file in dir, synced, then
 // renamed over the old one, so a reader sees the old content or the new, never a part.
 func WriteFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
