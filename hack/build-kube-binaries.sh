@@ -61,15 +61,11 @@ EOF
   ldflags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)"
   ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
   ldflags+=" -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
-  # One go build for all of them: the linking of one overlaps the compiling of the others.
-  log "building ${kube_wanted[*]} $KUBE_VERSION (minutes on a cold cache)"
-  # In BIN, so that the moves below are renames on one filesystem.
-  tmp="$(mktemp -d "$BIN/.kube-build.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  (cd "$mod" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
-    -o "$tmp/" "${kube_wanted[@]/#/k8s.io/kubernetes/cmd/}")
   for b in "${kube_wanted[@]}"; do
-    install_atomically "$tmp/$b" "$b"
+    log "building $b $KUBE_VERSION (minutes on a cold cache)"
+    (cd "$mod" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
+      -o "$BIN/.$b.tmp" "k8s.io/kubernetes/cmd/$b")
+    install_atomically "$BIN/.$b.tmp" "$b"
   done
 fi
 

@@ -17,19 +17,15 @@ limitations under the License.
 package bench
 
 import (
-	"bytes"
 	"os"
-	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 )
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
 
 // cpuSample is the CPU time used so far by this process (the in-process operator and the
 // benchmark's own watches and polls) and by the fleet's cluster processes (etcd,
@@ -46,35 +42,11 @@ func sampleCPU() cpuSample {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	for _, pid := range fleet.ChildClusterProcesses() {
-		if t, ok := procCPU(pid); ok {
+		if t, ok := fleet.ProcessCPU(pid); ok {
 			s.fleet[pid] = t
 		}
 	}
 	return s
-}
-
-// procCPU reads utime+stime of a process from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, bool) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, false
-	}
-	// The command name, in parentheses, may hold spaces: fields are counted after its ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(data[i+1:])
-	// After ')': state is field 3 of the full line, utime 14 and stime 15.
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
-	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, true
 }
 
 // cpuUse is the CPU time this process and the fleet used between two samples; a cluster process
@@ -111,4 +83,38 @@ func (u cpuUse) cores() float64 {
 		return 0
 	}
 	return float64(u.self+u.fleet) / float64(u.wall)
+}
+
+// machineTicks reads the first line of /proc/stat: the machine's busy and total CPU ticks since
+// boot, over all cores (idle and iowait are not busy).
+func machineTicks() (busy, total int64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			continue
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// machineBusy measures how busy the whole machine is, in cores, from now until the returned
+// function is called.
+func machineBusy() func() float64 {
+	b0, t0 := machineTicks()
+	return func() float64 {
+		b1, t1 := machineTicks()
+		if t1 <= t0 {
+			return 0
+		}
+		return float64(b1-b0) / float64(t1-t0) * float64(runtime.NumCPU())
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ClusterProcessNames are the executables a fleet runs.
@@ -67,19 +68,47 @@ func ChildClusterProcesses() []int {
 
 // parentPID reads a process's parent from /proc/<pid>/stat.
 func parentPID(pid int) (int, bool) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, false
-	}
-	// The command name, in parentheses, may hold spaces: fields are counted after its ')'.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 2 {
+	f, ok := procStat(pid)
+	if !ok {
 		return 0, false
 	}
 	ppid, err := strconv.Atoi(f[1])
 	return ppid, err == nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// ProcessCPU is the CPU time (user and system) a process has used, from /proc/<pid>/stat.
+func ProcessCPU(pid int) (time.Duration, bool) {
+	f, ok := procStat(pid)
+	if !ok {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, true
+}
+
+// procStat reads /proc/<pid>/stat and returns its fields after the command name, which is in
+// parentheses and may hold spaces: the state (field 3 of the line) is f[0], the parent f[1],
+// utime f[11] and stime f[12].
+func procStat(pid int) ([]string, bool) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil, false
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return nil, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return nil, false
+	}
+	return f, true
 }
