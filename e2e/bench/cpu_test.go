@@ -18,7 +18,6 @@ package bench
 
 import (
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,36 +84,46 @@ func (u cpuUse) cores() float64 {
 	return float64(u.self+u.fleet) / float64(u.wall)
 }
 
-// machineTicks reads the first line of /proc/stat: the machine's busy and total CPU ticks since
-// boot, over all cores (idle and iowait are not busy).
-func machineTicks() (busy, total int64) {
+// machineTicks reads /proc/stat: the machine's busy and total CPU ticks since boot over all
+// cores, and how many cores that is. Busy is user, nice, system, irq and softirq; total adds idle,
+// iowait and steal (guest time is already inside user and nice).
+func machineTicks() (busy, total int64, cores int) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	for i, f := range strings.Fields(line)[1:] {
+	lines := strings.Split(string(data), "\n")
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, "cpu") {
+			cores++
+		}
+	}
+	fields := strings.Fields(lines[0])
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, 0, 0
+	}
+	for i, f := range fields[1:9] { // user nice system idle iowait irq softirq steal
 		n, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			continue
+			return 0, 0, 0
 		}
 		total += n
-		if i != 3 && i != 4 { // idle, iowait
+		if i != 3 && i != 4 && i != 7 {
 			busy += n
 		}
 	}
-	return busy, total
+	return busy, total, cores
 }
 
-// machineBusy measures how busy the whole machine is, in cores, from now until the returned
-// function is called.
+// machineBusy measures how busy the whole machine is (every process on it, the fleet's and any
+// other), in cores, from now until the returned function is called.
 func machineBusy() func() float64 {
-	b0, t0 := machineTicks()
+	b0, t0, _ := machineTicks()
 	return func() float64 {
-		b1, t1 := machineTicks()
+		b1, t1, cores := machineTicks()
 		if t1 <= t0 {
 			return 0
 		}
-		return float64(b1-b0) / float64(t1-t0) * float64(runtime.NumCPU())
+		return float64(b1-b0) / float64(t1-t0) * float64(cores)
 	}
 }

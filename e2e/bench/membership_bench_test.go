@@ -154,7 +154,7 @@ func BenchmarkMembership(b *testing.B) {
 		joins[len(joins)/2].Seconds(), joins[len(joins)-1].Seconds(), len(joins))
 	// On this machine the whole fleet shares the cores: how busy they were says whether the
 	// figures above measured fleetmesh or the machine.
-	fmt.Printf("membership: the machine's %d cores were busy %.2f on average while the %d members converged, %.2f during the joins\n",
+	fmt.Printf("membership: the machine's %d cores were busy %.2f on average (every process on it) while the %d members converged, %.2f during the joins\n",
 		runtime.NumCPU(), convergeBusy, convergeMembers, joinsBusy)
 	fmt.Printf("membership: operator RSS %.1f MiB with 0 members, %.1f MiB with %d: %.2f MiB per member (target <= 10 MB)\n",
 		float64(rss0)/(1<<20), float64(rss16)/(1<<20), convergeMembers, perMember)
