@@ -116,14 +116,15 @@ func machineTicks() (busy, total int64, cores int) {
 }
 
 // machineBusy measures how busy the whole machine is (every process on it, the fleet's and any
-// other), in cores, from now until the returned function is called.
-func machineBusy() func() float64 {
+// other) from now until the returned function is called: the cores busy on average, out of the
+// cores /proc/stat counts.
+func machineBusy() func() (busy float64, cores int) {
 	b0, t0, _ := machineTicks()
-	return func() float64 {
+	return func() (float64, int) {
 		b1, t1, cores := machineTicks()
 		if t1 <= t0 {
-			return 0
+			return 0, cores
 		}
-		return float64(b1-b0) / float64(t1-t0) * float64(cores)
+		return float64(b1-b0) / float64(t1-t0) * float64(cores), cores
 	}
 }
