@@ -14,6 +14,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 VERSION ?= v0.1.0
 IMG_MANAGER ?= ghcr.io/fleetmesh/manager:$(VERSION)
 IMG_AGENT ?= ghcr.io/fleetmesh/agent:$(VERSION)
+IMG_PROXY ?= ghcr.io/fleetmesh/proxy:$(VERSION)
 LDFLAGS := -X github.com/fleetmesh/fleetmesh/internal/version.Version=$(VERSION)
 
 CONTROLLER_GEN_VERSION ?= v0.21.0
@@ -89,7 +90,7 @@ bundlegen: ## Build hack/bundlegen (its own module: operator-framework/api stays
 .PHONY: bundle
 bundle: manifests $(KUSTOMIZE) bundlegen ## Generate bundle/ and bundle.Dockerfile from config/, the API markers and config/samples.
 	$(KUSTOMIZE) build config/manifests | $(BUNDLEGEN) generate -manifests - -out bundle -dockerfile bundle.Dockerfile \
-		-version $(VERSION) -manager-image $(IMG_MANAGER) -agent-image $(IMG_AGENT) \
+		-version $(VERSION) -manager-image $(IMG_MANAGER) -agent-image $(IMG_AGENT) -proxy-image $(IMG_PROXY) \
 		-package $(BUNDLE_PACKAGE) -channels $(BUNDLE_CHANNELS) -default-channel $(BUNDLE_DEFAULT_CHANNEL)
 
 .PHONY: bundle-validate
@@ -108,9 +109,10 @@ bundle-check: bundle bundle-validate ## Fail when the committed bundle is stale 
 ##@ Build
 
 .PHONY: build
-build: generate ## Build the manager and agent into bin/.
+build: generate ## Build the manager, agent and proxy into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/manager ./cmd/manager
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/agent ./cmd/agent
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/proxy ./cmd/proxy
 
 .PHONY: docker-build
 docker-build: ## Build both images (needs a container engine).

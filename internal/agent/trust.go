@@ -19,6 +19,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -132,6 +133,23 @@ func (t *trustState) TrustDomains() []string {
 	if t.federated != nil {
 		for _, td := range t.federated.TrustDomains() {
 			out = append(out, td.Name())
+		}
+	}
+	return out
+}
+
+// X509Authorities are the X.509 roots of the member's own and every federated trust domain,
+// by trust domain name: the proxy resource set's SPIFFE validator.
+func (t *trustState) X509Authorities() map[string][]*x509.Certificate {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := map[string][]*x509.Certificate{}
+	if t.own != nil {
+		out[t.td.Name()] = t.own.X509Authorities()
+	}
+	if t.federated != nil {
+		for _, b := range t.federated.Bundles() {
+			out[b.TrustDomain().Name()] = b.X509Authorities()
 		}
 	}
 	return out
@@ -324,7 +342,7 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	a.watchFederated(ctx, ts)
 	if a.opts.XDS != nil {
 		xdsDone := make(chan error, 1)
-		go func() { xdsDone <- a.runXDS(ctx, holder, ts.TrustDomains, ts.changed) }()
+		go func() { xdsDone <- a.runXDS(ctx, holder, ts, ts.changed) }()
 		defer func() {
 			if err := <-xdsDone; err != nil {
 				log.Error(err, "xDS stopped")

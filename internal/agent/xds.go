@@ -18,6 +18,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -55,11 +56,30 @@ type XDSOptions struct {
 	Policy xds.Policy
 }
 
-// xdsGroup serves every client the same snapshot: each asks only for the names it uses, and
-// with ads=false the cache answers for exactly those.
+// xdsGroup serves every client of a kind the same snapshot: each asks only for the names it
+// uses, and with ads=false the cache answers for exactly those. Proxyless gRPC clients get the
+// gRPC resource set; sidecar proxies (node metadata xds.ProxyMetadataKey) the proxy set.
 type xdsGroup struct{}
 
-func (xdsGroup) ID(*corev3.Node) string { return "fleetmesh" }
+const (
+	grpcGroup  = "fleetmesh"
+	proxyGroup = "fleetmesh-proxy"
+)
+
+func (xdsGroup) ID(node *corev3.Node) string {
+	if node.GetMetadata().GetFields()[xds.ProxyMetadataKey].GetStringValue() != "" {
+		return proxyGroup
+	}
+	return grpcGroup
+}
+
+// xdsTrust is what the xDS resources need of the agent's trust state.
+type xdsTrust interface {
+	// TrustDomains are the federated trust domains, the member's own included.
+	TrustDomains() []string
+	// X509Authorities are their X.509 roots by trust domain name.
+	X509Authorities() map[string][]*x509.Certificate
+}
 
 type xdsMetrics struct {
 	builds  *prometheus.HistogramVec
@@ -96,9 +116,9 @@ func newXDSMetrics(reg prometheus.Registerer) *xdsMetrics {
 }
 
 // runXDS watches the member's services and endpoints and serves their xDS resources until ctx
-// ends. trustDomains gives the federated trust domains (own included); rebuild is signalled
-// when they change.
-func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains func() []string, rebuild <-chan struct{}) error {
+// ends. tr gives the federated trust domains (own included) and their roots; rebuild is
+// signalled when they change.
+func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, rebuild <-chan struct{}) error {
 	o := a.opts.XDS
 	log := a.log
 	scheme := runtime.NewScheme()
@@ -184,9 +204,12 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains f
 		}
 		start := time.Now()
 		since := changedAt.Swap(0) // a change seen from here on is built again next round
-		res, err := a.buildXDS(ctx, objects, trustDomains())
+		grpcRes, proxyRes, err := a.buildXDS(ctx, objects, tr)
 		if err == nil {
-			err = snapshots.SetSnapshot(ctx, xdsGroup{}.ID(nil), res.Snapshot())
+			err = snapshots.SetSnapshot(ctx, grpcGroup, grpcRes.Snapshot())
+		}
+		if err == nil {
+			err = snapshots.SetSnapshot(ctx, proxyGroup, proxyRes.Snapshot())
 		}
 		if err != nil {
 			metrics.builds.WithLabelValues("error").Observe(time.Since(start).Seconds())
@@ -200,15 +223,16 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, trustDomains f
 	}
 }
 
-// buildXDS reads the member's state from the cache and builds its resources.
-func (a *Agent) buildXDS(ctx context.Context, objects crcache.Cache, trustDomains []string) (*xds.Resources, error) {
+// buildXDS reads the member's state from the cache and builds both resource sets: proxyless
+// gRPC's and the sidecar proxies'.
+func (a *Agent) buildXDS(ctx context.Context, objects crcache.Cache, tr xdsTrust) (grpcRes, proxyRes *xds.Resources, err error) {
 	o := a.opts.XDS
 	services := &corev1.ServiceList{}
 	slices := &discoveryv1.EndpointSliceList{}
 	imports := &mcsv1beta1.ServiceImportList{}
 	for _, l := range []client.ObjectList{services, slices, imports} {
 		if err := objects.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	local, imported := map[string][]*discoveryv1.EndpointSlice{}, map[string][]*discoveryv1.EndpointSlice{}
@@ -220,7 +244,7 @@ func (a *Agent) buildXDS(ctx context.Context, objects crcache.Cache, trustDomain
 			local[s.Namespace+"/"+name] = append(local[s.Namespace+"/"+name], s)
 		}
 	}
-	in := xds.Input{Member: o.Member, FederatedTrustDomains: trustDomains, Policy: o.Policy}
+	in := xds.Input{Member: o.Member, FederatedTrustDomains: tr.TrustDomains(), TrustBundles: tr.X509Authorities(), Policy: o.Policy}
 	for i := range services.Items {
 		s := &services.Items[i]
 		in.Services = append(in.Services, xds.LocalService(s, local[s.Namespace+"/"+s.Name], o.Member))
@@ -229,5 +253,11 @@ func (a *Agent) buildXDS(ctx context.Context, objects crcache.Cache, trustDomain
 		si := &imports.Items[i]
 		in.Services = append(in.Services, xds.ImportedService(si, imported[si.Namespace+"/"+si.Name], o.Member))
 	}
-	return xds.Build(in)
+	if grpcRes, err = xds.Build(in); err != nil {
+		return nil, nil, err
+	}
+	if proxyRes, err = xds.BuildProxy(in); err != nil {
+		return nil, nil, fmt.Errorf("proxy resources: %w", err)
+	}
+	return grpcRes, proxyRes, nil
 }

@@ -63,6 +63,8 @@ type Resources struct {
 	Version string
 	// Each type's resources, sorted by name.
 	Listeners, Routes, Clusters, Endpoints Typed
+	// Secrets are SDS secrets (the proxy resource set only).
+	Secrets Typed
 }
 
 // Typed holds the resources of one type and a hash of them alone.
@@ -78,6 +80,7 @@ func (r *Resources) ByType() map[resource.Type][]types.Resource {
 		resource.RouteType:    r.Routes.Items,
 		resource.ClusterType:  r.Clusters.Items,
 		resource.EndpointType: r.Endpoints.Items,
+		resource.SecretType:   r.Secrets.Items,
 	}
 }
 
@@ -89,7 +92,7 @@ func (r *Resources) Snapshot() *cache.Snapshot {
 	s := &cache.Snapshot{}
 	for typ, t := range map[resource.Type]Typed{
 		resource.ListenerType: r.Listeners, resource.RouteType: r.Routes,
-		resource.ClusterType: r.Clusters, resource.EndpointType: r.Endpoints,
+		resource.ClusterType: r.Clusters, resource.EndpointType: r.Endpoints, resource.SecretType: r.Secrets,
 	} {
 		s.Resources[cache.GetResponseType(typ)] = cache.NewResources(t.Version, t.Items)
 	}

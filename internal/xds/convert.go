@@ -44,7 +44,7 @@ func LocalService(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, m Membe
 		}
 	}
 	for _, p := range svc.Spec.Ports {
-		s.Ports = append(s.Ports, Port{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol)})
+		s.Ports = append(s.Ports, Port{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol), AppProtocol: ptr.Deref(p.AppProtocol, "")})
 	}
 	for _, es := range eps {
 		if es.Namespace == svc.Namespace && es.Labels[discoveryv1.LabelServiceName] == svc.Name {
@@ -64,7 +64,7 @@ func ImportedService(si *mcsv1beta1.ServiceImport, eps []*discoveryv1.EndpointSl
 		s.IPs = slices.Clone(si.Spec.IPs)
 	}
 	for _, p := range si.Spec.Ports {
-		s.Ports = append(s.Ports, Port{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol)})
+		s.Ports = append(s.Ports, Port{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol), AppProtocol: ptr.Deref(p.AppProtocol, "")})
 	}
 	for _, es := range eps {
 		cluster := es.Labels[mcsv1beta1.LabelSourceCluster]

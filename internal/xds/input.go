@@ -21,7 +21,10 @@ limitations under the License.
 // pure: no clients, no goroutines.
 package xds
 
-import "time"
+import (
+	"crypto/x509"
+	"time"
+)
 
 // Scope says how a service is named: the member's own Service (cluster.local) or an imported
 // multi-cluster service (clusterset.local).
@@ -51,6 +54,9 @@ type Input struct {
 	// CertProviderInstance is the bootstrap's certificate_providers key that holds the
 	// workload's SVID and the bundle map; empty means DefaultCertProviderInstance.
 	CertProviderInstance string
+	// TrustBundles are the X.509 authorities of every trust domain in the member's bundle set,
+	// its own included, by trust domain name: the proxy resource set's SPIFFE validator.
+	TrustBundles map[string][]*x509.Certificate
 	// Services are the member's own Services (Local) and its ServiceImports (ClusterSet).
 	// Order does not matter.
 	Services []Service
@@ -87,6 +93,8 @@ type Port struct {
 	Port int32
 	// Protocol is TCP, UDP or SCTP; empty means TCP. Only TCP ports get xDS resources.
 	Protocol string
+	// AppProtocol is the port's appProtocol (ProtocolOf says what the proxy makes of it).
+	AppProtocol string
 }
 
 // EndpointSet is one EndpointSlice's worth of endpoints: one source cluster, one port list.

@@ -1,0 +1,253 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/go-logr/logr"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/fleetmesh/fleetmesh/internal/xds"
+)
+
+// ADS is a state-of-the-world ADS client. It subscribes to every Listener and Cluster, to the
+// ClusterLoadAssignments its Clusters name and to the validation Secret; it accepts a response
+// only when it translates (else it NACKs with the reason and keeps the last good config), and
+// hands every new good Config to Apply.
+type ADS struct {
+	Conn  grpc.ClientConnInterface
+	Node  *corev3.Node
+	Apply func(*Config)
+	Log   logr.Logger
+	// OnNACK, if set, is called for every rejected response.
+	OnNACK func(typeURL string, err error)
+
+	// Accepted state, by type.
+	listeners map[string]*listenerv3.Listener
+	clusters  map[string]*clusterv3.Cluster
+	endpoints map[string]*endpointv3.ClusterLoadAssignment
+	secrets   map[string]*tlsv3.Secret
+	// Translated parts of the accepted state.
+	cfg Config
+}
+
+type typeState struct {
+	version, nonce string
+	names          []string
+}
+
+// Run keeps a stream open until ctx ends, reconnecting with backoff.
+func (a *ADS) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := a.stream(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		a.Log.Info("xDS stream ended; reconnecting", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (a *ADS) stream(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(a.Conn).StreamAggregatedResources(sctx)
+	if err != nil {
+		return err
+	}
+	states := map[string]*typeState{}
+	send := func(typeURL string, st *typeState, detail error) error {
+		req := &discoveryv3.DiscoveryRequest{Node: a.Node, TypeUrl: typeURL, ResourceNames: st.names, VersionInfo: st.version, ResponseNonce: st.nonce}
+		if detail != nil {
+			req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: detail.Error()}
+		}
+		return s.Send(req)
+	}
+	// Listeners and Clusters are wildcard subscriptions; endpoints follow the clusters.
+	for _, t := range []struct {
+		url   string
+		names []string
+	}{
+		{resourcev3.ListenerType, nil}, {resourcev3.ClusterType, nil}, {resourcev3.SecretType, []string{xds.ValidationSecretName}},
+	} {
+		st := &typeState{names: t.names}
+		if t.url == resourcev3.ListenerType || t.url == resourcev3.ClusterType {
+			st.version = "" // a reconnect starts over: the server sends everything
+		}
+		states[t.url] = st
+		if err := send(t.url, st, nil); err != nil {
+			return err
+		}
+	}
+	if names := a.edsNames(); len(names) > 0 {
+		st := &typeState{names: names}
+		states[resourcev3.EndpointType] = st
+		if err := send(resourcev3.EndpointType, st, nil); err != nil {
+			return err
+		}
+	}
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		st := states[resp.GetTypeUrl()]
+		if st == nil {
+			st = &typeState{}
+			states[resp.GetTypeUrl()] = st
+		}
+		st.nonce = resp.GetNonce()
+		if err := a.accept(resp); err != nil {
+			a.Log.Info("rejected an xDS response; keeping the last good config", "type", resp.GetTypeUrl(), "version", resp.GetVersionInfo(), "error", err.Error())
+			if a.OnNACK != nil {
+				a.OnNACK(resp.GetTypeUrl(), err)
+			}
+			if err := send(resp.GetTypeUrl(), st, err); err != nil {
+				return err
+			}
+			continue
+		}
+		st.version = resp.GetVersionInfo()
+		if err := send(resp.GetTypeUrl(), st, nil); err != nil {
+			return err
+		}
+		if resp.GetTypeUrl() == resourcev3.ClusterType {
+			names := a.edsNames()
+			es := states[resourcev3.EndpointType]
+			if es == nil {
+				es = &typeState{}
+				states[resourcev3.EndpointType] = es
+			}
+			if !slices.Equal(es.names, names) {
+				es.names = names
+				if err := send(resourcev3.EndpointType, es, nil); err != nil {
+					return err
+				}
+			}
+		}
+		a.publish()
+	}
+}
+
+func (a *ADS) edsNames() []string {
+	var names []string
+	for _, c := range a.cfg.Clusters {
+		names = append(names, c.EDSName)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// accept decodes and translates one response; on success it becomes the accepted state of its
+// type.
+func (a *ADS) accept(resp *discoveryv3.DiscoveryResponse) error {
+	switch resp.GetTypeUrl() {
+	case resourcev3.ListenerType:
+		m, err := decode(resp.GetResources(), func() *listenerv3.Listener { return &listenerv3.Listener{} }, (*listenerv3.Listener).GetName)
+		if err != nil {
+			return err
+		}
+		out, policy, err := Listeners(slices.Collect(maps.Values(m)))
+		if err != nil {
+			return err
+		}
+		a.listeners, a.cfg.Outbound, a.cfg.Inbound = m, out, policy
+	case resourcev3.ClusterType:
+		m, err := decode(resp.GetResources(), func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, (*clusterv3.Cluster).GetName)
+		if err != nil {
+			return err
+		}
+		cs, err := Clusters(slices.Collect(maps.Values(m)))
+		if err != nil {
+			return err
+		}
+		a.clusters, a.cfg.Clusters = m, cs
+	case resourcev3.EndpointType:
+		m, err := decode(resp.GetResources(), func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+		if err != nil {
+			return err
+		}
+		eps, err := Endpoints(slices.Collect(maps.Values(m)))
+		if err != nil {
+			return err
+		}
+		a.endpoints, a.cfg.Endpoints = m, eps
+	case resourcev3.SecretType:
+		m, err := decode(resp.GetResources(), func() *tlsv3.Secret { return &tlsv3.Secret{} }, (*tlsv3.Secret).GetName)
+		if err != nil {
+			return err
+		}
+		b, err := Bundles(slices.Collect(maps.Values(m)))
+		if err != nil {
+			return err
+		}
+		a.secrets, a.cfg.Bundles = m, b
+	default:
+		return fmt.Errorf("type %s was not asked for", resp.GetTypeUrl())
+	}
+	return nil
+}
+
+func (a *ADS) publish() {
+	c := a.cfg // the maps are replaced, never changed, so a shallow copy is a snapshot
+	if a.Apply != nil {
+		a.Apply(&c)
+	}
+}
+
+// decode unmarshals every resource with newT and keys it by its name.
+func decode[T proto.Message](items []*anypb.Any, newT func() T, name func(T) string) (map[string]T, error) {
+	out := map[string]T{}
+	for _, item := range items {
+		m := newT()
+		if err := item.UnmarshalTo(m); err != nil {
+			return nil, fmt.Errorf("resource of type %s: %w", item.GetTypeUrl(), err)
+		}
+		n := name(m)
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("two resources are named %q", n)
+		}
+		out[n] = m
+	}
+	return out, nil
+}

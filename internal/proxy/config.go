@@ -1,0 +1,398 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package proxy is fleetmesh's sidecar proxy: an ADS client of its member's agent that takes
+// the Envoy-shaped proxy resource set (internal/xds, proxynames.go), and the listeners that carry
+// a pod's captured traffic: outbound to the services of the mesh over mTLS with priority
+// failover, outlier detection and retries; inbound with mTLS termination and the mesh's
+// authorization policy. The translation from xDS resources to the proxy's Config is pure.
+package proxy
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/fleetmesh/fleetmesh/internal/xds"
+)
+
+// Route is where an outbound filter chain sends a connection.
+type Route struct {
+	// Chain is the filter chain's name (<ip>:<port>).
+	Chain   string
+	Cluster string
+	HTTP    bool
+	// Retries of a request (HTTP) or of a connection attempt (TCP).
+	Retries int
+}
+
+// Cluster is an upstream service port.
+type Cluster struct {
+	Name string
+	// EDSName is the ClusterLoadAssignment that holds its endpoints.
+	EDSName string
+	// ALPN offered to the server sidecar.
+	ALPN    string
+	Outlier Outlier
+}
+
+// Outlier is the outlier detection of a cluster: ConsecutiveErrors failures in a row eject a
+// host for BaseEjectionTime.
+type Outlier struct {
+	ConsecutiveErrors int
+	BaseEjectionTime  time.Duration
+}
+
+// Priority is one priority level of a cluster's endpoints, lowest first.
+type Priority struct {
+	Priority uint32
+	Hosts    []netip.AddrPort
+}
+
+// Policy is the inbound authorization: a caller is allowed when its SPIFFE ID matches one
+// principal.
+type Policy struct {
+	prefixes []string
+	regexps  []*regexp.Regexp
+}
+
+// Allows reports whether a caller's SPIFFE ID is authorized.
+func (p *Policy) Allows(id spiffeid.ID) bool {
+	if p == nil {
+		return false
+	}
+	s := id.String()
+	for _, pre := range p.prefixes {
+		if strings.HasPrefix(s, pre) {
+			return true
+		}
+	}
+	for _, re := range p.regexps {
+		if re.MatchString(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Config is everything the listeners act on, translated from one accepted set of resources.
+type Config struct {
+	Outbound  map[netip.AddrPort]*Route
+	Clusters  map[string]*Cluster
+	Endpoints map[string][]Priority
+	Inbound   *Policy
+	// Bundles verify peers: the SPIFFE validator's trust domains.
+	Bundles *x509bundle.Set
+}
+
+// Ready reports whether the config can carry traffic: listeners, clusters and the validation
+// secret have arrived.
+func (c *Config) Ready() bool {
+	return c != nil && c.Inbound != nil && c.Bundles != nil && c.Outbound != nil
+}
+
+// Listeners translates the outbound and inbound Listeners. Unknown listeners are an error (the
+// response is NACKed), so is a chain the proxy cannot carry out.
+func Listeners(ls []*listenerv3.Listener) (map[netip.AddrPort]*Route, *Policy, error) {
+	var (
+		out    map[netip.AddrPort]*Route
+		policy *Policy
+	)
+	for _, l := range ls {
+		if err := l.ValidateAll(); err != nil {
+			return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+		}
+		switch l.GetName() {
+		case xds.OutboundListenerName:
+			r, err := outboundRoutes(l)
+			if err != nil {
+				return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+			}
+			out = r
+		case xds.InboundListenerName:
+			p, err := inboundPolicy(l)
+			if err != nil {
+				return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+			}
+			policy = p
+		default:
+			return nil, nil, fmt.Errorf("listener %q: unknown to this proxy (want %q and %q)", l.GetName(), xds.OutboundListenerName, xds.InboundListenerName)
+		}
+	}
+	if out == nil || policy == nil {
+		return nil, nil, fmt.Errorf("listeners %q and %q are both required", xds.OutboundListenerName, xds.InboundListenerName)
+	}
+	return out, policy, nil
+}
+
+func outboundRoutes(l *listenerv3.Listener) (map[netip.AddrPort]*Route, error) {
+	out := map[netip.AddrPort]*Route{}
+	for _, fc := range l.GetFilterChains() {
+		m := fc.GetFilterChainMatch()
+		port := m.GetDestinationPort().GetValue()
+		if port == 0 || port > 65535 || len(m.GetPrefixRanges()) == 0 {
+			return nil, fmt.Errorf("filter chain %q: a destination port and an address are required", fc.GetName())
+		}
+		r, err := chainRoute(fc)
+		if err != nil {
+			return nil, err
+		}
+		for _, pr := range m.GetPrefixRanges() {
+			ip, err := netip.ParseAddr(pr.GetAddressPrefix())
+			if err != nil || int(pr.GetPrefixLen().GetValue()) != ip.BitLen() {
+				return nil, fmt.Errorf("filter chain %q: prefix %s/%d: only single addresses are supported", fc.GetName(), pr.GetAddressPrefix(), pr.GetPrefixLen().GetValue())
+			}
+			out[netip.AddrPortFrom(ip.Unmap(), uint16(port))] = r
+		}
+	}
+	return out, nil
+}
+
+func chainRoute(fc *listenerv3.FilterChain) (*Route, error) {
+	if len(fc.GetFilters()) != 1 {
+		return nil, fmt.Errorf("filter chain %q: want exactly one filter, got %d", fc.GetName(), len(fc.GetFilters()))
+	}
+	f := fc.GetFilters()[0]
+	switch f.GetName() {
+	case wellknown.TCPProxy:
+		tp := &tcpproxyv3.TcpProxy{}
+		if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+			return nil, fmt.Errorf("filter chain %q: %w", fc.GetName(), err)
+		}
+		if tp.GetCluster() == "" {
+			return nil, fmt.Errorf("filter chain %q: tcp_proxy without a cluster", fc.GetName())
+		}
+		return &Route{Chain: fc.GetName(), Cluster: tp.GetCluster(), Retries: 2}, nil
+	case wellknown.HTTPConnectionManager:
+		hcm := &hcmv3.HttpConnectionManager{}
+		if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			return nil, fmt.Errorf("filter chain %q: %w", fc.GetName(), err)
+		}
+		vhs := hcm.GetRouteConfig().GetVirtualHosts()
+		if len(vhs) != 1 || len(vhs[0].GetRoutes()) != 1 || vhs[0].GetRoutes()[0].GetRoute().GetCluster() == "" {
+			return nil, fmt.Errorf("filter chain %q: want an inline route config of one route to one cluster", fc.GetName())
+		}
+		ra := vhs[0].GetRoutes()[0].GetRoute()
+		return &Route{Chain: fc.GetName(), Cluster: ra.GetCluster(), HTTP: true, Retries: int(ra.GetRetryPolicy().GetNumRetries().GetValue())}, nil
+	}
+	return nil, fmt.Errorf("filter chain %q: filter %q is not supported (want %s or %s)", fc.GetName(), f.GetName(), wellknown.TCPProxy, wellknown.HTTPConnectionManager)
+}
+
+// inboundPolicy reads the network RBAC filter of the inbound chains (they all carry the same).
+func inboundPolicy(l *listenerv3.Listener) (*Policy, error) {
+	var policy *Policy
+	for _, fc := range l.GetFilterChains() {
+		if fc.GetFilterChainMatch().GetTransportProtocol() != "tls" || fc.GetTransportSocket() == nil {
+			return nil, fmt.Errorf("filter chain %q: inbound chains must require TLS", fc.GetName())
+		}
+		for _, f := range fc.GetFilters() {
+			if f.GetName() != xds.NetworkRBACFilterName {
+				continue
+			}
+			rb := &netrbacv3.RBAC{}
+			if err := f.GetTypedConfig().UnmarshalTo(rb); err != nil {
+				return nil, fmt.Errorf("filter chain %q: %w", fc.GetName(), err)
+			}
+			p, err := rbacPolicy(rb.GetRules())
+			if err != nil {
+				return nil, fmt.Errorf("filter chain %q: %w", fc.GetName(), err)
+			}
+			policy = p
+		}
+	}
+	if policy == nil {
+		return nil, fmt.Errorf("no %s filter: refusing to accept inbound traffic without an authorization policy", xds.NetworkRBACFilterName)
+	}
+	return policy, nil
+}
+
+func rbacPolicy(rules *rbacv3.RBAC) (*Policy, error) {
+	if rules.GetAction() != rbacv3.RBAC_ALLOW {
+		return nil, fmt.Errorf("RBAC action %s is not supported (want ALLOW)", rules.GetAction())
+	}
+	p := &Policy{}
+	for name, pol := range rules.GetPolicies() {
+		for _, pr := range pol.GetPrincipals() {
+			m := pr.GetAuthenticated().GetPrincipalName()
+			switch {
+			case m == nil:
+				return nil, fmt.Errorf("RBAC policy %q: only authenticated principal names are supported", name)
+			case m.GetPrefix() != "":
+				p.prefixes = append(p.prefixes, m.GetPrefix())
+			case m.GetSafeRegex().GetRegex() != "":
+				re, err := regexp.Compile(m.GetSafeRegex().GetRegex())
+				if err != nil {
+					return nil, fmt.Errorf("RBAC policy %q: %w", name, err)
+				}
+				p.regexps = append(p.regexps, re)
+			case m.GetExact() != "":
+				p.regexps = append(p.regexps, regexp.MustCompile("^"+regexp.QuoteMeta(m.GetExact())+"$"))
+			default:
+				return nil, fmt.Errorf("RBAC policy %q: principal matcher %v is not supported", name, m)
+			}
+		}
+	}
+	return p, nil
+}
+
+// Clusters translates Clusters: EDS clusters with SDS mTLS, and the ORIGINAL_DST passthroughs.
+func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
+	out := map[string]*Cluster{}
+	for _, c := range cs {
+		if err := c.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		switch c.GetType() {
+		case clusterv3.Cluster_ORIGINAL_DST:
+			continue // the passthroughs: dialled at the original destination
+		case clusterv3.Cluster_EDS:
+		default:
+			return nil, fmt.Errorf("cluster %q: type %s is not supported", c.GetName(), c.GetType())
+		}
+		up := &tlsv3.UpstreamTlsContext{}
+		if c.GetTransportSocket() == nil || c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up) != nil {
+			return nil, fmt.Errorf("cluster %q: an upstream TLS transport socket is required", c.GetName())
+		}
+		alpn := ""
+		if ps := up.GetCommonTlsContext().GetAlpnProtocols(); len(ps) > 0 {
+			alpn = ps[0]
+		}
+		eds := c.GetEdsClusterConfig().GetServiceName()
+		if eds == "" {
+			eds = c.GetName()
+		}
+		od := c.GetOutlierDetection()
+		n := int(od.GetConsecutive_5Xx().GetValue())
+		if od != nil && od.GetConsecutive_5Xx() == nil {
+			n = 5 // Envoy's default
+		}
+		base := od.GetBaseEjectionTime().AsDuration()
+		if od != nil && od.GetBaseEjectionTime() == nil {
+			base = 30 * time.Second
+		}
+		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: Outlier{ConsecutiveErrors: n, BaseEjectionTime: base}}
+	}
+	return out, nil
+}
+
+// Endpoints translates ClusterLoadAssignments into priority levels of healthy hosts (draining
+// hosts only when a level has no healthy one).
+func Endpoints(clas []*endpointv3.ClusterLoadAssignment) (map[string][]Priority, error) {
+	out := map[string][]Priority{}
+	for _, cla := range clas {
+		if err := cla.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("endpoints %q: %w", cla.GetClusterName(), err)
+		}
+		levels := map[uint32]*Priority{}
+		for _, l := range cla.GetEndpoints() {
+			lv := levels[l.GetPriority()]
+			if lv == nil {
+				lv = &Priority{Priority: l.GetPriority()}
+				levels[l.GetPriority()] = lv
+			}
+			for _, e := range l.GetLbEndpoints() {
+				switch e.GetHealthStatus() {
+				case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:
+				default:
+					continue
+				}
+				sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+				ip, err := netip.ParseAddr(sa.GetAddress())
+				if err != nil || sa.GetPortValue() == 0 || sa.GetPortValue() > 65535 {
+					return nil, fmt.Errorf("endpoints %q: address %s:%d is not an IP and port", cla.GetClusterName(), sa.GetAddress(), sa.GetPortValue())
+				}
+				lv.Hosts = append(lv.Hosts, netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue())))
+			}
+		}
+		var ps []Priority
+		for _, lv := range levels {
+			if len(lv.Hosts) > 0 {
+				ps = append(ps, *lv)
+			}
+		}
+		slices.SortFunc(ps, func(a, b Priority) int { return int(a.Priority) - int(b.Priority) })
+		out[cla.GetClusterName()] = ps
+	}
+	return out, nil
+}
+
+// Bundles translates the validation Secret's SPIFFE validator into a bundle set.
+func Bundles(secrets []*tlsv3.Secret) (*x509bundle.Set, error) {
+	for _, s := range secrets {
+		if s.GetName() != xds.ValidationSecretName {
+			continue
+		}
+		if err := s.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("secret %q: %w", s.GetName(), err)
+		}
+		cv := s.GetValidationContext().GetCustomValidatorConfig()
+		if cv.GetName() != xds.SPIFFEValidatorName {
+			return nil, fmt.Errorf("secret %q: want the %s validator", s.GetName(), xds.SPIFFEValidatorName)
+		}
+		cfg := &tlsv3.SPIFFECertValidatorConfig{}
+		if err := cv.GetTypedConfig().UnmarshalTo(cfg); err != nil {
+			return nil, fmt.Errorf("secret %q: %w", s.GetName(), err)
+		}
+		set := x509bundle.NewSet()
+		for _, td := range cfg.GetTrustDomains() {
+			id, err := spiffeid.TrustDomainFromString(td.GetName())
+			if err != nil {
+				return nil, fmt.Errorf("secret %q: trust domain %q: %w", s.GetName(), td.GetName(), err)
+			}
+			certs, err := parsePEM(td.GetTrustBundle().GetInlineBytes())
+			if err != nil || len(certs) == 0 {
+				return nil, fmt.Errorf("secret %q: trust domain %s: no X.509 authorities (%v)", s.GetName(), id, err)
+			}
+			set.Add(x509bundle.FromX509Authorities(id, certs))
+		}
+		return set, nil
+	}
+	return nil, fmt.Errorf("secret %q is missing", xds.ValidationSecretName)
+}
+
+func parsePEM(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return out, nil
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+}

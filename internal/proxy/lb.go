@@ -1,0 +1,119 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Balancer picks a cluster's hosts: round robin within the lowest priority level that has a host
+// not ejected by outlier detection, as Envoy's priority load balancing does when a level is
+// fully healthy or fully gone. Its outlier state survives endpoint updates (by address).
+type Balancer struct {
+	mu     sync.Mutex
+	now    func() time.Time
+	levels [][]netip.AddrPort
+	hosts  map[netip.AddrPort]*hostState
+	next   uint64
+}
+
+type hostState struct {
+	fails        int
+	ejectedUntil time.Time
+}
+
+// NewBalancer returns a balancer with no hosts; now nil means time.Now.
+func NewBalancer(now func() time.Time) *Balancer {
+	if now == nil {
+		now = time.Now
+	}
+	return &Balancer{now: now, hosts: map[netip.AddrPort]*hostState{}}
+}
+
+// Update replaces the hosts, keeping the state of those that stay.
+func (b *Balancer) Update(ps []Priority) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hosts := map[netip.AddrPort]*hostState{}
+	b.levels = b.levels[:0]
+	for _, p := range ps {
+		b.levels = append(b.levels, p.Hosts)
+		for _, h := range p.Hosts {
+			if st := b.hosts[h]; st != nil {
+				hosts[h] = st
+			} else {
+				hosts[h] = &hostState{}
+			}
+		}
+	}
+	b.hosts = hosts
+}
+
+// Pick returns a host not in exclude: from the first level with an available host; when every
+// host is ejected, from the first level with any (Envoy's panic mode). ok is false when no host
+// is left.
+func (b *Balancer) Pick(exclude map[netip.AddrPort]bool) (netip.AddrPort, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	for _, strict := range []bool{true, false} {
+		for _, level := range b.levels {
+			var cands []netip.AddrPort
+			for _, h := range level {
+				if exclude[h] || (strict && now.Before(b.hosts[h].ejectedUntil)) {
+					continue
+				}
+				cands = append(cands, h)
+			}
+			if len(cands) > 0 {
+				b.next++
+				return cands[b.next%uint64(len(cands))], true
+			}
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+// Report records the outcome of a connection or request to h: n failures in a row eject it for
+// base.
+func (b *Balancer) Report(h netip.AddrPort, ok bool, o Outlier) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.hosts[h]
+	if st == nil {
+		return
+	}
+	if ok {
+		st.fails = 0
+		return
+	}
+	st.fails++
+	if o.ConsecutiveErrors > 0 && st.fails >= o.ConsecutiveErrors {
+		st.fails = 0
+		st.ejectedUntil = b.now().Add(o.BaseEjectionTime)
+	}
+}
+
+// Ejected reports whether h is ejected now.
+func (b *Balancer) Ejected(h netip.AddrPort) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.hosts[h]
+	return st != nil && b.now().Before(st.ejectedUntil)
+}

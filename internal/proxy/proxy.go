@@ -1,0 +1,354 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/fleetmesh/fleetmesh/internal/xds"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// SVID is the workload's identity (the identity API's, renewed at half-life).
+	SVID x509svid.Source
+	// OriginalDst recovers a captured connection's original destination (SO_ORIGINAL_DST).
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// Dial dials addresses outside the mesh and the local application; nil means net.Dialer.
+	// The proxy's own connections must not be captured (the capture exempts its uid).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnectTimeout bounds one connection attempt upstream (default 2s).
+	ConnectTimeout time.Duration
+	Metrics        *Metrics
+	Log            logr.Logger
+}
+
+// Proxy carries a pod's captured traffic by the Config its ADS client accepted.
+type Proxy struct {
+	opts Options
+	cfg  atomic.Pointer[Config]
+
+	mu        sync.Mutex
+	balancers map[string]*Balancer
+	apps      map[netip.AddrPort]*http.Transport
+
+	outboundHTTP *httpOutbound
+}
+
+// New returns a proxy with no config: it refuses mesh traffic until SetConfig.
+func New(opts Options) *Proxy {
+	if opts.Dial == nil {
+		d := &net.Dialer{}
+		opts.Dial = d.DialContext
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 2 * time.Second
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	p := &Proxy{opts: opts, balancers: map[string]*Balancer{}}
+	p.outboundHTTP = newHTTPOutbound(p)
+	return p
+}
+
+// SetConfig makes c the proxy's config; balancers keep their outlier state.
+func (p *Proxy) SetConfig(c *Config) {
+	p.mu.Lock()
+	seen := map[string]bool{}
+	for name, ps := range c.Endpoints {
+		b := p.balancers[name]
+		if b == nil {
+			b = NewBalancer(nil)
+			p.balancers[name] = b
+		}
+		b.Update(ps)
+		seen[name] = true
+	}
+	for name := range p.balancers {
+		if !seen[name] {
+			delete(p.balancers, name)
+		}
+	}
+	p.mu.Unlock()
+	p.cfg.Store(c)
+}
+
+// Config is the config in use (nil before the first).
+func (p *Proxy) Config() *Config { return p.cfg.Load() }
+
+// Ready reports whether the proxy has a complete config and an SVID.
+func (p *Proxy) Ready() bool {
+	if !p.cfg.Load().Ready() {
+		return false
+	}
+	_, err := p.opts.SVID.GetX509SVID()
+	return err == nil
+}
+
+func (p *Proxy) balancer(name string) *Balancer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.balancers[name]
+}
+
+// GetX509BundleForTrustDomain verifies peers against the validation secret's bundles.
+func (p *Proxy) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	c := p.cfg.Load()
+	if c == nil || c.Bundles == nil {
+		return nil, errors.New("no trust bundles from the agent yet")
+	}
+	return c.Bundles.GetX509BundleForTrustDomain(td)
+}
+
+// clientTLS is the mTLS config toward a server sidecar: our SVID, the peer verified against
+// its trust domain's bundle (any workload of a federated trust domain).
+func (p *Proxy) clientTLS(alpn string) *tls.Config {
+	c := tlsconfig.MTLSClientConfig(p.opts.SVID, p, tlsconfig.AuthorizeAny())
+	if alpn != "" {
+		c.NextProtos = []string{alpn}
+	}
+	return c
+}
+
+// dialMesh opens an mTLS connection to a host of cluster c.
+func (p *Proxy) dialMesh(ctx context.Context, h netip.AddrPort, c *Cluster) (*tls.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+	defer cancel()
+	raw, err := p.opts.Dial(dctx, "tcp", h.String())
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(raw, p.clientTLS(c.ALPN))
+	if err := tc.HandshakeContext(dctx); err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("mTLS handshake with %s: %w", h, err)
+	}
+	return tc, nil
+}
+
+// pickAndDial tries hosts of the cluster, each once, up to 1+retries attempts; a failed attempt
+// counts toward the host's outlier ejection.
+func (p *Proxy) pickAndDial(ctx context.Context, c *Cluster, retries int) (*tls.Conn, netip.AddrPort, error) {
+	b := p.balancer(c.EDSName)
+	if b == nil {
+		return nil, netip.AddrPort{}, fmt.Errorf("cluster %s has no endpoints", c.Name)
+	}
+	tried := map[netip.AddrPort]bool{}
+	var last error
+	for range retries + 1 {
+		h, ok := b.Pick(tried)
+		if !ok {
+			break
+		}
+		tried[h] = true
+		conn, err := p.dialMesh(ctx, h, c)
+		if err == nil {
+			return conn, h, nil
+		}
+		b.Report(h, false, c.Outlier)
+		last = err
+	}
+	if last == nil {
+		last = fmt.Errorf("cluster %s has no healthy endpoint", c.Name)
+	}
+	return nil, netip.AddrPort{}, last
+}
+
+// ServeOutbound accepts the pod's captured outbound connections until ln closes.
+func (p *Proxy) ServeOutbound(ln net.Listener) error {
+	return serve(ln, p.handleOutbound)
+}
+
+// ServeInbound accepts the pod's captured inbound connections until ln closes.
+func (p *Proxy) ServeInbound(ln net.Listener) error {
+	return serve(ln, p.handleInbound)
+}
+
+func serve(ln net.Listener, handle func(*net.TCPConn)) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			_ = c.Close()
+			continue
+		}
+		go handle(tc)
+	}
+}
+
+func (p *Proxy) handleOutbound(c *net.TCPConn) {
+	dst, err := p.opts.OriginalDst(c)
+	if err != nil {
+		p.opts.Log.V(1).Info("outbound connection without an original destination", "error", err.Error())
+		_ = c.Close()
+		return
+	}
+	cfg := p.cfg.Load()
+	var r *Route
+	if cfg != nil {
+		r = cfg.Outbound[dst]
+	}
+	if r == nil {
+		p.passthrough(c, dst)
+		return
+	}
+	cl := cfg.Clusters[r.Cluster]
+	if cl == nil {
+		p.opts.Log.Info("route to an unknown cluster", "chain", r.Chain, "cluster", r.Cluster)
+		_ = c.Close()
+		return
+	}
+	if r.HTTP {
+		p.outboundHTTP.serve(c, r, cl)
+		return
+	}
+	p.outboundTCP(c, r, cl)
+}
+
+// passthrough carries traffic to addresses outside the mesh unchanged.
+func (p *Proxy) passthrough(c *net.TCPConn, dst netip.AddrPort) {
+	defer func() { _ = c.Close() }()
+	if isSelf(c, dst) {
+		return // a connection to the proxy's own listener: never loop
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
+	up, err := p.opts.Dial(ctx, "tcp", dst.String())
+	cancel()
+	if err != nil {
+		return
+	}
+	m := p.opts.Metrics.tcp("outbound", "passthrough")
+	splice(c, up, m)
+}
+
+func isSelf(c *net.TCPConn, dst netip.AddrPort) bool {
+	local, ok := c.LocalAddr().(*net.TCPAddr)
+	return ok && local.AddrPort() == dst
+}
+
+func (p *Proxy) outboundTCP(c *net.TCPConn, r *Route, cl *Cluster) {
+	defer func() { _ = c.Close() }()
+	up, h, err := p.pickAndDial(context.Background(), cl, r.Retries)
+	m := p.opts.Metrics.tcp("outbound", cl.Name)
+	if err != nil {
+		m.failed.Inc()
+		p.opts.Log.V(1).Info("no upstream for a TCP connection", "cluster", cl.Name, "error", err.Error())
+		return
+	}
+	p.balancer(cl.EDSName).Report(h, true, cl.Outlier)
+	splice(c, up, m)
+}
+
+func (p *Proxy) handleInbound(c *net.TCPConn) {
+	dst, err := p.opts.OriginalDst(c)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	cfg := p.cfg.Load()
+	if cfg == nil || cfg.Inbound == nil {
+		_ = c.Close() // no policy yet: nothing is allowed
+		return
+	}
+	var peer spiffeid.ID
+	tlsCfg := tlsconfig.MTLSServerConfig(p.opts.SVID, p, func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		if !p.cfg.Load().Inbound.Allows(id) {
+			p.opts.Metrics.denied.WithLabelValues(id.TrustDomain().Name()).Inc()
+			return fmt.Errorf("%s is not authorized by the mesh's policy", id)
+		}
+		peer = id
+		return nil
+	})
+	tlsCfg.NextProtos = []string{xds.InboundHTTPALPN, xds.InboundTCPALPN}
+	tc := tls.Server(c, tlsCfg)
+	hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		p.opts.Metrics.handshakeFailures.Inc()
+		p.opts.Log.V(1).Info("inbound mTLS handshake refused", "from", c.RemoteAddr().String(), "error", err.Error())
+		_ = c.Close()
+		return
+	}
+	if tc.ConnectionState().NegotiatedProtocol == xds.InboundHTTPALPN {
+		p.serveInboundHTTP(tc, dst, peer)
+		return
+	}
+	defer func() { _ = tc.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
+	app, err := p.opts.Dial(ctx, "tcp", dst.String())
+	cancel()
+	m := p.opts.Metrics.tcp("inbound", ":"+strconv.Itoa(int(dst.Port())))
+	if err != nil {
+		m.failed.Inc()
+		return
+	}
+	splice(tc, app, m)
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// splice copies both ways until both directions end; a half-close is passed on.
+func splice(down, up net.Conn, m tcpMetrics) {
+	m.opened.Inc()
+	defer func() { _ = up.Close() }()
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn, bytes counter) {
+		defer wg.Done()
+		n, _ := io.Copy(dst, src)
+		bytes.Add(float64(n))
+		if cw, ok := dst.(closeWriter); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+	}
+	wg.Add(2)
+	go cp(up, down, m.sent)
+	go cp(down, up, m.received)
+	wg.Wait()
+	m.closed.Inc()
+}

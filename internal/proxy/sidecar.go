@@ -1,0 +1,250 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package proxy
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
+	"github.com/fleetmesh/fleetmesh/internal/identityclient"
+	"github.com/fleetmesh/fleetmesh/internal/proxy/capture"
+	"github.com/fleetmesh/fleetmesh/internal/xds"
+)
+
+// SidecarOptions are the flags of `proxy sidecar`.
+type SidecarOptions struct {
+	XDSAddress, IdentityAddress string
+	TrustDomain, ClusterID      string
+	TrustFile, TokenFile        string
+	WorkDir                     string
+	AdminPort, MetricsPort      int
+	OutboundPort, InboundPort   int
+	// DNSPort answers the pod's captured DNS (0: off).
+	DNSPort int
+	// Pod identity, from the downward API (POD_NAME, POD_NAMESPACE, POD_IP, SERVICE_ACCOUNT).
+	PodName, PodNamespace, PodIP, ServiceAccount string
+}
+
+// ParseSidecarFlags parses `proxy sidecar`'s flags (args exclude the subcommand) and the pod's
+// environment.
+func ParseSidecarFlags(args []string) (SidecarOptions, error) {
+	o := SidecarOptions{PodName: os.Getenv("POD_NAME"), PodNamespace: os.Getenv("POD_NAMESPACE"), PodIP: os.Getenv("POD_IP"), ServiceAccount: os.Getenv("SERVICE_ACCOUNT")}
+	fs := flag.NewFlagSet("proxy sidecar", flag.ContinueOnError)
+	fs.StringVar(&o.XDSAddress, "xds-address", "", "the member agent's xDS address, host:port")
+	fs.StringVar(&o.IdentityAddress, "identity-address", "", "the member agent's identity API address, host:port")
+	fs.StringVar(&o.TrustDomain, "trust-domain", "", "the member's SPIFFE trust domain")
+	fs.StringVar(&o.ClusterID, "cluster-id", "", "the member's cluster ID")
+	fs.StringVar(&o.TrustFile, "trust-file", "", "the member's roots (bundle document), to authenticate the agent")
+	fs.StringVar(&o.TokenFile, "token-file", "", "the pod's ServiceAccount token with audience "+identityv1.Audience)
+	fs.StringVar(&o.WorkDir, "work-dir", "", "where the SVID is written")
+	fs.IntVar(&o.AdminPort, "admin-port", 15021, "port of /healthz/ready")
+	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
+	fs.IntVar(&o.OutboundPort, "outbound-port", xds.OutboundPort, "port of the captured outbound traffic")
+	fs.IntVar(&o.InboundPort, "inbound-port", xds.InboundPort, "port of the captured inbound traffic")
+	fs.IntVar(&o.DNSPort, "dns-port", 15053, "port of the captured DNS queries (0: no DNS answerer)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	for flagName, v := range map[string]string{"xds-address": o.XDSAddress, "identity-address": o.IdentityAddress, "trust-domain": o.TrustDomain,
+		"trust-file": o.TrustFile, "token-file": o.TokenFile, "work-dir": o.WorkDir} {
+		if v == "" {
+			return o, fmt.Errorf("--%s is required", flagName)
+		}
+	}
+	if _, err := spiffeid.TrustDomainFromString(o.TrustDomain); err != nil {
+		return o, fmt.Errorf("--trust-domain %q: %w", o.TrustDomain, err)
+	}
+	for name, p := range map[string]int{"admin-port": o.AdminPort, "metrics-port": o.MetricsPort, "outbound-port": o.OutboundPort, "inbound-port": o.InboundPort} {
+		if p < 1 || p > 65535 {
+			return o, fmt.Errorf("--%s %d: must be 1-65535", name, p)
+		}
+	}
+	return o, nil
+}
+
+// svidHolder is the SVID the identity client last wrote.
+type svidHolder struct{ p atomic.Pointer[x509svid.SVID] }
+
+func (h *svidHolder) GetX509SVID() (*x509svid.SVID, error) {
+	if s := h.p.Load(); s != nil {
+		return s, nil
+	}
+	return nil, errors.New("no SVID yet")
+}
+
+// fileRoots reads the member's roots again at every use: the agent's TLS is checked rarely and
+// the file changes when the member's CA rotates.
+type fileRoots struct {
+	td   spiffeid.TrustDomain
+	path string
+}
+
+func (f fileRoots) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	src, err := identityclient.LoadTrust(f.td, f.path)
+	if err != nil {
+		return nil, err
+	}
+	return src.GetX509BundleForTrustDomain(td)
+}
+
+// RunSidecar runs the sidecar until ctx ends: it fetches and renews the pod's SVID, follows its
+// agent's proxy resource set over ADS, and carries the captured traffic.
+func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
+	td := spiffeid.RequireTrustDomainFromString(o.TrustDomain)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := NewMetrics(reg)
+
+	holder := &svidHolder{}
+	load := func() {
+		s, err := x509svid.Load(filepath.Join(o.WorkDir, identityclient.CertFile), filepath.Join(o.WorkDir, identityclient.KeyFile))
+		if err != nil {
+			log.Error(err, "load the SVID just written")
+			return
+		}
+		holder.p.Store(s)
+	}
+	idDone := make(chan error, 1)
+	go func() {
+		idDone <- identityclient.Run(ctx, identityclient.Options{
+			Address: o.IdentityAddress, TrustDomain: td, TokenFile: o.TokenFile, TrustFile: o.TrustFile, Dir: o.WorkDir,
+			Log: log.WithName("identity"),
+			OnFetch: func(r *identityclient.Result, err error) {
+				if err != nil {
+					log.Info("SVID fetch failed; retrying", "error", err.Error())
+					return
+				}
+				load()
+				log.Info("SVID", "id", r.ID.String(), "notAfter", r.NotAfter, "renewAt", r.RenewAt)
+			},
+		})
+	}()
+
+	p := New(Options{SVID: holder, OriginalDst: capture.OriginalDst, Metrics: metrics, Log: log})
+
+	agentID, err := spiffeid.FromSegments(td, "ns", identityv1.AgentNamespace, "sa", identityv1.AgentServiceAccount)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(o.XDSAddress, grpc.WithTransportCredentials(credentials.NewTLS(
+		tlsconfig.TLSClientConfig(fileRoots{td: td, path: o.TrustFile}, tlsconfig.AuthorizeID(agentID)))))
+	if err != nil {
+		return fmt.Errorf("xDS client for %s: %w", o.XDSAddress, err)
+	}
+	defer func() { _ = conn.Close() }()
+	md, err := structpb.NewStruct(map[string]any{
+		xds.ProxyMetadataKey: xds.ProxyRoleSidecar, "NAMESPACE": o.PodNamespace, "SERVICE_ACCOUNT": o.ServiceAccount, "POD_NAME": o.PodName,
+	})
+	if err != nil {
+		return err
+	}
+	node := &corev3.Node{
+		Id:       fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", o.PodIP, o.PodName, o.PodNamespace, o.PodNamespace),
+		Cluster:  o.ClusterID,
+		Metadata: md,
+	}
+	ads := &ADS{Conn: conn, Node: node, Apply: p.SetConfig, Log: log.WithName("xds"), OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL) }}
+	go func() { _ = ads.Run(ctx) }()
+
+	lc := net.ListenConfig{}
+	out, err := lc.Listen(ctx, "tcp", ":"+strconv.Itoa(o.OutboundPort))
+	if err != nil {
+		return fmt.Errorf("outbound listener: %w", err)
+	}
+	in, err := lc.Listen(ctx, "tcp", ":"+strconv.Itoa(o.InboundPort))
+	if err != nil {
+		return fmt.Errorf("inbound listener: %w", err)
+	}
+	go func() { _ = p.ServeOutbound(out) }()
+	go func() { _ = p.ServeInbound(in) }()
+	if o.DNSPort != 0 {
+		// On loopback: the capture redirects to 127.0.0.1, and only a reply from the address the
+		// query was redirected to is mapped back to the resolver the application asked.
+		dnsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.DNSPort))
+		pc, err := lc.ListenPacket(ctx, "udp", dnsAddr)
+		if err != nil {
+			return fmt.Errorf("DNS listener: %w", err)
+		}
+		defer func() { _ = pc.Close() }()
+		tl, err := lc.Listen(ctx, "tcp", dnsAddr)
+		if err != nil {
+			return fmt.Errorf("DNS listener: %w", err)
+		}
+		defer func() { _ = tl.Close() }()
+		resolv, _ := os.ReadFile("/etc/resolv.conf")
+		dns := &DNS{Proxy: p, Upstream: UpstreamFromResolvConf(string(resolv))}
+		go func() { _ = dns.ServeUDP(pc) }()
+		go func() { _ = dns.ServeTCP(tl) }()
+	}
+
+	admin := http.NewServeMux()
+	admin.HandleFunc("/healthz/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.Ready() {
+			http.Error(w, "not ready: waiting for the SVID and the agent's config", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	servers := []*http.Server{
+		{Addr: ":" + strconv.Itoa(o.AdminPort), Handler: admin, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: ":" + strconv.Itoa(o.MetricsPort), Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+	}
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errs <- s.ListenAndServe() }()
+	}
+	log.Info("sidecar started", "node", node.GetId(), "outbound", out.Addr().String(), "inbound", in.Addr().String(), "xds", o.XDSAddress)
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	case err = <-idDone:
+	}
+	_ = out.Close()
+	_ = in.Close()
+	for _, s := range servers {
+		_ = s.Close()
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

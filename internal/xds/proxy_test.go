@@ -1,0 +1,188 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package xds
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+)
+
+func testRoot(t testing.TB, cn string) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func proxyInput(t testing.TB, svcs ...Service) Input {
+	in := input(svcs...)
+	in.TrustBundles = map[string][]*x509.Certificate{}
+	for _, td := range []string{"a.fleet", "b.fleet", "c.fleet"} {
+		in.TrustBundles[td] = []*x509.Certificate{testRoot(t, td)}
+	}
+	return in
+}
+
+func TestBuildProxy(t *testing.T) {
+	echo := imported("demo", "echo", set("a", 1), set("b", 2), set("c", 1))
+	echo.IPs = []string{"10.96.200.1"}
+	echo.Ports = []Port{{Name: "grpc", Port: 8080}, {Name: "tcp-echo", Port: 9000}, {Name: "dns", Port: 53, Protocol: "UDP"}}
+	local := Service{Namespace: "demo", Name: "web", Scope: Local, IPs: []string{"10.96.0.10"},
+		Ports: []Port{{Name: "web", Port: 80, AppProtocol: "http"}}}
+	r, err := BuildProxy(proxyInput(t, echo, local))
+	if err != nil {
+		t.Fatalf("BuildProxy: %v", err)
+	}
+	out := byName[*listenerv3.Listener](t, r.Listeners.Items, OutboundListenerName)
+	if !out.GetUseOriginalDst().GetValue() {
+		t.Error("outbound listener does not use the original destination")
+	}
+	chains := map[string]*listenerv3.FilterChain{}
+	for _, fc := range out.GetFilterChains() {
+		chains[fc.GetName()] = fc
+	}
+	if len(chains) != 3 {
+		t.Fatalf("outbound chains %v, want 3 (grpc and tcp-echo of echo's clusterset IP, web's ClusterIP; no UDP)", keys(chains))
+	}
+	grpcChain := chains["10.96.200.1:8080"]
+	if grpcChain == nil || grpcChain.GetFilterChainMatch().GetDestinationPort().GetValue() != 8080 ||
+		grpcChain.GetFilterChainMatch().GetPrefixRanges()[0].GetPrefixLen().GetValue() != 32 {
+		t.Fatalf("chain 10.96.200.1:8080 = %v", grpcChain)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := grpcChain.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatalf("grpc port is HTTP: %v", err)
+	}
+	route := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute()
+	if route.GetCluster() != "outbound|8080||echo.demo.svc.clusterset.local" || route.GetRetryPolicy().GetNumRetries().GetValue() != 2 {
+		t.Errorf("route %v", route)
+	}
+	tcp := &tcpproxyv3.TcpProxy{}
+	if err := chains["10.96.200.1:9000"].GetFilters()[0].GetTypedConfig().UnmarshalTo(tcp); err != nil || tcp.GetCluster() != "outbound|9000||echo.demo.svc.clusterset.local" {
+		t.Errorf("tcp-echo chain: %v %v", tcp, err)
+	}
+	if err := chains["10.96.0.10:80"].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Errorf("appProtocol http is HTTP: %v", err)
+	}
+	if err := out.GetDefaultFilterChain().GetFilters()[0].GetTypedConfig().UnmarshalTo(tcp); err != nil || tcp.GetCluster() != PassthroughCluster {
+		t.Errorf("default chain %v %v", tcp, err)
+	}
+
+	c := byName[*clusterv3.Cluster](t, r.Clusters.Items, "outbound|8080||echo.demo.svc.clusterset.local")
+	up := &tlsv3.UpstreamTlsContext{}
+	if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
+		t.Fatal(err)
+	}
+	if up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() != CertSecretName ||
+		up.GetCommonTlsContext().GetValidationContextSdsSecretConfig().GetName() != ValidationSecretName ||
+		up.GetCommonTlsContext().GetAlpnProtocols()[0] != InboundHTTPALPN {
+		t.Errorf("upstream TLS %v", up)
+	}
+	if c.GetOutlierDetection() == nil {
+		t.Error("no outlier detection")
+	}
+	cla := byName[*endpointv3.ClusterLoadAssignment](t, r.Endpoints.Items, "outbound|8080||echo.demo.svc.clusterset.local")
+	if got := cla.GetEndpoints()[0].GetPriority(); got != 0 || cla.GetEndpoints()[0].GetLocality().GetSubZone() != "a" {
+		t.Errorf("local endpoints first at priority 0: %v", cla.GetEndpoints()[0])
+	}
+
+	in := byName[*listenerv3.Listener](t, r.Listeners.Items, InboundListenerName)
+	if len(in.GetFilterChains()) != 2 || in.GetFilterChains()[0].GetFilterChainMatch().GetApplicationProtocols()[0] != InboundHTTPALPN {
+		t.Errorf("inbound chains %v", in.GetFilterChains())
+	}
+	for _, fc := range in.GetFilterChains() {
+		if fc.GetFilters()[0].GetName() != NetworkRBACFilterName || fc.GetFilterChainMatch().GetTransportProtocol() != "tls" {
+			t.Errorf("inbound chain %s: RBAC first over TLS only: %v", fc.GetName(), fc)
+		}
+	}
+
+	s := byName[*tlsv3.Secret](t, r.Secrets.Items, ValidationSecretName)
+	spiffe := &tlsv3.SPIFFECertValidatorConfig{}
+	if err := s.GetValidationContext().GetCustomValidatorConfig().GetTypedConfig().UnmarshalTo(spiffe); err != nil {
+		t.Fatal(err)
+	}
+	if len(spiffe.GetTrustDomains()) != 3 || !strings.Contains(string(spiffe.GetTrustDomains()[0].GetTrustBundle().GetInlineBytes()), "BEGIN CERTIFICATE") {
+		t.Errorf("SPIFFE validator %v", spiffe)
+	}
+
+	// Same input, same version; a changed endpoint changes only the endpoints' version.
+	again, _ := BuildProxy(proxyInput(t, echo, local))
+	if again.Listeners.Version != r.Listeners.Version || again.Clusters.Version != r.Clusters.Version {
+		t.Error("versions are not stable")
+	}
+}
+
+func TestBuildProxyRefusesBadInput(t *testing.T) {
+	in := proxyInput(t)
+	in.TrustBundles = nil
+	if _, err := BuildProxy(in); err == nil || !strings.Contains(err.Error(), "trust bundles") {
+		t.Errorf("no bundles: %v", err)
+	}
+	in = proxyInput(t, Service{Namespace: "demo", Name: "x", Scope: ClusterSet, IPs: []string{"not-an-ip"}, Ports: []Port{{Port: 80}}})
+	if _, err := BuildProxy(in); err == nil || !strings.Contains(err.Error(), "not-an-ip") {
+		t.Errorf("bad IP: %v", err)
+	}
+}
+
+func TestProtocolOf(t *testing.T) {
+	for _, tc := range []struct {
+		name, app string
+		want      Protocol
+	}{
+		{"http", "", ProtocolHTTP}, {"http-web", "", ProtocolHTTP}, {"grpc", "", ProtocolHTTP}, {"http2", "", ProtocolHTTP},
+		{"tcp", "", ProtocolTCP}, {"", "", ProtocolTCP}, {"httpx", "", ProtocolTCP}, {"web", "http", ProtocolHTTP},
+		{"http", "tcp", ProtocolTCP}, {"x", "kubernetes.io/h2c", ProtocolHTTP}, {"postgres", "", ProtocolTCP},
+	} {
+		if got := ProtocolOf(tc.name, tc.app); got != tc.want {
+			t.Errorf("ProtocolOf(%q, %q) = %s, want %s", tc.name, tc.app, got, tc.want)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
