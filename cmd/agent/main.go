@@ -19,10 +19,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -32,6 +36,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/version"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
@@ -46,6 +51,7 @@ func main() {
 		configPath  string
 		showVersion bool
 		trustAddrs  trustAddrs
+		injector    injectorFlags
 	)
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty uses $KUBECONFIG, else the in-cluster ServiceAccount.")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "fleetmesh-system"), "Namespace the agent runs and publishes its status in.")
@@ -55,6 +61,13 @@ func main() {
 	flag.StringVar(&trustAddrs.identity, "identity-bind-address", ":15012", "Address of the workload identity API (gRPC over TLS).")
 	flag.StringVar(&trustAddrs.bundle, "bundle-bind-address", ":8443", "Address of the SPIFFE bundle endpoint (https_spiffe).")
 	flag.StringVar(&trustAddrs.xds, "xds-bind-address", ":15010", "Address of the xDS server (ADS over TLS) for data-plane clients.")
+	flag.StringVar(&injector.bind, "injector-bind-address", "", "Address of the sidecar injector's mutating webhook (HTTPS); empty turns the injector off.")
+	flag.StringVar(&injector.proxyImage, "proxy-image", "", "The sidecar proxy image the injector adds to pods (repository:tag).")
+	flag.StringVar(&injector.agentAddress, "sidecar-agent-address", os.Getenv("POD_IP"),
+		"Host (IP or DNS name) injected proxies reach this member's agent at, for xDS and the identity API (ports "+
+			fmt.Sprint(install.XDSPort)+" and "+fmt.Sprint(install.IdentityPort)+"). Defaults to $POD_IP, the agent pod's own address, "+
+			"since the test fleet has neither kube-proxy nor cluster DNS; a real cluster may set the Service name "+
+			install.AgentName+"."+install.Namespace+".svc, so proxies follow any ready agent.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -62,7 +75,7 @@ func main() {
 		fmt.Println(version.Version)
 		return
 	}
-	if err := run(kubeconfig, namespace, probeAddr, configPath, resync, trustAddrs); err != nil {
+	if err := run(kubeconfig, namespace, probeAddr, configPath, resync, trustAddrs, injector); err != nil {
 		klog.ErrorS(err, "agent stopped")
 		os.Exit(1)
 	}
@@ -70,11 +83,14 @@ func main() {
 
 type trustAddrs struct{ identity, bundle, xds string }
 
-func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Duration, addrs trustAddrs) error {
+type injectorFlags struct{ bind, proxyImage, agentAddress string }
+
+func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Duration, addrs trustAddrs, inj injectorFlags) error {
 	var (
-		trustOpts *agent.TrustOptions
-		xdsOpts   *agent.XDSOptions
-		cluster   string
+		trustOpts    *agent.TrustOptions
+		xdsOpts      *agent.XDSOptions
+		injectorOpts *agent.InjectorOptions
+		cluster      string
 	)
 	if configPath != "" {
 		data, err := os.ReadFile(configPath)
@@ -95,6 +111,13 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 			Member: xds.Member{Cluster: cfg.ClusterID, Region: cfg.Locality.Region, Zone: cfg.Locality.Zone, TrustDomain: cfg.TrustDomain},
 			Policy: xds.PolicyFromSpec(cfg.Failover, cfg.Authorization),
 		}
+		if inj.bind != "" {
+			if injectorOpts, err = injectorOptions(cfg, namespace, inj); err != nil {
+				return err
+			}
+		}
+	} else if inj.bind != "" {
+		return fmt.Errorf("--injector-bind-address needs --config: the injector signs with the member's CA")
 	}
 	// --kubeconfig, else $KUBECONFIG, else the in-cluster ServiceAccount: the usual order.
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -103,7 +126,7 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 	if err != nil {
 		return fmt.Errorf("load cluster credentials: %w", err)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, Cluster: cluster, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts, XDS: xdsOpts})
+	a, err := agent.New(agent.Options{Config: cfg, Namespace: namespace, Version: version.Version, Cluster: cluster, ProbeAddr: probeAddr, Resync: resync, Trust: trustOpts, XDS: xdsOpts, Injector: injectorOpts})
 	if err != nil {
 		return err
 	}
@@ -135,6 +158,50 @@ func trustOptions(cfg install.AgentConfig, addrs trustAddrs) (*agent.TrustOption
 		return nil, fmt.Errorf("caSource %q: want %q or %q", cfg.CASource, install.CASelfSigned, install.CACertManager)
 	}
 	return &agent.TrustOptions{TrustDomain: td, SVIDTTL: svidTTL, CATTL: caTTL, IdentityAddr: addrs.identity, BundleAddr: addrs.bundle, Intermediate: intermediate}, nil
+}
+
+// injectorOptions are the sidecar injector's settings: the serving certificate's names (the
+// agent Service's DNS names and the pod's address) and what injected proxies are given.
+func injectorOptions(cfg install.AgentConfig, namespace string, f injectorFlags) (*agent.InjectorOptions, error) {
+	host, _, err := net.SplitHostPort(f.bind)
+	if err != nil {
+		return nil, fmt.Errorf("--injector-bind-address %q: %w", f.bind, err)
+	}
+	var ips []net.IP
+	for _, s := range []string{host, os.Getenv("POD_IP")} {
+		ip := net.ParseIP(s)
+		if ip == nil || ip.IsUnspecified() || slices.ContainsFunc(ips, ip.Equal) {
+			continue
+		}
+		ips = append(ips, ip)
+	}
+	agentHost := f.agentAddress
+	if agentHost == "" && len(ips) > 0 {
+		agentHost = ips[0].String()
+	}
+	if agentHost == "" {
+		return nil, errors.New("--sidecar-agent-address is required when neither $POD_IP nor --injector-bind-address names the agent's address")
+	}
+	if f.proxyImage == "" {
+		return nil, errors.New("--proxy-image is required with --injector-bind-address")
+	}
+	service := install.AgentName + "." + namespace + ".svc"
+	return &agent.InjectorOptions{
+		Addr:                 f.bind,
+		DNSNames:             []string{service, service + ".cluster.local"},
+		IPs:                  ips,
+		WebhookConfiguration: install.WebhookConfigurationName,
+		Webhook:              install.WebhookName,
+		Sidecar: inject.Config{
+			ProxyImage:      f.proxyImage,
+			XDSAddress:      net.JoinHostPort(agentHost, strconv.Itoa(install.XDSPort)),
+			IdentityAddress: net.JoinHostPort(agentHost, strconv.Itoa(install.IdentityPort)),
+			TrustDomain:     cfg.TrustDomain,
+			ClusterID:       cfg.ClusterID,
+			// The agent's own namespace is the control plane's.
+			ControlPlaneNamespace: namespace,
+		},
+	}, nil
 }
 
 func envOr(key, def string) string {

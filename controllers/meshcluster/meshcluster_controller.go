@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -67,7 +68,7 @@ func WatchedKinds() []client.Object {
 	return []client.Object{
 		&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{},
 		&rbacv1.Role{}, &rbacv1.RoleBinding{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{},
-		&corev1.Namespace{},
+		&corev1.Namespace{}, &admissionregistrationv1.MutatingWebhookConfiguration{},
 	}
 }
 

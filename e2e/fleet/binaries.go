@@ -22,22 +22,37 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 )
 
-// FleetmeshBinaries stands in for fleetmesh's images: ghcr.io/fleetmesh/<name>:<tag> is
-// cmd/<name> built with version <tag>, so an agent reports exactly the version its image tag
-// says. Builds are cached in binDir per name and tag.
+// imageName is the last element of an image repository that stands for a local binary.
+var imageName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// FleetmeshBinaries stands in for images with binaries built from this repository:
+//
+//   - <registry>/<name>:<tag> (ghcr.io/fleetmesh/agent, manager, proxy...) is cmd/<name> built
+//     with version <tag>, so an agent reports exactly the version its image tag says; cached in
+//     binDir per name and tag.
+//   - <registry>/e2e-<name>:<tag> (ghcr.io/fleetmesh/e2e-httpecho) is the test program
+//     e2e/cmd/<name>, built once per name whatever the tag.
+//
+// Any other image, or one whose package does not exist, has no local binary.
 func FleetmeshBinaries(binDir string) Binaries {
 	var mu sync.Mutex
 	return func(repository, tag string) (string, error) {
 		name := path.Base(repository)
-		if name != "agent" && name != "manager" {
+		if !imageName.MatchString(name) {
 			return "", fmt.Errorf("no local binary stands for image %s", repository)
+		}
+		pkg, out := "./cmd/"+name, filepath.Join(binDir, "images", name+"-"+tag)
+		ldflags := "-X github.com/fleetmesh/fleetmesh/internal/version.Version=" + tag
+		if test, ok := strings.CutPrefix(name, "e2e-"); ok {
+			pkg, out, ldflags = "./e2e/cmd/"+test, filepath.Join(binDir, "images", name), ""
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		out := filepath.Join(binDir, "images", name+"-"+tag)
 		if _, err := os.Stat(out); err == nil {
 			return out, nil
 		}
@@ -45,13 +60,28 @@ func FleetmeshBinaries(binDir string) Binaries {
 		if err != nil {
 			return "", err
 		}
-		tmp := out + ".tmp"
-		cmd := exec.Command("go", "build", "-o", tmp,
-			"-ldflags", "-X github.com/fleetmesh/fleetmesh/internal/version.Version="+tag, "./cmd/"+name)
+		if st, err := os.Stat(filepath.Join(root, pkg)); err != nil || !st.IsDir() {
+			return "", fmt.Errorf("no local binary stands for image %s (no package %s)", repository, pkg)
+		}
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return "", err
+		}
+		// A name of its own: several harnesses may build the same image into one binDir.
+		tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".tmp-*")
+		if err != nil {
+			return "", err
+		}
+		_ = tmp.Close()
+		defer func() { _ = os.Remove(tmp.Name()) }()
+		args := []string{"build", "-o", tmp.Name()}
+		if ldflags != "" {
+			args = append(args, "-ldflags", ldflags)
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("build %s %s: %v: %s", name, tag, err, b)
 		}
-		return out, os.Rename(tmp, out)
+		return out, os.Rename(tmp.Name(), out)
 	}
 }

@@ -136,6 +136,10 @@ func (f *Fleet) prepareControlPlane(c *Cluster, env *envtest.Environment) error 
 		// default ServiceAccounts; here the controller-manager does, and pods must get their
 		// token volume as in a real cluster. Not passing the flag restores the default plugins.
 		api.Configure().Disable("disable-admission-plugins")
+		// The API server calls admission webhooks (the agent's sidecar injector) through their
+		// Service. Without kube-proxy nothing answers on a ClusterIP here: resolve the Service
+		// to a ready endpoint, the agent pod's own address, as the aggregator does.
+		api.Configure().Set("enable-aggregator-routing", "true")
 	}
 	return nil
 }

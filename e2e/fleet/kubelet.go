@@ -24,6 +24,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +34,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,12 +52,20 @@ import (
 // tag is passed so a harness can provide a binary of that version.
 type Binaries func(repository, tag string) (path string, err error)
 
-// Kubelet runs one cluster's fleetmesh pods as local processes, as a kubelet would run their
-// containers: args and env from the pod spec ($(VAR) expanded), ConfigMap and Secret volumes
+// Kubelet runs one cluster's pods that must really run (see RunLocallyAnnotation) as local
+// processes, as a kubelet would run their containers.
+//
+// fleetmesh's own pods (PartOfLabel: the operator, the agent) run as if with hostNetwork: one
+// process for their one container, in the sandbox's network namespace, bound to an address from
+// the cluster's 10.244.<index>.128/25 range (local there), talking to the API servers on
+// 127.0.0.1; args and env from the pod spec ($(VAR) expanded), ConfigMap and Secret volumes
 // materialised as files, a kubeconfig carrying a TokenRequest token of the pod's ServiceAccount
-// (so the process has exactly the RBAC installed for it), an address from the cluster's
-// 10.244.<index>.128/25 range, readiness from the container's HTTP readiness probe, and a
-// restart when the process exits.
+// (so the process has exactly the RBAC installed for it), readiness from the container's HTTP
+// readiness probe, and a restart when the process exits.
+//
+// Every other such pod is a workload pod (workload.go): a network namespace of its own reached
+// through a veth pair (podnet.go), init containers and native sidecars, several containers
+// sharing the namespace and the volumes, run as their securityContext's user.
 type Kubelet struct {
 	cluster  *Cluster
 	binaries Binaries
@@ -65,9 +76,22 @@ type Kubelet struct {
 	pods corelisters.PodLister
 	kick chan struct{}
 
-	mu    sync.Mutex
-	procs map[types.UID]*podProcess
-	ips   map[string]types.UID
+	// ctx ends when the kubelet stops; done is closed once it has stopped its pods.
+	ctx  context.Context
+	done chan struct{}
+
+	mu        sync.Mutex
+	procs     map[types.UID]*podProcess
+	workloads map[types.UID]*workloadPod
+	ips       map[string]types.UID
+
+	podsRootOnce sync.Once
+	podsRoot     string
+	podsRootErr  error
+
+	fwdOnce            sync.Once
+	fwdServer, fwdName string
+	fwdErr             error
 }
 
 type podProcess struct {
@@ -90,17 +114,11 @@ func (f *Fleet) StartKubelet(ctx context.Context, c *Cluster, binaries Binaries)
 		return nil, err
 	}
 	k := &Kubelet{cluster: c, binaries: binaries, dir: dir, client: cs, procs: map[types.UID]*podProcess{}, ips: map[string]types.UID{},
-		kick: make(chan struct{}, 1)}
+		workloads: map[types.UID]*workloadPod{}, kick: make(chan struct{}, 1), ctx: ctx, done: make(chan struct{})}
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	inf := factory.Core().V1().Pods()
-	kick := func() {
-		select {
-		case k.kick <- struct{}{}:
-		default:
-		}
-	}
 	if _, err := inf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { kick() }, UpdateFunc: func(any, any) { kick() }, DeleteFunc: func(any) { kick() },
+		AddFunc: func(any) { k.poke() }, UpdateFunc: func(any, any) { k.poke() }, DeleteFunc: func(any) { k.poke() },
 	}); err != nil {
 		return nil, err
 	}
@@ -115,10 +133,27 @@ func (f *Fleet) StartKubelet(ctx context.Context, c *Cluster, binaries Binaries)
 	return k, nil
 }
 
+// poke starts a sync at once.
+func (k *Kubelet) poke() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Done is closed once the kubelet has stopped (its context ended) and its pods with it.
+func (k *Kubelet) Done() <-chan struct{} { return k.done }
+
 // loop syncs when the pod watch reports a change, and on a short period for the readiness
 // probes and restarts: a kubelet's pod sync loop. Pod starts are driven by what the API server
 // says, never by the tests.
 func (k *Kubelet) loop(ctx context.Context) {
+	defer close(k.done)
+	defer func() {
+		if k.podsRoot != "" {
+			_ = os.RemoveAll(k.podsRoot)
+		}
+	}()
 	defer k.stopAll()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -153,6 +188,7 @@ func (k *Kubelet) sync(ctx context.Context) error {
 		}
 		k.mu.Lock()
 		p := k.procs[pod.UID]
+		w := k.workloads[pod.UID]
 		k.mu.Unlock()
 		switch {
 		case pod.DeletionTimestamp != nil:
@@ -161,6 +197,12 @@ func (k *Kubelet) sync(ctx context.Context) error {
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 				errs = append(errs, err)
 			}
+		case isWorkload(pod) && w == nil:
+			if err := k.startWorkload(ctx, pod); err != nil {
+				errs = append(errs, fmt.Errorf("start pod %s/%s: %w", pod.Namespace, pod.Name, err))
+			}
+		case isWorkload(pod):
+			errs = append(errs, k.updateWorkloadStatus(ctx, w))
 		case p == nil:
 			if err := k.start(ctx, pod); err != nil {
 				errs = append(errs, fmt.Errorf("start pod %s/%s: %w", pod.Namespace, pod.Name, err))
@@ -172,6 +214,11 @@ func (k *Kubelet) sync(ctx context.Context) error {
 	k.mu.Lock()
 	var gone []types.UID
 	for uid := range k.procs {
+		if !seen[uid] {
+			gone = append(gone, uid)
+		}
+	}
+	for uid := range k.workloads {
 		if !seen[uid] {
 			gone = append(gone, uid)
 		}
@@ -347,6 +394,15 @@ func probe(ctr corev1.Container, ip string) bool {
 
 func (k *Kubelet) stop(uid types.UID) {
 	k.mu.Lock()
+	if w := k.workloads[uid]; w != nil {
+		delete(k.workloads, uid)
+		k.mu.Unlock()
+		k.stopWorkload(w)
+		k.mu.Lock()
+		delete(k.ips, w.ip) // free once its veth is gone
+		k.mu.Unlock()
+		return
+	}
 	p := k.procs[uid]
 	delete(k.procs, uid)
 	if p != nil {
@@ -362,8 +418,11 @@ func (k *Kubelet) stop(uid types.UID) {
 
 func (k *Kubelet) stopAll() {
 	k.mu.Lock()
-	uids := make([]types.UID, 0, len(k.procs))
+	uids := make([]types.UID, 0, len(k.procs)+len(k.workloads))
 	for uid := range k.procs {
+		uids = append(uids, uid)
+	}
+	for uid := range k.workloads {
 		uids = append(uids, uid)
 	}
 	k.mu.Unlock()
@@ -372,7 +431,7 @@ func (k *Kubelet) stopAll() {
 	}
 }
 
-// PIDs are the processes of the pods running now.
+// PIDs are the processes of the pods running now (every running container of a workload pod).
 func (k *Kubelet) PIDs() []int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -380,14 +439,14 @@ func (k *Kubelet) PIDs() []int {
 	for _, p := range k.procs {
 		pids = append(pids, p.cmd.Process.Pid)
 	}
-	return pids
+	return append(pids, k.workloadPIDs()...)
 }
 
-// Running returns how many pod processes run now.
+// Running returns how many pods run now.
 func (k *Kubelet) Running() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return len(k.procs)
+	return len(k.procs) + len(k.workloads)
 }
 
 func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container, ip string) (map[string]string, error) {
@@ -408,9 +467,23 @@ func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container
 				env[e.Name] = pod.Spec.ServiceAccountName
 			case "spec.nodeName":
 				env[e.Name] = pod.Spec.NodeName
+			case "status.podIPs":
+				env[e.Name] = ip
+			case "status.hostIP", "status.hostIPs":
+				env[e.Name] = k.cluster.NodeIP()
 			default:
-				return nil, fmt.Errorf("env %s: fieldRef %s not supported by the harness", e.Name, e.ValueFrom.FieldRef.FieldPath)
+				v, err := podField(pod, e.ValueFrom.FieldRef.FieldPath)
+				if err != nil {
+					return nil, fmt.Errorf("env %s: %w", e.Name, err)
+				}
+				env[e.Name] = v
 			}
+		case e.ValueFrom.ResourceFieldRef != nil:
+			v, err := resourceField(ctr, e.ValueFrom.ResourceFieldRef)
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env[e.Name] = v
 		case e.ValueFrom.ConfigMapKeyRef != nil:
 			cm, err := k.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, e.ValueFrom.ConfigMapKeyRef.Name, metav1.GetOptions{})
 			if err != nil {
@@ -428,6 +501,33 @@ func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, ctr corev1.Container
 		}
 	}
 	return env, nil
+}
+
+// resourceField is a container's resource request or limit in the divisor's unit, rounded up as
+// the kubelet does; an unset CPU limit is the node's capacity (the machine's CPUs), any other
+// unset value reads as 0 here.
+func resourceField(ctr corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
+	kind, name, ok := strings.Cut(ref.Resource, ".")
+	if !ok || (kind != "limits" && kind != "requests") {
+		return "", fmt.Errorf("resourceFieldRef %s not supported by the harness", ref.Resource)
+	}
+	list := ctr.Resources.Limits
+	if kind == "requests" {
+		list = ctr.Resources.Requests
+	}
+	q, set := list[corev1.ResourceName(name)]
+	if !set {
+		if kind != "limits" || name != string(corev1.ResourceCPU) {
+			return "0", nil
+		}
+		q = *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI)
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	v := (q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()
+	return strconv.FormatInt(v, 10), nil
 }
 
 // materializeVolumes writes ConfigMap and Secret volumes as files and returns mount path -> dir.

@@ -59,6 +59,12 @@ var kwokStages = []string{
 // must get its status from the harness only.
 var kwokSkipsRealPods = map[string]bool{"pod-ready": true, "pod-complete": true}
 
+// kwokSkipsWorkloadPods are the stages that would end the life of a workload pod (one the
+// harness runs with a network namespace of its own, workload.go) behind the harness's back: as
+// with a real kubelet, such a pod leaves the API only once its containers have stopped and its
+// network is gone. fleetmesh's own pods are still deleted by kwok at once, as they always were.
+var kwokSkipsWorkloadPods = map[string]bool{"pod-delete": true}
+
 // kwokStagesPath is the fleet's kwok configuration, written by writeKwokStages.
 func (f *Fleet) kwokStagesPath() string {
 	return filepath.Join(f.opts.WorkDir, "kwok-stages.yaml")
@@ -91,7 +97,7 @@ func (f *Fleet) writeKwokStages() error {
 }
 
 // kwokStagesConfig reads the stages and makes pod-ready and pod-complete skip the pods the
-// harness runs itself.
+// harness runs itself, and pod-delete skip its workload pods.
 func kwokStagesConfig(stageDir string) ([]byte, error) {
 	var docs [][]byte
 	for _, file := range kwokStages {
@@ -109,6 +115,14 @@ func kwokStagesConfig(stageDir string) ([]byte, error) {
 				// Only the value fleetmesh counts: other part-of values are ordinary workloads.
 				map[string]any{"key": fmt.Sprintf(".metadata.labels[%q] | select(. == %q)", PartOfLabel, PartOfValue), "operator": "DoesNotExist"},
 				map[string]any{"key": fmt.Sprintf(".metadata.annotations[%q]", RunLocallyAnnotation), "operator": "DoesNotExist"},
+			); err != nil {
+				return nil, fmt.Errorf("kwok stage %s: %w", file, err)
+			}
+		}
+		if kwokSkipsWorkloadPods[name] {
+			// The annotation of a pod that is not part of fleetmesh: empty, so absent, for the others.
+			if err := addMatchExpressions(stage,
+				map[string]any{"key": fmt.Sprintf(`select(.metadata.labels[%q] != %q) | .metadata.annotations[%q]`, PartOfLabel, PartOfValue, RunLocallyAnnotation), "operator": "DoesNotExist"},
 			); err != nil {
 				return nil, fmt.Errorf("kwok stage %s: %w", file, err)
 			}

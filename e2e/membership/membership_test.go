@@ -19,6 +19,7 @@ package membership_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,6 +27,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +39,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -47,7 +52,10 @@ import (
 	"github.com/fleetmesh/fleetmesh/e2e/argocd"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
+	"github.com/fleetmesh/fleetmesh/internal/agent"
+	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 func TestMain(m *testing.M) {
@@ -105,6 +113,7 @@ func installedObjects(m *fleet.Cluster) []string {
 		"Deployment": &appsv1.DeploymentList{}, "ConfigMap": &corev1.ConfigMapList{}, "Service": &corev1.ServiceList{},
 		"ServiceAccount": &corev1.ServiceAccountList{}, "Role": &rbacv1.RoleList{}, "RoleBinding": &rbacv1.RoleBindingList{},
 		"ClusterRole": &rbacv1.ClusterRoleList{}, "ClusterRoleBinding": &rbacv1.ClusterRoleBindingList{},
+		"MutatingWebhookConfiguration": &admissionregistrationv1.MutatingWebhookConfigurationList{},
 	}
 	for kind, list := range lists {
 		Expect(m.Client.List(ctx, list, sel)).To(Succeed())
@@ -155,6 +164,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 				"ConfigMap:fleetmesh-system/fleetmesh-agent-config",
 				"ServiceAccount:fleetmesh-system/fleetmesh-agent",
 				"ClusterRole:/fleetmesh-agent-demo",
+				"MutatingWebhookConfiguration:/fleetmesh-sidecar-injector",
 			))
 			Expect(m.Client.Get(ctx, client.ObjectKey{Name: "serviceexports.multicluster.x-k8s.io"}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
 			Expect(kubelets[m.Name].Running()).To(Equal(1), "the agent runs as a process in %s", m.Name)
@@ -247,13 +257,116 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		cm.Data[install.ConfigFileName] = "tampered: true\n"
 		Expect(m.Client.Update(ctx, cm)).To(Succeed())
 
+		// The webhook configuration comes back from the operator, its caBundle from the agent.
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: install.WebhookConfigurationName}}
+		Expect(m.Client.Delete(ctx, mwc)).To(Succeed())
+
 		Eventually(func(g Gomega) {
 			g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(dep), dep)).To(Succeed())
 			g.Expect(dep.DeletionTimestamp.IsZero()).To(BeTrue())
 			g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
 			g.Expect(cm.Data[install.ConfigFileName]).To(Equal(rendered))
+			g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
+			g.Expect(mwc.Webhooks).To(HaveLen(1))
+			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
 		}).WithTimeout(20 * time.Second).Should(Succeed())
 		Eventually(installation(mi)).WithTimeout(60 * time.Second).Should(HaveField("Status.ReadyClusters", BeEquivalentTo(3)))
+	})
+
+	It("injects the sidecar proxy into pods of namespaces labelled for injection, and never blocks a pod", func() {
+		m := f.Members[0]
+		const ns = "inject-e2e"
+		Expect(m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+			Labels: map[string]string{inject.InjectLabel: inject.InjectEnabled}}})).To(Succeed())
+		// The namespace stays: uninstall (the last spec) must leave no root ConfigMap in it.
+
+		// The agent keeps the webhook's caBundle equal to the member's roots and writes them into
+		// the labelled namespace for the proxies to authenticate it.
+		Eventually(func(g Gomega) {
+			bundle := &corev1.ConfigMap{}
+			g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, bundle)).To(Succeed())
+			root := &corev1.ConfigMap{}
+			g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: inject.DefaultRootConfigMap}, root)).To(Succeed())
+			g.Expect(root.Data[inject.RootKey]).To(Equal(bundle.Data[agent.BundleKeyDocument]))
+			td, err := spiffeid.TrustDomainFromString(bundle.Data[agent.BundleKeyTrustDomain])
+			g.Expect(err).NotTo(HaveOccurred())
+			b, err := trust.ParseBundle(td, []byte(bundle.Data[agent.BundleKeyDocument]))
+			g.Expect(err).NotTo(HaveOccurred())
+			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+			g.Expect(m.Client.Get(ctx, client.ObjectKey{Name: install.WebhookConfigurationName}, mwc)).To(Succeed())
+			g.Expect(mwc.Webhooks).To(HaveLen(1))
+			g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(trust.EncodeCertificatesPEM(b.X509Authorities())))
+			g.Expect(root.OwnerReferences).To(ConsistOf(HaveField("UID", mwc.UID)))
+		}).Should(Succeed())
+
+		agentAddr, err := fleet.AgentAddress(ctx, m, install.XDSPort)
+		Expect(err).NotTo(HaveOccurred())
+		agentIP, _, err := net.SplitHostPort(agentAddr)
+		Expect(err).NotTo(HaveOccurred())
+
+		// The namespace's default ServiceAccount comes from the member's controller-manager.
+		pod := injectionPod("web")
+		Eventually(func() error { return m.Client.Create(ctx, pod) }).Should(Succeed())
+		Expect(pod.Labels).To(Equal(map[string]string{"app": "web"}), "injection changes no label")
+		Expect(pod.Annotations).To(HaveKeyWithValue(inject.InjectedAnnotation, "ghcr.io/fleetmesh/proxy:v0.1.0"))
+		Expect(pod.Spec.InitContainers).To(HaveLen(2))
+		ini, proxy := pod.Spec.InitContainers[0], pod.Spec.InitContainers[1]
+		Expect(ini.Name).To(Equal(inject.InitContainerName))
+		Expect(ini.Image).To(Equal("ghcr.io/fleetmesh/proxy:v0.1.0"))
+		Expect(ini.Args).To(Equal([]string{"init", "--proxy-uid=1337", "--outbound-port=15001", "--inbound-port=15006", "--dns-port=15053",
+			"--exclude-inbound-ports=8080"}))
+		Expect(ini.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("NET_ADMIN"), corev1.Capability("NET_RAW")))
+		Expect(proxy.Name).To(Equal(inject.ProxyContainerName))
+		Expect(proxy.RestartPolicy).To(HaveValue(Equal(corev1.ContainerRestartPolicyAlways)), "a native sidecar")
+		Expect(proxy.Args).To(Equal([]string{"sidecar",
+			"--xds-address=" + agentIP + ":15010", "--identity-address=" + agentIP + ":15012",
+			"--trust-domain=" + m.Name + ".fleet.demo", "--cluster-id=" + m.Name + "." + fleet.ClusterNamespace,
+			"--trust-file=/var/run/secrets/fleetmesh/root/roots.json", "--token-file=/var/run/secrets/fleetmesh/tokens/token",
+			"--work-dir=/var/run/fleetmesh", "--admin-port=15021", "--metrics-port=15090"}))
+		Expect(proxy.SecurityContext.RunAsUser).To(HaveValue(BeEquivalentTo(1337)))
+		Expect(proxy.StartupProbe.HTTPGet.Path).To(Equal("/healthz/ready"))
+		vols := map[string]corev1.Volume{}
+		for _, v := range pod.Spec.Volumes {
+			vols[v.Name] = v
+		}
+		Expect(vols).To(HaveKey(inject.TokenVolume))
+		Expect(vols[inject.TokenVolume].Projected.Sources[0].ServiceAccountToken).To(And(
+			HaveField("Audience", "fleetmesh"), HaveField("Path", "token"), HaveField("ExpirationSeconds", HaveValue(BeEquivalentTo(3600)))))
+		Expect(vols[inject.RootVolume].ConfigMap).To(HaveField("Name", inject.DefaultRootConfigMap))
+		Expect(vols[inject.WorkVolume].EmptyDir).To(HaveField("Medium", corev1.StorageMediumMemory))
+
+		// Opted out by label (the webhook is not even called) or by annotation.
+		byLabel := injectionPod("by-label")
+		byLabel.Labels[inject.InjectLabel] = inject.InjectDisabled
+		byAnnotation := injectionPod("by-annotation")
+		byAnnotation.Annotations = map[string]string{inject.InjectLabel: inject.InjectDisabled}
+		for _, p := range []*corev1.Pod{byLabel, byAnnotation} {
+			Expect(m.Client.Create(ctx, p)).To(Succeed())
+			Expect(p.Spec.InitContainers).To(BeEmpty(), p.Name)
+			Expect(p.Annotations).NotTo(HaveKey(inject.InjectedAnnotation), p.Name)
+		}
+
+		// The agent down (the operator stopped first, or it would scale the agent straight back):
+		// failurePolicy Ignore, the pod is created without a sidecar.
+		scaleOperator(0)
+		DeferCleanup(func() {
+			// The operator back restores the agent's replicas; its status is stale until then, so
+			// wait for the agent itself, then for the member to be reported ready again.
+			scaleOperator(1)
+			Eventually(func() error { _, err := fleet.AgentAddress(ctx, m, install.WebhookPort); return err }).
+				WithTimeout(90 * time.Second).Should(Succeed())
+			Eventually(meshCluster(m.Name)).WithTimeout(60 * time.Second).Should(
+				WithTransform(condition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")))
+		})
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: install.Namespace, Name: install.AgentName}}
+		Expect(m.Client.Patch(ctx, dep, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":0}}`)))).To(Succeed())
+		Eventually(func() error { _, err := fleet.AgentAddress(ctx, m, install.WebhookPort); return err }).
+			WithTimeout(60 * time.Second).Should(HaveOccurred())
+		Eventually(kubelets[m.Name].Running).WithTimeout(60 * time.Second).Should(BeZero())
+		down := injectionPod("agent-down")
+		Expect(m.Client.Create(ctx, down)).To(Succeed())
+		Expect(down.Spec.InitContainers).To(BeEmpty())
+		Expect(down.Annotations).NotTo(HaveKey(inject.InjectedAnnotation))
 	})
 
 	It("rolls a control-plane change out to every member, across an operator restart", func() {
@@ -295,7 +408,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Expect(f.Management.Client.List(ctx, list)).To(Succeed())
 		Expect(list.Items).To(HaveLen(3))
 		for _, m := range f.Members {
-			Expect(installedObjects(m)).To(HaveLen(9), m.Name)
+			Expect(installedObjects(m)).To(HaveLen(10), m.Name)
 		}
 	})
 
@@ -383,6 +496,10 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Expect(list.Items).To(BeEmpty())
 		for _, m := range f.Members {
 			Expect(installedObjects(m)).To(BeEmpty(), m.Name)
+			// The agent's root ConfigMaps go with the webhook configuration that owns them.
+			Eventually(func() error {
+				return m.Client.Get(ctx, client.ObjectKey{Namespace: "inject-e2e", Name: inject.DefaultRootConfigMap}, &corev1.ConfigMap{})
+			}).WithTimeout(60*time.Second).Should(Satisfy(apierrors.IsNotFound), m.Name)
 			// The member's own garbage collector and namespace controller delete the agent's pods;
 			// in a member whose API server was restarted a spec ago, its controller-manager may
 			// still be relisting (seen taking over 30 s on a loaded machine).
@@ -533,3 +650,23 @@ func setLabel(cluster, value string) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// injectionPod is an ordinary workload for the injection specs, with a readiness probe whose
+// port the capture rules must leave alone. kwok runs it: nothing of it needs to run.
+func injectionPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "inject-e2e", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "web", Image: "web:1",
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}},
+		}}},
+	}
+}
+
+// scaleOperator sets the operator Deployment's replicas and waits until that many operator
+// processes run.
+func scaleOperator(replicas int) {
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.OperatorNamespace, Name: "fleetmesh-controller-manager"}}
+	Expect(f.Management.Client.Patch(ctx, dep, client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)))).To(Succeed())
+	Eventually(kubelets[f.Management.Name].Running).WithTimeout(60 * time.Second).Should(Equal(replicas))
+}

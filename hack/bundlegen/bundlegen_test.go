@@ -114,7 +114,8 @@ func TestGenerateIsDeterministic(t *testing.T) {
 		Manifests: manifests, APIs: filepath.Join(root, "apis", "mesh", "v1alpha1"),
 		Samples: filepath.Join(root, "config", "samples"), Icon: filepath.Join(root, "config", "manifests", "icon.svg"),
 		Version: "v0.1.0", ManagerImage: "ghcr.io/fleetmesh/manager:v0.1.0", AgentImage: "ghcr.io/fleetmesh/agent:v0.1.0",
-		Package: "fleetmesh", Channels: "candidate", DefaultChannel: "candidate",
+		ProxyImage: "ghcr.io/fleetmesh/proxy:v0.1.0",
+		Package:    "fleetmesh", Channels: "candidate", DefaultChannel: "candidate",
 	}
 	a, dfA, err := generate(o)
 	if err != nil {

@@ -64,6 +64,7 @@ type generateOptions struct {
 	Version        string // v0.1.0
 	ManagerImage   string
 	AgentImage     string
+	ProxyImage     string
 	Package        string
 	Channels       string // comma-separated
 	DefaultChannel string
@@ -215,6 +216,10 @@ func buildBundle(objs []*unstructured.Unstructured, descs map[string]*kindDescri
 	if o.AgentImage != "" {
 		// The operator installs the agent into members: mirrors for disconnected installs need it too.
 		csv.Spec.RelatedImages = append(csv.Spec.RelatedImages, v1alpha1.RelatedImage{Name: "agent", Image: o.AgentImage})
+	}
+	if o.ProxyImage != "" {
+		// The agents inject the sidecar proxy into members' pods: mirrors need it as well.
+		csv.Spec.RelatedImages = append(csv.Spec.RelatedImages, v1alpha1.RelatedImage{Name: "proxy", Image: o.ProxyImage})
 	}
 
 	files := bundleFiles{}

@@ -64,6 +64,7 @@ func runGenerate(args []string) error {
 	fs.StringVar(&o.Version, "version", "", "operator version, e.g. v0.1.0")
 	fs.StringVar(&o.ManagerImage, "manager-image", "", "manager image")
 	fs.StringVar(&o.AgentImage, "agent-image", "", "agent image the operator installs into members")
+	fs.StringVar(&o.ProxyImage, "proxy-image", "", "sidecar proxy image the agents inject into members' pods")
 	fs.StringVar(&o.Package, "package", "fleetmesh", "OLM package name")
 	fs.StringVar(&o.Channels, "channels", "candidate", "comma-separated channels")
 	fs.StringVar(&o.DefaultChannel, "default-channel", "candidate", "default channel")

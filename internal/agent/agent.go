@@ -62,6 +62,8 @@ type Options struct {
 	Trust *TrustOptions
 	// XDS, when set (with Trust), makes the agent its member's xDS control plane.
 	XDS *XDSOptions
+	// Injector, when set (with Trust), makes the agent its member's sidecar injector.
+	Injector *InjectorOptions
 }
 
 // Agent is one member's fleetmesh control plane.
@@ -101,6 +103,14 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.XDS != nil && (opts.Trust == nil || opts.XDS.Addr == "") {
 		return nil, errors.New("agent: xDS needs trust (it serves over TLS with the agent's SVID) and an address")
+	}
+	if opts.Injector != nil {
+		if opts.Trust == nil {
+			return nil, errors.New("agent: the sidecar injector needs trust (its serving certificate is from the member's CA)")
+		}
+		if err := opts.Injector.validate(); err != nil {
+			return nil, err
+		}
 	}
 	log := klog.Background().WithName("agent")
 	if opts.Cluster != "" {

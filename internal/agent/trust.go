@@ -340,6 +340,13 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	defer func() { _ = bundleServer.Close() }()
 
 	a.watchFederated(ctx, ts)
+	if a.opts.Injector != nil {
+		stopInjector, err := a.startInjector(ctx, issuer, ts, log)
+		if err != nil {
+			return err
+		}
+		defer stopInjector()
+	}
 	if a.opts.XDS != nil {
 		xdsDone := make(chan error, 1)
 		go func() { xdsDone <- a.runXDS(ctx, holder, ts, ts.changed) }()

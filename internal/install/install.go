@@ -25,6 +25,7 @@ import (
 	"sort"
 	"sync"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/inject"
 )
 
 // Names of what is installed in every member.
@@ -56,6 +58,21 @@ const (
 	IdentityPort = 15012
 	// BundlePort serves the SPIFFE bundle endpoint.
 	BundlePort = 8443
+	// WebhookPort serves the sidecar injector (HTTPS, the member CA's certificate), on the agent
+	// Service and the agent's pods alike.
+	WebhookPort = 15017
+
+	// WebhookConfigurationName is the MutatingWebhookConfiguration of the sidecar injector, and
+	// WebhookName its one webhook. The operator applies it without a caBundle: the agent keeps
+	// caBundle (its own field manager) equal to the member CA's roots.
+	WebhookConfigurationName = "fleetmesh-sidecar-injector"
+	WebhookName              = "sidecar.mesh.fleetmesh.io"
+	// WebhookTimeoutSeconds bounds what a pod creation waits for the injector.
+	WebhookTimeoutSeconds = 5
+
+	// DefaultProxyImage is the sidecar proxy's repository when the spec names none; it is
+	// tagged with the agent's version.
+	DefaultProxyImage = "ghcr.io/fleetmesh/proxy"
 
 	// ConfigHashAnnotation on the pod template rolls the agent when its config changes.
 	ConfigHashAnnotation = "mesh.fleetmesh.io/config-hash"
@@ -158,6 +175,7 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 		agentRole(labels), agentRoleBinding(labels),
 		agentClusterRole(mi.Name, labels), agentClusterRoleBinding(mi.Name, labels),
 		agentService(labels),
+		sidecarInjector(labels),
 		agentDeployment(mi, labels, hex.EncodeToString(sum[:8])),
 		clusterProperty(ClusterIDProperty, ClusterID(mc), labels),
 		clusterProperty(ClusterSetProperty, mi.Name, labels),
@@ -210,7 +228,12 @@ func agentRoleBinding(labels map[string]string) *rbacv1.RoleBinding {
 }
 
 // agentClusterRole is read-only across the member (services and endpoints for xDS, exports and
-// imports) plus TokenReview for the identity API. No Secrets outside its namespace.
+// imports) plus TokenReview for the identity API. No Secrets outside its namespace. For the
+// sidecar injector, writes limited by name: the caBundle of the one webhook configuration, and
+// the root ConfigMap in the namespaces labelled for injection (the agent writes it by
+// server-side apply, a PATCH the API server authorises as "create" of that name when the object
+// does not exist yet, so no ConfigMap of any other name can be created). list and watch by name
+// are honoured for requests with a metadata.name field selector, as the agent's informers make.
 func agentClusterRole(installation string, labels map[string]string) *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
@@ -220,6 +243,10 @@ func agentClusterRole(installation string, labels map[string]string) *rbacv1.Clu
 			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceexports", "serviceimports"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+				ResourceNames: []string{WebhookConfigurationName}, Verbs: []string{"get", "list", "watch", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"},
+				ResourceNames: []string{inject.DefaultRootConfigMap}, Verbs: []string{"get", "list", "watch", "create", "patch"}},
 		},
 	}
 }
@@ -247,9 +274,61 @@ func agentService(labels map[string]string) *corev1.Service {
 				{Name: "grpc-xds", Port: XDSPort, TargetPort: intstr.FromString("grpc-xds"), Protocol: corev1.ProtocolTCP},
 				{Name: "grpc-identity", Port: IdentityPort, TargetPort: intstr.FromString("grpc-identity"), Protocol: corev1.ProtocolTCP},
 				{Name: "https-bundle", Port: BundlePort, TargetPort: intstr.FromString("https-bundle"), Protocol: corev1.ProtocolTCP},
+				{Name: "https-webhook", Port: WebhookPort, TargetPort: intstr.FromString("https-webhook"), Protocol: corev1.ProtocolTCP},
 			},
 		},
 	}
+}
+
+// sidecarInjector is the agent's mutating webhook: pods created in namespaces labelled
+// mesh.fleetmesh.io/inject=enabled, except pods labelled mesh.fleetmesh.io/inject=false and
+// fleetmesh's own namespace. failurePolicy Ignore: an agent that is down, not ready or slow
+// never blocks a pod creation; such pods run without a sidecar (and the API server logs the
+// failed call). reinvocationPolicy IfNeeded: a later webhook that adds containers gets the
+// injector called again (which changes nothing on an injected pod).
+func sidecarInjector(labels map[string]string) *admissionregistrationv1.MutatingWebhookConfiguration {
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   typeMeta("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+		ObjectMeta: metav1.ObjectMeta{Name: WebhookConfigurationName, Labels: labels},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: WebhookName,
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+				Namespace: Namespace, Name: AgentName, Path: ptr.To(inject.Path), Port: ptr.To[int32](WebhookPort),
+			}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+				},
+			}},
+			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
+			MatchPolicy:   ptr.To(admissionregistrationv1.Equivalent),
+			NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{inject.InjectLabel: inject.InjectEnabled},
+				MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{Namespace}},
+				},
+			},
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: inject.InjectLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{inject.InjectDisabled}},
+			}},
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:          ptr.To[int32](WebhookTimeoutSeconds),
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
+		}},
+	}
+}
+
+// ProxyImage is the sidecar proxy image the agent injects: the spec's repository (or
+// DefaultProxyImage), tagged with the control plane's version.
+func ProxyImage(cp meshv1alpha1.ControlPlaneSpec) string {
+	repo := cp.ProxyImage
+	if repo == "" {
+		repo = DefaultProxyImage
+	}
+	return repo + ":" + cp.Version
 }
 
 // DefaultResources are the agent's resources when the spec sets none.
@@ -305,6 +384,8 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							"--identity-bind-address=$(POD_IP):" + fmt.Sprint(IdentityPort),
 							"--bundle-bind-address=$(POD_IP):" + fmt.Sprint(BundlePort),
 							"--xds-bind-address=$(POD_IP):" + fmt.Sprint(XDSPort),
+							"--injector-bind-address=$(POD_IP):" + fmt.Sprint(WebhookPort),
+							"--proxy-image=" + ProxyImage(cp),
 							"--v=" + klogVerbosity(cp.LogLevel),
 						},
 						Env: []corev1.EnvVar{
@@ -317,6 +398,7 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							{Name: "grpc-xds", ContainerPort: XDSPort, Protocol: corev1.ProtocolTCP},
 							{Name: "grpc-identity", ContainerPort: IdentityPort, Protocol: corev1.ProtocolTCP},
 							{Name: "https-bundle", ContainerPort: BundlePort, Protocol: corev1.ProtocolTCP},
+							{Name: "https-webhook", ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},
 						},
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),
@@ -390,6 +472,8 @@ func IsCRD(obj client.Object) bool {
 // delete from a member (never CRDs). Namespaced kinds come before the namespace itself.
 func PrunableKinds() []metav1.TypeMeta {
 	kinds := []metav1.TypeMeta{
+		// The webhook first: once the agent is going, pods must not wait for it.
+		typeMeta("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
 		typeMeta("apps/v1", "Deployment"),
 		typeMeta("v1", "Service"),
 		typeMeta("v1", "ConfigMap"),

@@ -173,6 +173,7 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 		last := attempt >= retries
 		if err != nil {
 			b.Report(host, false, cl.Outlier)
+			h.p.opts.Log.Info("upstream request failed", "cluster", cl.Name, "host", host.String(), "attempt", attempt, "error", err.Error())
 			if last {
 				http.Error(w, "fleetmesh proxy: upstream failed: "+err.Error(), http.StatusServiceUnavailable)
 				return http.StatusServiceUnavailable

@@ -275,7 +275,7 @@ func (p *Proxy) outboundTCP(c *net.TCPConn, r *Route, cl *Cluster) {
 	m := p.opts.Metrics.tcp("outbound", cl.Name)
 	if err != nil {
 		m.failed.Inc()
-		p.opts.Log.V(1).Info("no upstream for a TCP connection", "cluster", cl.Name, "error", err.Error())
+		p.opts.Log.Info("no upstream for a TCP connection", "cluster", cl.Name, "error", err.Error())
 		return
 	}
 	p.balancer(cl.EDSName).Report(h, true, cl.Outlier)
@@ -309,7 +309,7 @@ func (p *Proxy) handleInbound(c *net.TCPConn) {
 	cancel()
 	if err != nil {
 		p.opts.Metrics.handshakeFailures.Inc()
-		p.opts.Log.V(1).Info("inbound mTLS handshake refused", "from", c.RemoteAddr().String(), "error", err.Error())
+		p.opts.Log.Info("inbound mTLS handshake refused", "from", c.RemoteAddr().String(), "error", err.Error())
 		_ = c.Close()
 		return
 	}

@@ -18,6 +18,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +47,7 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
+	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/proxy/capture"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
@@ -97,6 +101,44 @@ func ParseSidecarFlags(args []string) (SidecarOptions, error) {
 		}
 	}
 	return o, nil
+}
+
+// appProbeHandler answers the kubelet's rewritten probes (inject.AppProbePrefix) by sending
+// each to the application on the pod's loopback: its answer is the probe's.
+type appProbeHandler struct {
+	probes inject.AppProbers
+	client *http.Client
+}
+
+func appProbers(env string) (*appProbeHandler, error) {
+	h := &appProbeHandler{probes: inject.AppProbers{}, client: &http.Client{Timeout: 5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}} //nolint:gosec // the kubelet does not verify probe certificates either
+	if env == "" {
+		return h, nil
+	}
+	if err := json.Unmarshal([]byte(env), &h.probes); err != nil {
+		return nil, fmt.Errorf("%s: %w", inject.AppProbersEnv, err)
+	}
+	return h, nil
+}
+
+func (h *appProbeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.probes[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	scheme := "http"
+	if strings.EqualFold(p.Scheme, "https") {
+		scheme = "https"
+	}
+	resp, err := h.client.Get(scheme + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port))) + p.Path)
+	if err != nil {
+		http.Error(w, "application probe: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_ = resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
 }
 
 // svidHolder is the SVID the identity client last wrote.
@@ -222,6 +264,11 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	probers, err := appProbers(os.Getenv(inject.AppProbersEnv))
+	if err != nil {
+		return err
+	}
+	admin.Handle(inject.AppProbePrefix, probers)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	servers := []*http.Server{

@@ -93,6 +93,16 @@ type ControlPlaneSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Version string `json:"version,omitempty"`
 
+	// proxyImage is the sidecar proxy image repository, without tag: the agent injects it,
+	// tagged with version, into pods of namespaces labelled mesh.fleetmesh.io/inject=enabled.
+	// +optional
+	// +kubebuilder:default="ghcr.io/fleetmesh/proxy"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches('.*:[^/]*$')",message="proxyImage must be a repository without tag or digest; set the tag in version"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Proxy Image",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text","urn:alm:descriptor:com.tectonic.ui:advanced"}
+	ProxyImage string `json:"proxyImage,omitempty"`
+
 	// replicas of the agent Deployment in each member.
 	// +optional
 	// +kubebuilder:default=1

@@ -73,6 +73,7 @@ var _ = Describe("MeshInstallation admission", func() {
 		Expect(mi.Spec.Trust.SVIDTTL.Duration.String()).To(Equal("1h0m0s"))
 		Expect(mi.Spec.ControlPlane.Replicas).To(HaveValue(BeEquivalentTo(1)))
 		Expect(mi.Spec.ControlPlane.Version).To(Equal("v0.1.0"))
+		Expect(mi.Spec.ControlPlane.ProxyImage).To(Equal("ghcr.io/fleetmesh/proxy"))
 		Expect(mi.Spec.ServiceFederation.Networking).To(Equal(meshv1alpha1.NetworkingFlat))
 		Expect(mi.Spec.Failover.ConsecutiveErrors).To(HaveValue(BeEquivalentTo(2)))
 	})
@@ -177,6 +178,11 @@ var _ = Describe("MeshInstallation admission", func() {
 				set(u, "ghcr.io/fleetmesh/agent:v1", "spec", "controlPlane", "image")
 			},
 			"spec.controlPlane.image", "without tag or digest"),
+		Entry("proxy image with a digest",
+			func(u *unstructured.Unstructured) {
+				set(u, "ghcr.io/fleetmesh/proxy@sha256:0123", "spec", "controlPlane", "proxyImage")
+			},
+			"spec.controlPlane.proxyImage", "without tag or digest"),
 		Entry("zero replicas",
 			func(u *unstructured.Unstructured) { set(u, int64(0), "spec", "controlPlane", "replicas") },
 			"spec.controlPlane.replicas", "should be greater than or equal to 1"),
