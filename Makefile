@@ -151,6 +151,7 @@ bench: kube-binaries tools ## Benchmarks on a local fleet; they print their figu
 	go test -run '^$$' -bench . -benchtime 2s ./internal/...
 	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestDataPlane$$' -v ./e2e/dataplane/ | grep -E '^(dataplane:|ok|FAIL|--- )'"
 	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestTrust$$' -v ./e2e/trust/ | grep -E '^(trust:|ok|FAIL|--- )'"
+	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 10m -run '^TestBenchmarkSidecarHop$$' -v ./internal/proxy/ | grep -E '^(proxy:|ok|FAIL|--- )'"
 
 .PHONY: test-unit
 test-unit: ## Pure-logic tests only (no clusters).

@@ -313,8 +313,10 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		ini, proxy := pod.Spec.InitContainers[0], pod.Spec.InitContainers[1]
 		Expect(ini.Name).To(Equal(inject.InitContainerName))
 		Expect(ini.Image).To(Equal("ghcr.io/fleetmesh/proxy:v0.1.0"))
-		Expect(ini.Args).To(Equal([]string{"init", "--proxy-uid=1337", "--outbound-port=15001", "--inbound-port=15006", "--dns-port=15053",
-			"--exclude-inbound-ports=8080"}))
+		// The app's HTTP probe goes to the sidecar, so no app port is left out of the capture.
+		Expect(ini.Args).To(Equal([]string{"init", "--proxy-uid=1337", "--outbound-port=15001", "--inbound-port=15006", "--dns-port=15053"}))
+		Expect(pod.Spec.Containers[0].ReadinessProbe.HTTPGet.Port.IntValue()).To(Equal(inject.AdminPort))
+		Expect(pod.Spec.Containers[0].ReadinessProbe.HTTPGet.Path).To(HavePrefix(inject.AppProbePrefix))
 		Expect(ini.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("NET_ADMIN"), corev1.Capability("NET_RAW")))
 		Expect(proxy.Name).To(Equal(inject.ProxyContainerName))
 		Expect(proxy.RestartPolicy).To(HaveValue(Equal(corev1.ContainerRestartPolicyAlways)), "a native sidecar")

@@ -215,36 +215,51 @@ const AppProbersEnv = "FLEETMESH_APP_PROBERS"
 // /app-health/<container>/<readyz|livez|startupz>.
 const AppProbePrefix = "/app-health/"
 
-// AppProbe is an application's original HTTP probe: the proxy sends it to the application on
-// the pod's loopback.
+// AppProbe is an application's original probe: the proxy runs it against the application on
+// the pod's loopback. An httpGet probe has Path and Scheme; a tcpSocket probe has TCP set (the
+// probe passes when the port accepts a connection); a gRPC probe has GRPC set and Service (the
+// standard gRPC health check).
 type AppProbe struct {
-	Port   int32  `json:"port"`
-	Path   string `json:"path,omitempty"`
-	Scheme string `json:"scheme,omitempty"`
+	Port    int32  `json:"port"`
+	Path    string `json:"path,omitempty"`
+	Scheme  string `json:"scheme,omitempty"`
+	TCP     bool   `json:"tcp,omitempty"`
+	GRPC    bool   `json:"grpc,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // AppProbers maps a rewritten probe's path to the application's original probe.
 type AppProbers map[string]AppProbe
 
-// rewriteProbes points the app containers' httpGet probes at the proxy's AdminPort, as Istio's
-// probe rewrite does: the kubelet's plaintext probes then never need the application's port to
-// bypass the capture (which would let any plaintext caller past mTLS), and the proxy forwards
-// each probe to the application locally.
+// rewriteProbes points the app containers' httpGet, tcpSocket and gRPC probes at the proxy's
+// AdminPort, as Istio's probe rewrite does: the kubelet's plaintext probes then never need the
+// application's port to bypass the capture (which would let any plaintext caller past mTLS),
+// and the proxy runs each probe against the application locally.
 func rewriteProbes(containers []corev1.Container) AppProbers {
 	out := AppProbers{}
 	for i := range containers {
 		c := &containers[i]
 		for kind, p := range map[string]*corev1.Probe{"readyz": c.ReadinessProbe, "livez": c.LivenessProbe, "startupz": c.StartupProbe} {
-			if p == nil || p.HTTPGet == nil {
+			var probe AppProbe
+			switch {
+			case p == nil:
 				continue
+			case p.HTTPGet != nil:
+				probe = AppProbe{Port: resolvePort(*c, p.HTTPGet.Port), Path: p.HTTPGet.Path, Scheme: string(p.HTTPGet.Scheme)}
+			case p.TCPSocket != nil:
+				probe = AppProbe{Port: resolvePort(*c, p.TCPSocket.Port), TCP: true}
+			case p.GRPC != nil:
+				probe = AppProbe{Port: p.GRPC.Port, GRPC: true, Service: ptr.Deref(p.GRPC.Service, "")}
+			default:
+				continue // exec probes run inside the container
 			}
-			port := resolvePort(*c, p.HTTPGet.Port)
-			if port == 0 {
+			if probe.Port == 0 {
 				continue // the kubelet fails it anyway
 			}
 			path := AppProbePrefix + c.Name + "/" + kind
-			out[path] = AppProbe{Port: port, Path: p.HTTPGet.Path, Scheme: string(p.HTTPGet.Scheme)}
+			out[path] = probe
 			p.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AdminPort), Scheme: corev1.URISchemeHTTP}
+			p.TCPSocket, p.GRPC = nil, nil
 		}
 	}
 	return out
@@ -253,7 +268,9 @@ func rewriteProbes(containers []corev1.Container) AppProbers {
 // ProbePorts are the ports the kubelet probes in the pod's own containers (the app containers
 // and its native sidecars): httpGet, tcpSocket and gRPC probes, named ports resolved, sorted
 // and without duplicates. The init container leaves them uncaptured, since the kubelet's
-// probes come from the node in plaintext.
+// probes come from the node in plaintext: so Inject computes them after rewriting the app
+// containers' probes to AdminPort, and only the user's own native sidecars' probe ports remain
+// (an application port here would be reachable in plaintext by anyone).
 func ProbePorts(pod *corev1.Pod) []int32 {
 	var ports []int32
 	var containers []corev1.Container

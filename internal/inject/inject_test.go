@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
@@ -84,21 +85,18 @@ func TestInjectAddsTheSidecarFieldByField(t *testing.T) {
 	if got.Annotations[InjectedAnnotation] != cfg.ProxyImage || got.Annotations["team"] != "shop" {
 		t.Errorf("annotations %v", got.Annotations)
 	}
-	// The app's HTTP probes go to the proxy, which sends them on to the app; everything else
-	// about the app containers is left as it is.
+	// The app's probes (HTTP and TCP alike) go to the proxy, which runs them against the app;
+	// everything else about the app containers is left as it is.
 	web := got.Spec.Containers[0]
-	for name, p := range map[string]*corev1.Probe{"readyz": web.ReadinessProbe, "startupz": web.StartupProbe} {
-		if p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != AdminPort || p.HTTPGet.Path != AppProbePrefix+"web/"+name {
-			t.Errorf("%s probe not rewritten to the proxy: %+v", name, p.HTTPGet)
+	for name, p := range map[string]*corev1.Probe{"readyz": web.ReadinessProbe, "startupz": web.StartupProbe, "livez": web.LivenessProbe} {
+		if p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != AdminPort || p.HTTPGet.Path != AppProbePrefix+"web/"+name || p.TCPSocket != nil {
+			t.Errorf("%s probe not rewritten to the proxy: %+v", name, p.ProbeHandler)
 		}
 	}
-	if web.LivenessProbe.TCPSocket == nil || web.LivenessProbe.TCPSocket.Port.IntValue() != 8080 {
-		t.Errorf("a tcpSocket probe is left as it is: %+v", web.LivenessProbe)
-	}
 	unprobed := web.DeepCopy()
-	unprobed.ReadinessProbe, unprobed.StartupProbe = before.Spec.Containers[0].ReadinessProbe, before.Spec.Containers[0].StartupProbe
+	unprobed.ReadinessProbe, unprobed.StartupProbe, unprobed.LivenessProbe = before.Spec.Containers[0].ReadinessProbe, before.Spec.Containers[0].StartupProbe, before.Spec.Containers[0].LivenessProbe
 	if !apiequality.Semantic.DeepEqual(*unprobed, before.Spec.Containers[0]) {
-		t.Error("the app containers must be left as they are but for their HTTP probes")
+		t.Error("the app containers must be left as they are but for their probes")
 	}
 
 	// Order: capture rules, then the proxy (so the app's own init containers already have it).
@@ -114,8 +112,8 @@ func TestInjectAddsTheSidecarFieldByField(t *testing.T) {
 	if ini.Image != cfg.ProxyImage {
 		t.Errorf("init image %s", ini.Image)
 	}
-	wantInitArgs := []string{"init", "--proxy-uid=1337", "--outbound-port=15001", "--inbound-port=15006", "--dns-port=15053",
-		"--exclude-inbound-ports=8080"}
+	// No application port is left uncaptured: the tcpSocket probe of 8080 goes through the proxy.
+	wantInitArgs := []string{"init", "--proxy-uid=1337", "--outbound-port=15001", "--inbound-port=15006", "--dns-port=15053"}
 	if !slices.Equal(ini.Args, wantInitArgs) {
 		t.Errorf("init args\n got %q\nwant %q", ini.Args, wantInitArgs)
 	}
@@ -151,7 +149,8 @@ func TestInjectAddsTheSidecarFieldByField(t *testing.T) {
 			if err := json.Unmarshal([]byte(e.Value), &probers); err != nil {
 				t.Errorf("%s: %v", AppProbersEnv, err)
 			}
-			want := AppProbers{AppProbePrefix + "web/readyz": {Port: 9090, Path: "/ready"}, AppProbePrefix + "web/startupz": {Port: 9090, Path: "/started"}}
+			want := AppProbers{AppProbePrefix + "web/readyz": {Port: 9090, Path: "/ready"}, AppProbePrefix + "web/startupz": {Port: 9090, Path: "/started"},
+				AppProbePrefix + "web/livez": {Port: 8080, TCP: true}}
 			if !reflect.DeepEqual(probers, want) {
 				t.Errorf("%s = %v, want %v", AppProbersEnv, probers, want)
 			}
@@ -385,5 +384,42 @@ func TestPatchAppliesToTheRawPod(t *testing.T) {
 	}
 	if !apiequality.Semantic.DeepEqual(got, mutated) {
 		t.Error("the patched pod is not the injected pod")
+	}
+}
+
+// tcpSocket and gRPC probes go through the proxy as HTTP probes, so no application port is left
+// out of the capture (where any plaintext caller could reach it).
+func TestInjectRewritesTCPAndGRPCProbes(t *testing.T) {
+	pod := appPod()
+	c := &pod.Spec.Containers[0]
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 50051, Service: ptr.To("shop")}}}
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}}
+	got, skipped := Inject(pod, testConfig())
+	if skipped != "" {
+		t.Fatal(skipped)
+	}
+	web := got.Spec.Containers[0]
+	for _, p := range []*corev1.Probe{web.ReadinessProbe, web.LivenessProbe, web.StartupProbe} {
+		if p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != AdminPort || p.GRPC != nil || p.TCPSocket != nil {
+			t.Errorf("probe not rewritten: %+v", p.ProbeHandler)
+		}
+	}
+	for _, a := range got.Spec.InitContainers[0].Args {
+		if strings.HasPrefix(a, "--exclude-inbound-ports=") {
+			t.Errorf("an application port is left uncaptured: %s", a)
+		}
+	}
+	var probers AppProbers
+	for _, e := range got.Spec.InitContainers[1].Env {
+		if e.Name == AppProbersEnv {
+			if err := json.Unmarshal([]byte(e.Value), &probers); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := AppProbers{AppProbePrefix + "web/readyz": {Port: 50051, GRPC: true, Service: "shop"},
+		AppProbePrefix + "web/livez": {Port: 8080, TCP: true}, AppProbePrefix + "web/startupz": {Port: 8080, TCP: true}}
+	if !reflect.DeepEqual(probers, want) {
+		t.Errorf("%s = %v, want %v", AppProbersEnv, probers, want)
 	}
 }

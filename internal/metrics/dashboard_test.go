@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity"
+	"github.com/fleetmesh/fleetmesh/internal/proxy"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
@@ -53,12 +54,11 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 	}
 	known := map[string]bool{}
 	for _, c := range All {
-		ch := make(chan *prometheus.Desc, 4)
-		c.Describe(ch)
-		close(ch)
-		for desc := range ch {
-			known[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(desc.String())[1]] = true
-		}
+		addNames(known, c)
+	}
+	// The sidecar proxy's series, on each proxy's /metrics.
+	for _, c := range proxy.NewMetrics(nil).Collectors() {
+		addNames(known, c)
 	}
 	// The agent's identity API registers its series on the agent's registry.
 	reg := prometheus.NewRegistry()
@@ -99,6 +99,16 @@ func TestDashboardQueriesKnownSeries(t *testing.T) {
 		if strings.HasPrefix(name, "fleetmesh_") && !shown[name] {
 			t.Errorf("%s is exported but no panel of the dashboard shows it", name)
 		}
+	}
+}
+
+// addNames adds the series names a collector describes.
+func addNames(known map[string]bool, c prometheus.Collector) {
+	ch := make(chan *prometheus.Desc, 4)
+	c.Describe(ch)
+	close(ch)
+	for desc := range ch {
+		known[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(desc.String())[1]] = true
 	}
 }
 

@@ -49,6 +49,9 @@ type ADS struct {
 	Node  *corev3.Node
 	Apply func(*Config)
 	Log   logr.Logger
+	// Delta selects the incremental variant of ADS (DeltaAggregatedResources) instead of the
+	// state of the world.
+	Delta bool
 	// OnNACK, if set, is called for every rejected response.
 	OnNACK func(typeURL string, err error)
 
@@ -71,7 +74,11 @@ func (a *ADS) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := a.stream(ctx)
+		stream := a.stream
+		if a.Delta {
+			stream = a.deltaStream
+		}
+		err := stream(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -110,10 +117,8 @@ func (a *ADS) stream(ctx context.Context) error {
 	}{
 		{resourcev3.ListenerType, nil}, {resourcev3.ClusterType, nil}, {resourcev3.SecretType, []string{xds.ValidationSecretName}},
 	} {
+		// No version on a new stream: the server sends everything again.
 		st := &typeState{names: t.names}
-		if t.url == resourcev3.ListenerType || t.url == resourcev3.ClusterType {
-			st.version = "" // a reconnect starts over: the server sends everything
-		}
 		states[t.url] = st
 		if err := send(t.url, st, nil); err != nil {
 			return err
@@ -133,8 +138,10 @@ func (a *ADS) stream(ctx context.Context) error {
 		}
 		st := states[resp.GetTypeUrl()]
 		if st == nil {
-			st = &typeState{}
-			states[resp.GetTypeUrl()] = st
+			// Never asked for: ignored. Answering, even with a NACK, would be a request with
+			// no resource names, which in SotW subscribes to every resource of the type.
+			a.Log.Info("ignored an xDS response of a type not subscribed to", "type", resp.GetTypeUrl())
+			continue
 		}
 		st.nonce = resp.GetNonce()
 		if err := a.accept(resp); err != nil {
@@ -181,9 +188,15 @@ func (a *ADS) edsNames() []string {
 // accept decodes and translates one response; on success it becomes the accepted state of its
 // type.
 func (a *ADS) accept(resp *discoveryv3.DiscoveryResponse) error {
-	switch resp.GetTypeUrl() {
+	return a.acceptResources(resp.GetTypeUrl(), resp.GetResources())
+}
+
+// acceptResources translates the whole set of one type's resources; on success it becomes the
+// accepted state of that type.
+func (a *ADS) acceptResources(typeURL string, items []*anypb.Any) error {
+	switch typeURL {
 	case resourcev3.ListenerType:
-		m, err := decode(resp.GetResources(), func() *listenerv3.Listener { return &listenerv3.Listener{} }, (*listenerv3.Listener).GetName)
+		m, err := decode(items, func() *listenerv3.Listener { return &listenerv3.Listener{} }, (*listenerv3.Listener).GetName)
 		if err != nil {
 			return err
 		}
@@ -193,7 +206,7 @@ func (a *ADS) accept(resp *discoveryv3.DiscoveryResponse) error {
 		}
 		a.listeners, a.cfg.Outbound, a.cfg.Inbound = m, out, policy
 	case resourcev3.ClusterType:
-		m, err := decode(resp.GetResources(), func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, (*clusterv3.Cluster).GetName)
+		m, err := decode(items, func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, (*clusterv3.Cluster).GetName)
 		if err != nil {
 			return err
 		}
@@ -203,7 +216,7 @@ func (a *ADS) accept(resp *discoveryv3.DiscoveryResponse) error {
 		}
 		a.clusters, a.cfg.Clusters = m, cs
 	case resourcev3.EndpointType:
-		m, err := decode(resp.GetResources(), func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+		m, err := decode(items, func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 		if err != nil {
 			return err
 		}
@@ -213,7 +226,7 @@ func (a *ADS) accept(resp *discoveryv3.DiscoveryResponse) error {
 		}
 		a.endpoints, a.cfg.Endpoints = m, eps
 	case resourcev3.SecretType:
-		m, err := decode(resp.GetResources(), func() *tlsv3.Secret { return &tlsv3.Secret{} }, (*tlsv3.Secret).GetName)
+		m, err := decode(items, func() *tlsv3.Secret { return &tlsv3.Secret{} }, (*tlsv3.Secret).GetName)
 		if err != nil {
 			return err
 		}
@@ -223,7 +236,7 @@ func (a *ADS) accept(resp *discoveryv3.DiscoveryResponse) error {
 		}
 		a.secrets, a.cfg.Bundles = m, b
 	default:
-		return fmt.Errorf("type %s was not asked for", resp.GetTypeUrl())
+		return fmt.Errorf("type %s was not asked for", typeURL)
 	}
 	return nil
 }

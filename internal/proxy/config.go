@@ -40,6 +40,7 @@ import (
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -55,6 +56,9 @@ type Route struct {
 	HTTP    bool
 	// Retries of a request (HTTP) or of a connection attempt (TCP).
 	Retries int
+	// Timeout bounds an HTTP request, retries included, until its response is complete (the
+	// route's timeout; 0: none).
+	Timeout time.Duration
 }
 
 // Cluster is an upstream service port.
@@ -65,6 +69,10 @@ type Cluster struct {
 	// ALPN offered to the server sidecar.
 	ALPN    string
 	Outlier Outlier
+	// ServerIDs are the SPIFFE IDs a server sidecar of the cluster may present (the upstream
+	// validation context's match_typed_subject_alt_names); nil: any ID of a federated trust
+	// domain.
+	ServerIDs *Policy
 }
 
 // Outlier is the outlier detection of a cluster: ConsecutiveErrors failures in a row eject a
@@ -80,12 +88,19 @@ type Priority struct {
 	Hosts    []netip.AddrPort
 }
 
-// Policy is the inbound authorization: a caller is allowed when its SPIFFE ID matches one
-// principal.
+// Policy is a set of SPIFFE ID matchers: the inbound authorization (a caller is allowed when its
+// ID matches one principal) or a cluster's server identities.
 type Policy struct {
 	prefixes []string
 	regexps  []*regexp.Regexp
+	// httpOnly are the inbound ports that take HTTP from a client sidecar only (their filter
+	// chains name the port and ALPN fleetmesh-h2): an opaque TCP connection to one is refused,
+	// so no caller can hand the application a forged x-forwarded-client-cert in raw bytes.
+	httpOnly map[uint16]bool
 }
+
+// HTTPOnly reports whether inbound port takes HTTP from a client sidecar only.
+func (p *Policy) HTTPOnly(port uint16) bool { return p != nil && p.httpOnly[port] }
 
 // Allows reports whether a caller's SPIFFE ID is authorized.
 func (p *Policy) Allows(id spiffeid.ID) bool {
@@ -204,7 +219,11 @@ func chainRoute(fc *listenerv3.FilterChain) (*Route, error) {
 			return nil, fmt.Errorf("filter chain %q: want an inline route config of one route to one cluster", fc.GetName())
 		}
 		ra := vhs[0].GetRoutes()[0].GetRoute()
-		return &Route{Chain: fc.GetName(), Cluster: ra.GetCluster(), HTTP: true, Retries: int(ra.GetRetryPolicy().GetNumRetries().GetValue())}, nil
+		timeout := 15 * time.Second // Envoy's when the route does not say
+		if ra.GetTimeout() != nil {
+			timeout = ra.GetTimeout().AsDuration()
+		}
+		return &Route{Chain: fc.GetName(), Cluster: ra.GetCluster(), HTTP: true, Retries: int(ra.GetRetryPolicy().GetNumRetries().GetValue()), Timeout: timeout}, nil
 	}
 	return nil, fmt.Errorf("filter chain %q: filter %q is not supported (want %s or %s)", fc.GetName(), f.GetName(), wellknown.TCPProxy, wellknown.HTTPConnectionManager)
 }
@@ -234,6 +253,20 @@ func inboundPolicy(l *listenerv3.Listener) (*Policy, error) {
 	if policy == nil {
 		return nil, fmt.Errorf("no %s filter: refusing to accept inbound traffic without an authorization policy", xds.NetworkRBACFilterName)
 	}
+	for _, fc := range l.GetFilterChains() {
+		m := fc.GetFilterChainMatch()
+		port := m.GetDestinationPort().GetValue()
+		if port == 0 {
+			continue
+		}
+		if port > 65535 || !slices.Equal(m.GetApplicationProtocols(), []string{xds.InboundHTTPALPN}) {
+			return nil, fmt.Errorf("filter chain %q: a port-specific inbound chain must be HTTP only (port 1-65535, ALPN %s)", fc.GetName(), xds.InboundHTTPALPN)
+		}
+		if policy.httpOnly == nil {
+			policy.httpOnly = map[uint16]bool{}
+		}
+		policy.httpOnly[uint16(port)] = true
+	}
 	return policy, nil
 }
 
@@ -243,24 +276,60 @@ func rbacPolicy(rules *rbacv3.RBAC) (*Policy, error) {
 	}
 	p := &Policy{}
 	for name, pol := range rules.GetPolicies() {
+		// The proxy matches principals only: a permission narrower than "any" (a port, a
+		// destination) would be silently widened, so it is refused.
+		for _, perm := range pol.GetPermissions() {
+			if !perm.GetAny() {
+				return nil, fmt.Errorf("RBAC policy %q: only the permission \"any\" is supported, got %v", name, perm)
+			}
+		}
 		for _, pr := range pol.GetPrincipals() {
 			m := pr.GetAuthenticated().GetPrincipalName()
-			switch {
-			case m == nil:
+			if m == nil {
 				return nil, fmt.Errorf("RBAC policy %q: only authenticated principal names are supported", name)
-			case m.GetPrefix() != "":
-				p.prefixes = append(p.prefixes, m.GetPrefix())
-			case m.GetSafeRegex().GetRegex() != "":
-				re, err := regexp.Compile(m.GetSafeRegex().GetRegex())
-				if err != nil {
-					return nil, fmt.Errorf("RBAC policy %q: %w", name, err)
-				}
-				p.regexps = append(p.regexps, re)
-			case m.GetExact() != "":
-				p.regexps = append(p.regexps, regexp.MustCompile("^"+regexp.QuoteMeta(m.GetExact())+"$"))
-			default:
-				return nil, fmt.Errorf("RBAC policy %q: principal matcher %v is not supported", name, m)
 			}
+			if err := p.add(m); err != nil {
+				return nil, fmt.Errorf("RBAC policy %q: %w", name, err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// add adds a string matcher with Envoy's meaning: a safe_regex must match the whole string.
+func (p *Policy) add(m *matcherv3.StringMatcher) error {
+	switch {
+	case m.GetIgnoreCase():
+		return fmt.Errorf("matcher %v: ignore_case is not supported", m)
+	case m.GetPrefix() != "":
+		p.prefixes = append(p.prefixes, m.GetPrefix())
+	case m.GetSafeRegex().GetRegex() != "":
+		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
+		if err != nil {
+			return err
+		}
+		p.regexps = append(p.regexps, re)
+	case m.GetExact() != "":
+		p.regexps = append(p.regexps, regexp.MustCompile("^"+regexp.QuoteMeta(m.GetExact())+"$"))
+	default:
+		return fmt.Errorf("matcher %v is not supported", m)
+	}
+	return nil
+}
+
+// serverIDs reads the SPIFFE IDs an upstream TLS context accepts from its server (nil: any).
+func serverIDs(tc *tlsv3.CommonTlsContext) (*Policy, error) {
+	sans := tc.GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
+	if len(sans) == 0 {
+		return nil, nil
+	}
+	p := &Policy{}
+	for _, san := range sans {
+		if san.GetSanType() != tlsv3.SubjectAltNameMatcher_URI {
+			return nil, fmt.Errorf("subject alt name type %s is not supported (want URI)", san.GetSanType())
+		}
+		if err := p.add(san.GetMatcher()); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
@@ -288,6 +357,10 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		if ps := up.GetCommonTlsContext().GetAlpnProtocols(); len(ps) > 0 {
 			alpn = ps[0]
 		}
+		ids, err := serverIDs(up.GetCommonTlsContext())
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
 		eds := c.GetEdsClusterConfig().GetServiceName()
 		if eds == "" {
 			eds = c.GetName()
@@ -301,7 +374,7 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		if od != nil && od.GetBaseEjectionTime() == nil {
 			base = 30 * time.Second
 		}
-		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: Outlier{ConsecutiveErrors: n, BaseEjectionTime: base}}
+		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: Outlier{ConsecutiveErrors: n, BaseEjectionTime: base}, ServerIDs: ids}
 	}
 	return out, nil
 }

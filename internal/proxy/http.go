@@ -22,11 +22,14 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +44,14 @@ const (
 	HeaderXFCC = "X-Forwarded-Client-Cert"
 	// HeaderTraceparent is W3C trace context: propagated, and started when missing.
 	HeaderTraceparent = "Traceparent"
+	// headerAppUnreached, on a server sidecar's 503, says the request never reached the
+	// application (its port refused the connection): the client sidecar may then send even a
+	// non-idempotent request to another host. It never reaches an application.
+	headerAppUnreached = "X-Fleetmesh-App-Unreached"
 )
+
+// statusClientClosed is what the metrics record for a request its client abandoned (nginx's 499).
+const statusClientClosed = 499
 
 // maxRetryBody is the largest request body kept for a retry; a larger one is sent once.
 const maxRetryBody = 64 << 10
@@ -83,7 +93,6 @@ func newHTTPOutbound(p *Proxy) *httpOutbound {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, ctxKey{}, c)
 		},
-		ErrorLog: nil,
 	}
 	return h
 }
@@ -104,7 +113,11 @@ func (h *httpOutbound) transport(cl *Cluster) *http2.Transport {
 				if err != nil {
 					return nil, err
 				}
-				return h.p.dialMesh(ctx, ap, cl)
+				c, err := h.p.dialMesh(ctx, ap, cl)
+				if err != nil {
+					return nil, connectError{err}
+				}
+				return c, nil
 			},
 			ReadIdleTimeout: 30 * time.Second,
 			PingTimeout:     5 * time.Second,
@@ -123,6 +136,11 @@ func (h *httpOutbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cl := rc.cluster
 	m := h.p.opts.Metrics
+	if d := rc.route.Timeout; d > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	code := h.forward(w, r, rc.route, cl)
 	m.request("outbound", cl.Name, "", code, time.Since(start))
 }
@@ -134,11 +152,24 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 		http.Error(w, "fleetmesh proxy: no endpoints for "+cl.Name, http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable
 	}
-	body, replayable := bufferBody(r)
+	if !b.requests.enter(h.p.opts.MaxRequests) {
+		http.Error(w, "fleetmesh proxy: too many requests in flight to "+cl.Name, http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable
+	}
+	defer b.requests.leave()
+	body, replayable, err := bufferBody(r)
+	if err != nil {
+		http.Error(w, "fleetmesh proxy: reading the request body: "+err.Error(), http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
 	retries := route.Retries
 	if !replayable {
 		retries = 0
 	}
+	// A request that may have reached an application is sent again only when that is harmless
+	// (RFC 9110 9.2.2); one that never left for it (connect failure, refused by the app's port)
+	// always may be.
+	idempotent := isIdempotent(r)
 	tp := r.Header.Get(HeaderTraceparent)
 	if tp == "" {
 		tp = newTraceparent()
@@ -157,30 +188,45 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 		out.URL.Scheme = "https"
 		out.URL.Host = host.String()
 		out.Host = r.Host
-		for _, hh := range hopHeaders {
-			out.Header.Del(hh)
-		}
+		removeHopHeaders(out.Header)
 		out.Header.Del(HeaderXFCC) // only the server sidecar sets it
 		out.Header.Set(HeaderTraceparent, tp)
 		if replayable {
-			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
-			if len(body) == 0 {
-				out.Body = http.NoBody
+			out.Body, out.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+			if len(body) > 0 {
+				// GetBody also lets the HTTP/2 transport replay it on a connection that went
+				// away before the request was processed (GOAWAY, REFUSED_STREAM).
+				out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+				out.Body, _ = out.GetBody()
 			}
 		}
 		resp, err := t.RoundTrip(out)
 		last := attempt >= retries
+		if err != nil && r.Context().Err() != nil {
+			// The route's timeout passed, or the client went away: not the host's fault (no
+			// outlier failure), and nothing to try again.
+			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+				http.Error(w, "fleetmesh proxy: upstream request timeout", http.StatusGatewayTimeout)
+				return http.StatusGatewayTimeout
+			}
+			return statusClientClosed
+		}
 		if err != nil {
-			b.Report(host, false, cl.Outlier)
+			overflow := errors.Is(err, errOverflow)
+			if !overflow {
+				b.Report(host, false, cl.Outlier)
+			}
 			h.p.opts.Log.Info("upstream request failed", "cluster", cl.Name, "host", host.String(), "attempt", attempt, "error", err.Error())
-			if last {
+			if last || overflow || !(idempotent || errors.As(err, new(connectError))) {
 				http.Error(w, "fleetmesh proxy: upstream failed: "+err.Error(), http.StatusServiceUnavailable)
 				return http.StatusServiceUnavailable
 			}
 			continue
 		}
-		if resp.StatusCode == http.StatusServiceUnavailable && !last {
+		unreached := resp.Header.Get(headerAppUnreached) != ""
+		resp.Header.Del(headerAppUnreached)
+		if resp.StatusCode == http.StatusServiceUnavailable && !last && (idempotent || unreached) {
 			b.Report(host, false, cl.Outlier)
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			_ = resp.Body.Close()
@@ -192,23 +238,56 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 	}
 }
 
-// bufferBody reads a body of at most maxRetryBody so the request can be sent again.
-func bufferBody(r *http.Request) ([]byte, bool) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true
+// isIdempotent reports whether sending r twice has the effect of sending it once: its method
+// says so (RFC 9110 9.2.2), or it carries an idempotency key (as net/http's Transport takes it).
+func isIdempotent(r *http.Request) bool {
+	switch r.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
 	}
-	if r.ContentLength > maxRetryBody {
-		return nil, false
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// bufferBody reads a body of known length up to maxRetryBody, so the request can be sent again.
+// A body of unknown length (chunked, or an HTTP/2 stream without content-length) is not waited
+// for: its client may keep it open while it reads the answer (a gRPC or other streaming call),
+// so it is sent once, as it comes. An error reading the body is the client's.
+func bufferBody(r *http.Request) ([]byte, bool, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, true, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, maxRetryBody+1))
+	if r.ContentLength < 0 || r.ContentLength > maxRetryBody {
+		return nil, false, nil
+	}
+	data, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, false
+		return nil, false, err
 	}
-	if len(data) > maxRetryBody {
-		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data), r.Body))
-		return nil, false
+	return data, true, nil
+}
+
+// removeHopHeaders deletes the connection-specific headers (RFC 9110 7.6.1): the usual ones and
+// those the Connection header names. "TE: trailers" is kept: HTTP/2 allows it and gRPC wants it.
+func removeHopHeaders(h http.Header) {
+	trailers := false
+	for _, v := range h.Values("Te") {
+		for _, tok := range strings.Split(v, ",") {
+			trailers = trailers || strings.EqualFold(textproto.TrimString(tok), "trailers")
+		}
 	}
-	return data, true
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, hh := range hopHeaders {
+		h.Del(hh)
+	}
+	if trailers {
+		h.Set("Te", "trailers")
+	}
 }
 
 func writeResponse(w http.ResponseWriter, resp *http.Response) {
@@ -218,9 +297,8 @@ func writeResponse(w http.ResponseWriter, resp *http.Response) {
 			w.Header().Add(k, v)
 		}
 	}
-	for _, hh := range hopHeaders {
-		w.Header().Del(hh)
-	}
+	removeHopHeaders(w.Header())
+	w.Header().Del("Te")
 	for k := range resp.Trailer {
 		w.Header().Add("Trailer", k)
 	}
@@ -255,9 +333,9 @@ func newTraceparent() string {
 }
 
 // serveInboundHTTP serves HTTP/2 from a client sidecar on an authorized mTLS connection and
-// hands each request to the application at dst as HTTP/1.1, with the caller's identity in
-// x-forwarded-client-cert. A refused application connection is a 503, which the client sidecar
-// retries on another host.
+// hands each request to the application at dst, as HTTP/1.1 (gRPC: as cleartext HTTP/2), with
+// the caller's identity in x-forwarded-client-cert. An application port that refuses the
+// connection is a 503 marked unreached, which the client sidecar retries on another host.
 func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid.ID) {
 	defer func() { _ = tc.Close() }()
 	own := ""
@@ -267,18 +345,43 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 	app := p.appTransport(dst)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Client sidecars keep their HTTP/2 connections for as long as they are used: the
+		// policy in force now decides each request, not the one of the handshake.
+		if !p.cfg.Load().Inbound.Allows(peer) {
+			p.opts.Metrics.denied.WithLabelValues(peer.TrustDomain().Name()).Inc()
+			http.Error(w, "fleetmesh proxy: "+peer.String()+" is not authorized by the mesh's policy", http.StatusForbidden)
+			p.opts.Metrics.request("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.TrustDomain().Name(), http.StatusForbidden, time.Since(start))
+			return
+		}
 		out := r.Clone(r.Context())
 		out.RequestURI = ""
 		out.URL.Scheme = "http"
 		out.URL.Host = dst.String()
 		out.Host = r.Host
 		out.Header.Set(HeaderXFCC, "By="+own+";URI="+peer.String())
-		resp, err := app.RoundTrip(out)
+		// A small body of known length can be replayed by the transport when a kept-alive
+		// connection to the application turns out closed before anything was written to it.
+		if body, ok, err := bufferBody(r); err != nil {
+			http.Error(w, "fleetmesh proxy: reading the request body: "+err.Error(), http.StatusBadRequest)
+			return
+		} else if ok && len(body) > 0 {
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+			out.Body, _ = out.GetBody()
+		}
+		t := app.http1
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			t = app.h2c // gRPC servers speak HTTP/2 only
+		}
+		resp, err := t.RoundTrip(out)
 		code := http.StatusServiceUnavailable
 		if err != nil {
+			if errors.As(err, new(connectError)) {
+				w.Header().Set(headerAppUnreached, "1")
+			}
 			http.Error(w, "fleetmesh proxy: application unavailable", code)
 		} else {
 			code = resp.StatusCode
+			resp.Header.Del(headerAppUnreached) // only this proxy says so
 			writeResponse(w, resp)
 		}
 		p.opts.Metrics.request("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.TrustDomain().Name(), code, time.Since(start))
@@ -287,22 +390,30 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 	srv.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})
 }
 
-// appTransport is the HTTP/1.1 pool to the local application at dst.
-func (p *Proxy) appTransport(dst netip.AddrPort) *http.Transport {
+// appTransports are the connection pools to the local application at one address.
+type appTransports struct{ http1, h2c *http.Transport }
+
+// appTransport is the pools to the local application at dst.
+func (p *Proxy) appTransport(dst netip.AddrPort) appTransports {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.apps == nil {
-		p.apps = map[netip.AddrPort]*http.Transport{}
+		p.apps = map[netip.AddrPort]appTransports{}
 	}
-	t := p.apps[dst]
-	if t == nil {
-		t = &http.Transport{
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return p.opts.Dial(ctx, network, dst.String())
-			},
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
+	t, ok := p.apps[dst]
+	if !ok {
+		dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+			c, err := p.opts.Dial(ctx, network, dst.String())
+			if err != nil {
+				return nil, connectError{err} // the request has not reached the application
+			}
+			return c, nil
+		}
+		h2c := &http.Protocols{}
+		h2c.SetUnencryptedHTTP2(true)
+		t = appTransports{
+			http1: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
+			h2c:   &http.Transport{DialContext: dial, Protocols: h2c, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
 		}
 		p.apps[dst] = t
 	}

@@ -19,6 +19,7 @@ package proxy
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,7 +32,24 @@ type Balancer struct {
 	levels [][]netip.AddrPort
 	hosts  map[netip.AddrPort]*hostState
 	next   uint64
+
+	// The cluster's circuit breakers: connection attempts and HTTP requests in flight.
+	connecting, requests gate
 }
+
+// gate counts work in flight against a limit.
+type gate struct{ n atomic.Int64 }
+
+// enter takes a place if fewer than limit are taken; leave gives it back.
+func (g *gate) enter(limit int) bool {
+	if g.n.Add(1) > int64(limit) {
+		g.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (g *gate) leave() { g.n.Add(-1) }
 
 type hostState struct {
 	fails        int

@@ -65,8 +65,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmesh_proxy_xds_nacks_total",
 			Help: "xDS responses the sidecar rejected, by type; it keeps its last good config."}, []string{"type"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.connections, m.closed, m.failed, m.bytes, m.denied, m.handshakeFailures, m.nacks)
+	reg.MustRegister(m.Collectors()...)
 	return m
+}
+
+// Collectors are the proxy's series, for a registry (NewMetrics registers them) or a check.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.connections, m.closed, m.failed, m.bytes, m.denied, m.handshakeFailures, m.nacks}
 }
 
 // NACK counts a rejected xDS response.

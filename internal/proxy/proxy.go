@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -51,8 +50,13 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ConnectTimeout bounds one connection attempt upstream (default 2s).
 	ConnectTimeout time.Duration
-	Metrics        *Metrics
-	Log            logr.Logger
+	// MaxConnecting bounds a cluster's connection attempts in flight and MaxRequests its HTTP
+	// requests in flight, as Envoy's circuit breakers do (default 1024, Envoy's). Beyond them a
+	// connection is closed and a request answered 503 at once, so a flood toward a dead
+	// upstream holds a bounded number of goroutines, sockets and request bodies.
+	MaxConnecting, MaxRequests int
+	Metrics                    *Metrics
+	Log                        logr.Logger
 }
 
 // Proxy carries a pod's captured traffic by the Config its ADS client accepted.
@@ -62,7 +66,7 @@ type Proxy struct {
 
 	mu        sync.Mutex
 	balancers map[string]*Balancer
-	apps      map[netip.AddrPort]*http.Transport
+	apps      map[netip.AddrPort]appTransports
 
 	outboundHTTP *httpOutbound
 }
@@ -75,6 +79,12 @@ func New(opts Options) *Proxy {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 2 * time.Second
+	}
+	if opts.MaxConnecting <= 0 {
+		opts.MaxConnecting = 1024
+	}
+	if opts.MaxRequests <= 0 {
+		opts.MaxRequests = 1024
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
@@ -109,13 +119,14 @@ func (p *Proxy) SetConfig(c *Config) {
 // Config is the config in use (nil before the first).
 func (p *Proxy) Config() *Config { return p.cfg.Load() }
 
-// Ready reports whether the proxy has a complete config and an SVID.
+// Ready reports whether the proxy has a complete config and an SVID that has not expired (an
+// expired one, while the identity API is away, is refused by every peer: not ready).
 func (p *Proxy) Ready() bool {
 	if !p.cfg.Load().Ready() {
 		return false
 	}
-	_, err := p.opts.SVID.GetX509SVID()
-	return err == nil
+	s, err := p.opts.SVID.GetX509SVID()
+	return err == nil && len(s.Certificates) > 0 && time.Now().Before(s.Certificates[0].NotAfter)
 }
 
 func (p *Proxy) balancer(name string) *Balancer {
@@ -133,25 +144,52 @@ func (p *Proxy) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundl
 	return c.Bundles.GetX509BundleForTrustDomain(td)
 }
 
-// clientTLS is the mTLS config toward a server sidecar: our SVID, the peer verified against
-// its trust domain's bundle (any workload of a federated trust domain).
-func (p *Proxy) clientTLS(alpn string) *tls.Config {
-	c := tlsconfig.MTLSClientConfig(p.opts.SVID, p, tlsconfig.AuthorizeAny())
-	if alpn != "" {
-		c.NextProtos = []string{alpn}
+// clientTLS is the mTLS config toward a server sidecar of cluster c: our SVID, the peer verified
+// against its trust domain's bundle and, when the cluster names them, its SPIFFE ID matched
+// against the cluster's server identities (the service's namespace).
+func (p *Proxy) clientTLS(c *Cluster) *tls.Config {
+	authorize := tlsconfig.AuthorizeAny()
+	if c.ServerIDs != nil {
+		authorize = func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+			if !c.ServerIDs.Allows(id) {
+				return fmt.Errorf("server %s is not an identity of cluster %s", id, c.Name)
+			}
+			return nil
+		}
 	}
-	return c
+	cfg := tlsconfig.MTLSClientConfig(p.opts.SVID, p, authorize)
+	if c.ALPN != "" {
+		cfg.NextProtos = []string{c.ALPN}
+	}
+	return cfg
 }
+
+// errOverflow is a connection attempt refused by the cluster's MaxConnecting.
+var errOverflow = errors.New("too many connection attempts in flight to the cluster")
+
+// connectError is a failure to reach a server sidecar (dial, mTLS handshake, overflow) or, on
+// the inbound side, the application: nothing of the request has left the proxy, so it is
+// always safe to try again elsewhere.
+type connectError struct{ err error }
+
+func (e connectError) Error() string { return e.err.Error() }
+func (e connectError) Unwrap() error { return e.err }
 
 // dialMesh opens an mTLS connection to a host of cluster c.
 func (p *Proxy) dialMesh(ctx context.Context, h netip.AddrPort, c *Cluster) (*tls.Conn, error) {
+	if b := p.balancer(c.EDSName); b != nil {
+		if !b.connecting.enter(p.opts.MaxConnecting) {
+			return nil, errOverflow
+		}
+		defer b.connecting.leave()
+	}
 	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
 	defer cancel()
 	raw, err := p.opts.Dial(dctx, "tcp", h.String())
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(raw, p.clientTLS(c.ALPN))
+	tc := tls.Client(raw, p.clientTLS(c))
 	if err := tc.HandshakeContext(dctx); err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("mTLS handshake with %s: %w", h, err)
@@ -178,6 +216,9 @@ func (p *Proxy) pickAndDial(ctx context.Context, c *Cluster, retries int) (*tls.
 		if err == nil {
 			return conn, h, nil
 		}
+		if errors.Is(err, errOverflow) {
+			return nil, netip.AddrPort{}, err // the cluster's limit, not the host's fault
+		}
 		b.Report(h, false, c.Outlier)
 		last = err
 	}
@@ -198,18 +239,21 @@ func (p *Proxy) ServeInbound(ln net.Listener) error {
 }
 
 func serve(ln net.Listener, handle func(*net.TCPConn)) error {
+	var delay time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
+			// Out of file descriptors under a connection flood (EMFILE), or a connection
+			// aborted before it was accepted: wait a little and accept again, as net/http's
+			// Server does. Returning would stop the pod's captured traffic for good.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
 			_ = c.Close()
@@ -293,6 +337,10 @@ func (p *Proxy) handleInbound(c *net.TCPConn) {
 		_ = c.Close() // no policy yet: nothing is allowed
 		return
 	}
+	if isSelf(c, dst) {
+		_ = c.Close() // sent to the inbound listener itself (its port is not captured): never loop
+		return
+	}
 	var peer spiffeid.ID
 	tlsCfg := tlsconfig.MTLSServerConfig(p.opts.SVID, p, func(id spiffeid.ID, _ [][]*x509.Certificate) error {
 		if !p.cfg.Load().Inbound.Allows(id) {
@@ -317,6 +365,13 @@ func (p *Proxy) handleInbound(c *net.TCPConn) {
 		p.serveInboundHTTP(tc, dst, peer)
 		return
 	}
+	if p.cfg.Load().Inbound.HTTPOnly(dst.Port()) {
+		// A declared HTTP port: only the HTTP chain exists for it (Envoy would match no chain).
+		p.opts.Metrics.handshakeFailures.Inc()
+		p.opts.Log.Info("inbound opaque TCP to an HTTP-only port refused", "from", c.RemoteAddr().String(), "port", dst.Port(), "peer", peer.String())
+		_ = tc.Close()
+		return
+	}
 	defer func() { _ = tc.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
 	app, err := p.opts.Dial(ctx, "tcp", dst.String())
@@ -331,15 +386,22 @@ func (p *Proxy) handleInbound(c *net.TCPConn) {
 
 type closeWriter interface{ CloseWrite() error }
 
-// splice copies both ways until both directions end; a half-close is passed on.
+// splice copies both ways until both directions end; a half-close (EOF) is passed on, an error
+// (a reset) on either side closes both, as Envoy's tcp_proxy does: the other direction would
+// otherwise wait for a peer that may never speak or close again.
 func splice(down, up net.Conn, m tcpMetrics) {
 	m.opened.Inc()
 	defer func() { _ = up.Close() }()
 	var wg sync.WaitGroup
 	cp := func(dst, src net.Conn, bytes counter) {
 		defer wg.Done()
-		n, _ := io.Copy(dst, src)
+		n, err := io.Copy(dst, src)
 		bytes.Add(float64(n))
+		if err != nil {
+			_ = down.Close()
+			_ = up.Close()
+			return
+		}
 		if cw, ok := dst.(closeWriter); ok {
 			_ = cw.CloseWrite()
 		} else {

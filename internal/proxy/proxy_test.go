@@ -146,6 +146,8 @@ type fixture struct {
 	xdsAddr   string
 	in        xds.Input
 	inbound   map[string]net.Listener // server sidecar inbound listeners by member
+	// delta makes the sidecars' ADS clients incremental.
+	delta bool
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -164,17 +166,23 @@ func newFixture(t *testing.T) *fixture {
 // startSidecar runs a proxy of member m with the given original-destination mapping and
 // returns its outbound and inbound listeners.
 func (f *fixture) startSidecar(m *member, node, sa string, dst func(*net.TCPConn) (netip.AddrPort, error)) (*proxy.Proxy, net.Listener, net.Listener, *atomic.Int32) {
+	return f.startSidecarWith(m, node, proxy.Options{SVID: staticSVID{m.svid(f.t, "demo", sa)}, OriginalDst: dst})
+}
+
+// startSidecarWith is startSidecar with the proxy's options given (metrics and log are set here).
+func (f *fixture) startSidecarWith(m *member, node string, opts proxy.Options) (*proxy.Proxy, net.Listener, net.Listener, *atomic.Int32) {
 	t := f.t
 	metrics := proxy.NewMetrics(nil)
 	nacks := &atomic.Int32{}
-	p := proxy.New(proxy.Options{SVID: staticSVID{m.svid(t, "demo", sa)}, OriginalDst: dst, Metrics: metrics, Log: logr.Discard()})
+	opts.Metrics, opts.Log = metrics, logr.Discard()
+	p := proxy.New(opts)
 	conn, err := grpc.NewClient(f.xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	md, _ := structpb.NewStruct(map[string]any{xds.ProxyMetadataKey: xds.ProxyRoleSidecar})
-	ads := &proxy.ADS{Conn: conn, Node: &corev3.Node{Id: node, Metadata: md}, Apply: p.SetConfig, Log: logr.Discard(),
+	ads := &proxy.ADS{Conn: conn, Node: &corev3.Node{Id: node, Metadata: md}, Apply: p.SetConfig, Log: logr.Discard(), Delta: f.delta,
 		OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL); nacks.Add(1) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -228,7 +236,14 @@ func endpointSet(m string, l net.Listener, region string) xds.EndpointSet {
 }
 
 func TestSidecarsCarryHTTPAndTCPWithMTLSAndFailover(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "state of the world", true: "delta"}[delta], func(t *testing.T) { sidecarsCarry(t, delta) })
+	}
+}
+
+func sidecarsCarry(t *testing.T, delta bool) {
 	f := newFixture(t)
+	f.delta = delta
 	appB, appC := startApp(t, "b"), startApp(t, "c")
 	// Server sidecars: their inbound listener hands a connection to the app's port of the same
 	// kind (the original destination a capture would have recorded).
@@ -435,7 +450,14 @@ func TestInboundRefusesPlaintextForeignAndUnauthorizedPeers(t *testing.T) {
 }
 
 func TestADSNACKsABadResponseAndKeepsTheLastGoodConfig(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "state of the world", true: "delta"}[delta], func(t *testing.T) { nacksBadResponse(t, delta) })
+	}
+}
+
+func nacksBadResponse(t *testing.T, delta bool) {
 	f := newFixture(t)
+	f.delta = delta
 	in := xds.Input{
 		Member: xds.Member{Cluster: "a", TrustDomain: "a.fleet"}, FederatedTrustDomains: []string{"a.fleet"},
 		TrustBundles: bundles(f.a),

@@ -43,6 +43,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
@@ -62,6 +64,8 @@ type SidecarOptions struct {
 	OutboundPort, InboundPort   int
 	// DNSPort answers the pod's captured DNS (0: off).
 	DNSPort int
+	// Delta selects incremental ADS.
+	Delta bool
 	// Pod identity, from the downward API (POD_NAME, POD_NAMESPACE, POD_IP, SERVICE_ACCOUNT).
 	PodName, PodNamespace, PodIP, ServiceAccount string
 }
@@ -82,6 +86,7 @@ func ParseSidecarFlags(args []string) (SidecarOptions, error) {
 	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
 	fs.IntVar(&o.OutboundPort, "outbound-port", xds.OutboundPort, "port of the captured outbound traffic")
 	fs.IntVar(&o.InboundPort, "inbound-port", xds.InboundPort, "port of the captured inbound traffic")
+	fs.BoolVar(&o.Delta, "xds-delta", false, "use incremental (delta) ADS instead of the state of the world")
 	fs.IntVar(&o.DNSPort, "dns-port", 15053, "port of the captured DNS queries (0: no DNS answerer)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -128,17 +133,52 @@ func (h *appProbeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port)))
+	switch {
+	case p.TCP:
+		c, err := net.DialTimeout("tcp", addr, h.client.Timeout)
+		if err != nil {
+			http.Error(w, "application probe: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_ = c.Close()
+		return
+	case p.GRPC:
+		if err := grpcHealthCheck(r.Context(), addr, p.Service, h.client.Timeout); err != nil {
+			http.Error(w, "application probe: "+err.Error(), http.StatusServiceUnavailable)
+		}
+		return
+	}
 	scheme := "http"
 	if strings.EqualFold(p.Scheme, "https") {
 		scheme = "https"
 	}
-	resp, err := h.client.Get(scheme + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port))) + p.Path)
+	resp, err := h.client.Get(scheme + "://" + addr + p.Path)
 	if err != nil {
 		http.Error(w, "application probe: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	_ = resp.Body.Close()
 	w.WriteHeader(resp.StatusCode)
+}
+
+// grpcHealthCheck is the kubelet's gRPC probe: grpc.health.v1.Health/Check of service, SERVING.
+func grpcHealthCheck(ctx context.Context, addr, service string, timeout time.Duration) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("gRPC health of %q: %s", service, resp.GetStatus())
+	}
+	return nil
 }
 
 // svidHolder is the SVID the identity client last wrote.
@@ -222,7 +262,7 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 		Cluster:  o.ClusterID,
 		Metadata: md,
 	}
-	ads := &ADS{Conn: conn, Node: node, Apply: p.SetConfig, Log: log.WithName("xds"), OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL) }}
+	ads := &ADS{Conn: conn, Node: node, Apply: p.SetConfig, Log: log.WithName("xds"), Delta: o.Delta, OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL) }}
 	go func() { _ = ads.Run(ctx) }()
 
 	lc := net.ListenConfig{}

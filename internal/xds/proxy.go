@@ -26,6 +26,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -40,11 +41,13 @@ import (
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -96,7 +99,7 @@ func BuildProxy(in Input) (*Resources, error) {
 		outbound.FilterChains = append(outbound.FilterChains, chains[name])
 	}
 	b.add(&b.listeners, outbound)
-	b.add(&b.listeners, inboundListener(rules))
+	b.add(&b.listeners, inboundListener(rules, localHTTPPorts(svcs)))
 	for _, name := range []string{PassthroughCluster, InboundPassthroughCluster} {
 		b.add(&b.clusters, &clusterv3.Cluster{
 			Name:                 name,
@@ -162,7 +165,7 @@ func (b *builder) proxyService(s *Service, chains map[string]*listenerv3.FilterC
 		}
 		name := ProxyClusterName(host, p.Port)
 		proto := ProtocolOf(p.Name, p.AppProtocol)
-		b.add(&b.clusters, b.proxyCluster(name, proto))
+		b.add(&b.clusters, b.proxyCluster(name, s.Namespace, proto))
 		cla, err := b.loadAssignment(name, s, p)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", host, err)
@@ -205,6 +208,9 @@ func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster
 					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 						RetryPolicy:      httpRetryPolicy(b.failover.Retries),
+						// No route timeout (the API has none yet): said explicitly, since an
+						// unset one is Envoy's 15 s.
+						Timeout: durationpb.New(0),
 					}},
 				}},
 			}},
@@ -215,8 +221,10 @@ func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster
 	return fc
 }
 
-// httpRetryPolicy retries what has not reached an application: a refused or reset connection,
-// and a 503 (what a server sidecar answers when its application is gone).
+// httpRetryPolicy retries on another host after a refused or reset connection or a 503 (what a
+// server sidecar answers when its application is gone). fleetmesh's proxy narrows this to what
+// is safe: a request that may have reached an application is sent again only when its method
+// is idempotent; one that did not (connect failure, a 503 marked unreached) always.
 func httpRetryPolicy(retries int32) *routev3.RetryPolicy {
 	if retries == 0 {
 		return nil
@@ -231,20 +239,33 @@ func httpRetryPolicy(retries int32) *routev3.RetryPolicy {
 	}
 }
 
-func (b *builder) proxyCluster(name string, proto Protocol) *clusterv3.Cluster {
+// proxyCluster is a service port's Cluster. Its server sidecars must present a SPIFFE ID of the
+// service's namespace (in any federated trust domain): a Service's endpoints are pods of its
+// own namespace, and an imported service's are those of the same namespace in every member
+// (MCS namespace sameness), so another workload at an endpoint's address cannot pose as it.
+func (b *builder) proxyCluster(name, namespace string, proto Protocol) *clusterv3.Cluster {
 	alpn := InboundTCPALPN
 	if proto == ProtocolHTTP {
 		alpn = InboundHTTPALPN
 	}
+	common := sdsTLS(alpn)
+	common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+		DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+			SanType: tlsv3.SubjectAltNameMatcher_URI,
+			// Namespace names are DNS labels: nothing to quote.
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{
+				Regex: "^spiffe://[^/]+/ns/" + namespace + "/sa/[^/]+$",
+			}}},
+		}}},
+		ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: ValidationSecretName, SdsConfig: adsSource()},
+	}}
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 		OutlierDetection:     b.outlier,
-		TransportSocket: transportSocket(&tlsv3.UpstreamTlsContext{
-			CommonTlsContext: sdsTLS(alpn),
-		}),
+		TransportSocket:      transportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: common}),
 	}
 	if proto == ProtocolHTTP {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsName: anyOf(&httpv3.HttpProtocolOptions{
@@ -269,7 +290,33 @@ func sdsTLS(alpn ...string) *tlsv3.CommonTlsContext {
 
 // inboundListener terminates mTLS for every inbound connection the capture sends it and hands
 // it to the application at its original destination, after the authorization policy.
-func inboundListener(rules *rbacv3.RBAC) *listenerv3.Listener {
+// localHTTPPorts are the target ports of the member's own HTTP service ports: inbound, these
+// take HTTP from a client sidecar only, so that no caller can hand the application raw bytes
+// with a forged x-forwarded-client-cert over the opaque TCP chain.
+func localHTTPPorts(svcs []Service) []uint32 {
+	var out []uint32
+	for _, s := range svcs {
+		if s.Scope != Local {
+			continue
+		}
+		for _, p := range s.Ports {
+			if !isTCP(p.Protocol) || ProtocolOf(p.Name, p.AppProtocol) != ProtocolHTTP {
+				continue
+			}
+			for _, set := range s.Endpoints {
+				for _, ep := range set.Ports {
+					if ep.Name == p.Name && isTCP(ep.Protocol) && ep.Port > 0 && ep.Port <= 65535 {
+						out = append(out, uint32(ep.Port))
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func inboundListener(rules *rbacv3.RBAC, httpPorts []uint32) *listenerv3.Listener {
 	downstream := func(alpn string) *corev3.TransportSocket {
 		return transportSocket(&tlsv3.DownstreamTlsContext{
 			CommonTlsContext:         sdsTLS(alpn),
@@ -308,7 +355,7 @@ func inboundListener(rules *rbacv3.RBAC) *listenerv3.Listener {
 			listenerFilter(TLSInspectorFilterName, &tlsinspectorv3.TlsInspector{}),
 		},
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		FilterChains: []*listenerv3.FilterChain{
+		FilterChains: append(httpPortChains(httpPorts, rbac, hcm, downstream(InboundHTTPALPN)), []*listenerv3.FilterChain{
 			{
 				Name:             "inbound-http",
 				FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: []string{InboundHTTPALPN}},
@@ -322,8 +369,25 @@ func inboundListener(rules *rbacv3.RBAC) *listenerv3.Listener {
 				Filters:          []*listenerv3.Filter{rbac, tcpProxy("inbound_tcp", InboundPassthroughCluster)},
 				TransportSocket:  downstream(InboundTCPALPN),
 			},
-		},
+		}...),
 	}
+}
+
+// httpPortChains are the inbound chains of declared HTTP ports: a destination port match is
+// more specific than none, so on these ports only the HTTP chain (ALPN InboundHTTPALPN) exists
+// and any other connection matches no chain and is closed.
+func httpPortChains(ports []uint32, rbac *listenerv3.Filter, hcm *hcmv3.HttpConnectionManager, ts *corev3.TransportSocket) []*listenerv3.FilterChain {
+	out := make([]*listenerv3.FilterChain, 0, len(ports))
+	for _, port := range ports {
+		out = append(out, &listenerv3.FilterChain{
+			Name: "inbound-http-" + strconv.Itoa(int(port)),
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: "tls",
+				ApplicationProtocols: []string{InboundHTTPALPN}},
+			Filters:         []*listenerv3.Filter{rbac, {Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)}}},
+			TransportSocket: ts,
+		})
+	}
+	return out
 }
 
 // validationSecret is the SPIFFE validator over every trust domain the member federates with

@@ -69,6 +69,7 @@ func TestBuildProxy(t *testing.T) {
 	echo.Ports = []Port{{Name: "grpc", Port: 8080}, {Name: "tcp-echo", Port: 9000}, {Name: "dns", Port: 53, Protocol: "UDP"}}
 	local := Service{Namespace: "demo", Name: "web", Scope: Local, IPs: []string{"10.96.0.10"},
 		Ports: []Port{{Name: "web", Port: 80, AppProtocol: "http"}}}
+	local.Endpoints = []EndpointSet{{Cluster: "a", Ports: []Port{{Name: "web", Port: 8081}}, Endpoints: []Endpoint{{Address: "10.244.0.9", Ready: true}}}}
 	r, err := BuildProxy(proxyInput(t, echo, local))
 	if err != nil {
 		t.Fatalf("BuildProxy: %v", err)
@@ -113,10 +114,17 @@ func TestBuildProxy(t *testing.T) {
 	if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
 		t.Fatal(err)
 	}
+	combined := up.GetCommonTlsContext().GetCombinedValidationContext()
 	if up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() != CertSecretName ||
-		up.GetCommonTlsContext().GetValidationContextSdsSecretConfig().GetName() != ValidationSecretName ||
+		combined.GetValidationContextSdsSecretConfig().GetName() != ValidationSecretName ||
 		up.GetCommonTlsContext().GetAlpnProtocols()[0] != InboundHTTPALPN {
 		t.Errorf("upstream TLS %v", up)
+	}
+	// The server sidecar must present an identity of the service's namespace.
+	sans := combined.GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
+	if len(sans) != 1 || sans[0].GetSanType() != tlsv3.SubjectAltNameMatcher_URI ||
+		sans[0].GetMatcher().GetSafeRegex().GetRegex() != "^spiffe://[^/]+/ns/demo/sa/[^/]+$" {
+		t.Errorf("upstream server identities %v", sans)
 	}
 	if c.GetOutlierDetection() == nil {
 		t.Error("no outlier detection")
@@ -127,7 +135,12 @@ func TestBuildProxy(t *testing.T) {
 	}
 
 	in := byName[*listenerv3.Listener](t, r.Listeners.Items, InboundListenerName)
-	if len(in.GetFilterChains()) != 2 || in.GetFilterChains()[0].GetFilterChainMatch().GetApplicationProtocols()[0] != InboundHTTPALPN {
+	// web's target port 8081 is HTTP: its chain names the port and takes HTTP only; then the
+	// generic HTTP and TCP chains.
+	if len(in.GetFilterChains()) != 3 || in.GetFilterChains()[0].GetName() != "inbound-http-8081" ||
+		in.GetFilterChains()[0].GetFilterChainMatch().GetDestinationPort().GetValue() != 8081 ||
+		in.GetFilterChains()[0].GetFilterChainMatch().GetApplicationProtocols()[0] != InboundHTTPALPN ||
+		in.GetFilterChains()[1].GetFilterChainMatch().GetApplicationProtocols()[0] != InboundHTTPALPN {
 		t.Errorf("inbound chains %v", in.GetFilterChains())
 	}
 	for _, fc := range in.GetFilterChains() {

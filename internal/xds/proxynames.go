@@ -30,9 +30,9 @@ import (
 //     listener filter). One filter chain per service virtual IP and TCP port (filter_chain_match
 //     prefix_ranges <ip>/32 or /128 and destination_port), named ProxyChainName(ip, port). An HTTP
 //     port (ProtocolOf) gets an http_connection_manager with an inline route to the port's
-//     cluster, its retry policy and timeout; any other port a tcp_proxy to it. The default
-//     filter chain is a tcp_proxy to PassthroughCluster: traffic to addresses outside the mesh
-//     leaves unchanged.
+//     cluster, its retry policy and an explicit route timeout of 0 (none); any other port a
+//     tcp_proxy to it. The default filter chain is a tcp_proxy to PassthroughCluster: traffic to
+//     addresses outside the mesh leaves unchanged.
 //   - Listener InboundListenerName on 0.0.0.0:InboundPort (original_dst and tls_inspector
 //     listener filters). Its filter chains need TLS (transport_protocol "tls") with a client
 //     certificate: ALPN InboundHTTPALPN gets an http_connection_manager (the network RBAC filter
