@@ -280,3 +280,65 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
 }
+
+// TestBenchmarkSidecarTCPThroughput (FLEETMESH_BENCH=1): bytes per second of one TCP connection
+// through the two-sidecar hop (opaque TCP, mTLS) as a ratio of direct.
+func TestBenchmarkSidecarTCPThroughput(t *testing.T) {
+	if os.Getenv("FLEETMESH_BENCH") == "" {
+		t.Skip("set FLEETMESH_BENCH=1 (make bench) to run the sidecar benchmark")
+	}
+	const total = 256 << 20
+	f := newFixture(t)
+	sink := listen(t)
+	go func() {
+		for {
+			c, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			go func() { n, _ := io.Copy(io.Discard, c); _, _ = fmt.Fprintf(c, "%d", n); _ = c.Close() }()
+		}
+	}()
+	_, _, in, _ := f.startSidecar(f.b, "b", "echo", func(*net.TCPConn) (netip.AddrPort, error) { return sink.Addr().(*net.TCPAddr).AddrPort(), nil })
+	p, out, _, _ := f.startSidecar(f.a, "a", "client", func(*net.TCPConn) (netip.AddrPort, error) {
+		return netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, tcpPort)), nil
+	})
+	base := xds.Input{Member: xds.Member{Cluster: "a", TrustDomain: "a.fleet"}, FederatedTrustDomains: []string{"a.fleet", "b.fleet"}, TrustBundles: bundles(f.a, f.b)}
+	client := base
+	client.Services = []xds.Service{{Namespace: "demo", Name: "sink", Scope: xds.ClusterSet, IPs: []string{vip}, Ports: []xds.Port{{Name: "tcp-sink", Port: tcpPort}},
+		Endpoints: []xds.EndpointSet{{Cluster: "b", Ports: []xds.Port{{Name: "tcp-sink", Port: portOf(in)}}, Endpoints: []xds.Endpoint{{Address: "127.0.0.1", Ready: true}}}}}}
+	f.setSnapshot("a", client)
+	server := base
+	server.Member = xds.Member{Cluster: "b", TrustDomain: "b.fleet"}
+	f.setSnapshot("b", server)
+	eventually(t, "client sidecar ready", func() error {
+		if !p.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	send := func(addr string) float64 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.Close() }()
+		buf := bytes.Repeat([]byte("x"), 64<<10)
+		start := time.Now()
+		for sent := 0; sent < total; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c) // the sink's count: every byte arrived
+		if err != nil || string(got) != fmt.Sprint(total) {
+			t.Fatalf("sink counted %q (%v), want %d", got, err, total)
+		}
+		return float64(total) / time.Since(start).Seconds()
+	}
+	direct := send(sink.Addr().String())
+	hop := send(out.Addr().String())
+	fmt.Printf("\nproxy: TCP throughput of one connection, %d MiB: direct %.0f MiB/s, through the two-sidecar hop (mTLS) %.0f MiB/s: %.2f of direct\n",
+		total>>20, direct/(1<<20), hop/(1<<20), hop/direct)
+}
