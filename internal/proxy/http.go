@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -135,14 +136,16 @@ func (h *httpOutbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cl := rc.cluster
-	m := h.p.opts.Metrics
 	if d := rc.route.Timeout; d > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), d)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
+	if r.Header.Get(HeaderTraceparent) == "" {
+		r.Header.Set(HeaderTraceparent, newTraceparent()) // started here: logged and sent upstream
+	}
 	code := h.forward(w, r, rc.route, cl)
-	m.request("outbound", cl.Name, "", code, time.Since(start))
+	h.p.record("outbound", cl.Name, "", r, code, start)
 }
 
 // forward sends r upstream with retries and writes the answer; it returns the status sent.
@@ -350,7 +353,7 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 		if !p.cfg.Load().Inbound.Allows(peer) {
 			p.opts.Metrics.denied.WithLabelValues(peer.TrustDomain().Name()).Inc()
 			http.Error(w, "fleetmesh proxy: "+peer.String()+" is not authorized by the mesh's policy", http.StatusForbidden)
-			p.opts.Metrics.request("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.TrustDomain().Name(), http.StatusForbidden, time.Since(start))
+			p.record("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.String(), r, http.StatusForbidden, start)
 			return
 		}
 		out := r.Clone(r.Context())
@@ -384,7 +387,7 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 			resp.Header.Del(headerAppUnreached) // only this proxy says so
 			writeResponse(w, resp)
 		}
-		p.opts.Metrics.request("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.TrustDomain().Name(), code, time.Since(start))
+		p.record("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.String(), r, code, start)
 	})
 	srv := &http2.Server{IdleTimeout: 5 * time.Minute}
 	srv.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})
@@ -439,4 +442,40 @@ func statusClass(code int) string {
 		return "5xx"
 	}
 	return strconv.Itoa(code/100) + "xx"
+}
+
+// accessLogEntry is one line of the access log (JSON, one object per request).
+type accessLogEntry struct {
+	Time        string  `json:"time"`
+	Direction   string  `json:"direction"`
+	Destination string  `json:"destination"`
+	Peer        string  `json:"peer,omitempty"`
+	Method      string  `json:"method"`
+	Authority   string  `json:"authority"`
+	Path        string  `json:"path"`
+	Status      int     `json:"status"`
+	DurationMS  float64 `json:"duration_ms"`
+	Traceparent string  `json:"traceparent,omitempty"`
+}
+
+// record counts a request in the golden metrics and, when an access log is set, writes its line.
+// peer is the caller's SPIFFE ID (inbound) or "".
+func (p *Proxy) record(direction, destination, peer string, r *http.Request, code int, start time.Time) {
+	d := time.Since(start)
+	td := ""
+	if id, err := spiffeid.FromString(peer); err == nil {
+		td = id.TrustDomain().Name()
+	}
+	p.opts.Metrics.request(direction, destination, td, code, d)
+	if p.opts.AccessLog == nil {
+		return
+	}
+	line, _ := json.Marshal(accessLogEntry{ // strings and numbers: always marshals
+		Time: start.UTC().Format(time.RFC3339Nano), Direction: direction, Destination: destination, Peer: peer,
+		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Status: code, DurationMS: float64(d.Microseconds()) / 1000,
+		Traceparent: r.Header.Get(HeaderTraceparent),
+	})
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	_, _ = p.opts.AccessLog.Write(append(line, '\n'))
 }

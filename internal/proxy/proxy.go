@@ -57,6 +57,8 @@ type Options struct {
 	MaxConnecting, MaxRequests int
 	Metrics                    *Metrics
 	Log                        logr.Logger
+	// AccessLog, if set, receives a JSON line per HTTP request (off by default).
+	AccessLog io.Writer
 }
 
 // Proxy carries a pod's captured traffic by the Config its ADS client accepted.
@@ -66,6 +68,7 @@ type Proxy struct {
 
 	mu        sync.Mutex
 	balancers map[string]*Balancer
+	logMu     sync.Mutex
 	apps      map[netip.AddrPort]appTransports
 
 	outboundHTTP *httpOutbound

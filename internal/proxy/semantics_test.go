@@ -17,8 +17,10 @@ limitations under the License.
 package proxy_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +50,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fleetmesh/fleetmesh/internal/proxy"
+	"github.com/fleetmesh/fleetmesh/internal/trust"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
 
@@ -519,4 +522,89 @@ func TestAnHTTPOnlyInboundPortRefusesOpaqueTCP(t *testing.T) {
 		}
 		return fmt.Errorf("answer %q, error %v", got, err)
 	})
+}
+
+// lockedBuffer is an access log a test reads while the proxy writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestAccessLogWritesAJSONLinePerRequest(t *testing.T) {
+	f := newFixture(t)
+	app := startHitApp(t, "b")
+	in := f.serverSidecar(f.b, "b-echo", "demo", app.addr())
+	log := &lockedBuffer{}
+	_, out := f.clientSidecar("a", f.clientInput("http", xds.Failover{Retries: 1}, endpointsAt("b", "r1", "http", in)), proxy.Options{AccessLog: log})
+	if code, _ := call(t, &http.Client{Timeout: 5 * time.Second}, http.MethodGet, "http://"+out.Addr().String()+"/hello"); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	var entry map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(log.String())), &entry); err != nil {
+		t.Fatalf("access log %q: %v", log.String(), err)
+	}
+	if entry["direction"] != "outbound" || entry["method"] != "GET" || entry["path"] != "/hello" || entry["status"] != float64(200) ||
+		!strings.HasPrefix(fmt.Sprint(entry["traceparent"]), "00-") || entry["destination"] != "outbound|8080||echo.demo.svc.clusterset.local" {
+		t.Errorf("access log entry %v", entry)
+	}
+}
+
+func TestInboundRefusesAnExpiredSVID(t *testing.T) {
+	f := newFixture(t)
+	// Member a's CA, whose issuer signed an SVID valid from 2 h ago until 1 h ago.
+	td := spiffeid.RequireTrustDomainFromString("a.fleet")
+	key, err := trust.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := trust.SelfSign(td, key, time.Now().Add(-3*time.Hour), 24*time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := trust.NewIssuer(ca, trust.IssuerOptions{SVIDTTL: time.Hour, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &member{name: "a", ca: ca, iss: iss}
+	expired := old.svid(t, "demo", "client")
+	if !expired.Certificates[0].NotAfter.Before(time.Now()) {
+		t.Fatalf("the SVID is not expired: %s", expired.Certificates[0].NotAfter)
+	}
+	app := startHitApp(t, "b")
+	pb, _, in, _ := f.startSidecarWith(f.b, "b-echo", proxy.Options{SVID: staticSVID{f.b.svid(t, "demo", "echo")},
+		OriginalDst: func(*net.TCPConn) (netip.AddrPort, error) { return app.addr(), nil }})
+	f.setSnapshot("b-echo", xds.Input{Member: xds.Member{Cluster: "b", TrustDomain: "b.fleet"}, FederatedTrustDomains: []string{"a.fleet", "b.fleet"},
+		TrustBundles: bundles(old, f.b)})
+	eventually(t, "b's sidecar configured", func() error {
+		if !pb.Ready() {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	cert := tls.Certificate{PrivateKey: expired.PrivateKey}
+	for _, c := range expired.Certificates {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	conn, err := tls.Dial("tcp", in.Addr().String(), &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, //nolint:gosec // the server's verdict is what is tested
+		NextProtos: []string{xds.InboundTCPALPN}})
+	if err == nil {
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		_, err = conn.Read(make([]byte, 1)) // TLS 1.3: the server's refusal arrives with the first read
+		_ = conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("an expired SVID got through: %v", err)
+	}
 }

@@ -66,6 +66,8 @@ type SidecarOptions struct {
 	DNSPort int
 	// Delta selects incremental ADS.
 	Delta bool
+	// AccessLog writes a JSON line per HTTP request to stdout.
+	AccessLog bool
 	// Pod identity, from the downward API (POD_NAME, POD_NAMESPACE, POD_IP, SERVICE_ACCOUNT).
 	PodName, PodNamespace, PodIP, ServiceAccount string
 }
@@ -86,6 +88,7 @@ func ParseSidecarFlags(args []string) (SidecarOptions, error) {
 	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
 	fs.IntVar(&o.OutboundPort, "outbound-port", xds.OutboundPort, "port of the captured outbound traffic")
 	fs.IntVar(&o.InboundPort, "inbound-port", xds.InboundPort, "port of the captured inbound traffic")
+	fs.BoolVar(&o.AccessLog, "access-log", false, "write a JSON line per HTTP request to stdout")
 	fs.BoolVar(&o.Delta, "xds-delta", false, "use incremental (delta) ADS instead of the state of the world")
 	fs.IntVar(&o.DNSPort, "dns-port", 15053, "port of the captured DNS queries (0: no DNS answerer)")
 	if err := fs.Parse(args); err != nil {
@@ -239,7 +242,11 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 		})
 	}()
 
-	p := New(Options{SVID: holder, OriginalDst: capture.OriginalDst, Metrics: metrics, Log: log})
+	opts := Options{SVID: holder, OriginalDst: capture.OriginalDst, Metrics: metrics, Log: log}
+	if o.AccessLog {
+		opts.AccessLog = os.Stdout
+	}
+	p := New(opts)
 
 	agentID, err := spiffeid.FromSegments(td, "ns", identityv1.AgentNamespace, "sa", identityv1.AgentServiceAccount)
 	if err != nil {
