@@ -257,6 +257,22 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		AddReportEntry("sidecar failover", fmt.Sprintf("answers %v, failed %d", byMember, failed))
 		Expect(failed).To(BeZero())
 		Expect(byMember[b.Name]).To(BeNumerically(">", 0))
+		// The client's sidecar after carrying the run: a real process, its RSS as the kernel counts it.
+		pod := &corev1.Pod{}
+		Expect(a.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "client"}, pod)).To(Succeed())
+		for _, st := range pod.Status.InitContainerStatuses {
+			if st.Name != inject.ProxyContainerName {
+				continue
+			}
+			status, err := os.ReadFile("/proc/" + strings.TrimPrefix(st.ContainerID, "harness://") + "/status")
+			Expect(err).NotTo(HaveOccurred())
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+					fmt.Fprintf(GinkgoWriter, "client sidecar %s\n", line)
+					AddReportEntry("client sidecar memory", line)
+				}
+			}
+		}
 		// C is back: calls return to it.
 		Eventually(func() (string, error) { r, err := get(a, "client", echoURL); return r.Member, err }).
 			WithTimeout(2 * time.Minute).WithPolling(500 * time.Millisecond).Should(Equal(c.Name))

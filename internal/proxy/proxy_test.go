@@ -255,11 +255,11 @@ func sidecarsCarry(t *testing.T, delta bool) {
 			return a.http.Addr().(*net.TCPAddr).AddrPort(), nil
 		}
 	}
-	_, _, inB, _ := f.startSidecar(f.b, "b-echo", "echo", serverDst(appB))
-	_, _, inC, _ := f.startSidecar(f.c, "c-echo", "echo", serverDst(appC))
+	pB, _, inB, _ := f.startSidecar(f.b, "b-echo", "echo", serverDst(appB))
+	pC, _, inC, _ := f.startSidecar(f.c, "c-echo", "echo", serverDst(appC))
 	_ = inC
 	// A separate pair of server sidecars stands for the TCP echo port.
-	_, _, tinB, _ := f.startSidecar(f.b, "b-echo-tcp", "echo", func(*net.TCPConn) (netip.AddrPort, error) {
+	pTB, _, tinB, _ := f.startSidecar(f.b, "b-echo-tcp", "echo", func(*net.TCPConn) (netip.AddrPort, error) {
 		return appB.tcp.Addr().(*net.TCPAddr).AddrPort(), nil
 	})
 
@@ -314,6 +314,16 @@ func sidecarsCarry(t *testing.T, delta bool) {
 		return out, json.NewDecoder(resp.Body).Decode(&out)
 	}
 	var got map[string]string
+	// Every sidecar configured first: a request before a server sidecar has its policy is
+	// refused there and retried elsewhere, which is failover, not what this step checks.
+	eventually(t, "every sidecar configured", func() error {
+		for name, p := range map[string]*proxy.Proxy{"a": pa, "b": pB, "c": pC, "b-tcp": pTB} {
+			if !p.Ready() {
+				return fmt.Errorf("%s not ready", name)
+			}
+		}
+		return nil
+	})
 	eventually(t, "HTTP through the sidecars", func() (err error) { got, err = get(); return err })
 	if got["member"] != "b" {
 		t.Errorf("served by %s, want b (priority 0: same region)", got["member"])
