@@ -110,24 +110,12 @@ func (a *ADS) stream(ctx context.Context) error {
 		}
 		return s.Send(req)
 	}
-	// Listeners and Clusters are wildcard subscriptions; endpoints follow the clusters.
-	for _, t := range []struct {
-		url   string
-		names []string
-	}{
-		{resourcev3.ListenerType, nil}, {resourcev3.ClusterType, nil}, {resourcev3.SecretType, []string{xds.ValidationSecretName}},
-	} {
-		// No version on a new stream: the server sends everything again.
-		st := &typeState{names: t.names}
-		states[t.url] = st
-		if err := send(t.url, st, nil); err != nil {
-			return err
-		}
-	}
-	if names := a.edsNames(); len(names) > 0 {
-		st := &typeState{names: names}
-		states[resourcev3.EndpointType] = st
-		if err := send(resourcev3.EndpointType, st, nil); err != nil {
+	// In SotW no resource names is the wildcard. No version on a new stream: the server sends
+	// everything again.
+	for _, sub := range a.initialSubscriptions(nil) {
+		st := &typeState{names: sub.names}
+		states[sub.typeURL] = st
+		if err := send(sub.typeURL, st, nil); err != nil {
 			return err
 		}
 	}
@@ -145,10 +133,7 @@ func (a *ADS) stream(ctx context.Context) error {
 		}
 		st.nonce = resp.GetNonce()
 		if err := a.accept(resp); err != nil {
-			a.Log.Info("rejected an xDS response; keeping the last good config", "type", resp.GetTypeUrl(), "version", resp.GetVersionInfo(), "error", err.Error())
-			if a.OnNACK != nil {
-				a.OnNACK(resp.GetTypeUrl(), err)
-			}
+			a.rejected(resp.GetTypeUrl(), err, "version", resp.GetVersionInfo())
 			if err := send(resp.GetTypeUrl(), st, err); err != nil {
 				return err
 			}
@@ -173,6 +158,33 @@ func (a *ADS) stream(ctx context.Context) error {
 			}
 		}
 		a.publish()
+	}
+}
+
+// subscription is the resources of one type a stream asks for.
+type subscription struct {
+	typeURL string
+	names   []string
+}
+
+// initialSubscriptions are what a new stream asks for: every Listener and Cluster (wildcard is
+// the variant's way to say so), the validation Secret, and the endpoints of the clusters known
+// from a previous stream (later ones follow each accepted Cluster response).
+func (a *ADS) initialSubscriptions(wildcard []string) []subscription {
+	subs := []subscription{
+		{resourcev3.ListenerType, wildcard}, {resourcev3.ClusterType, wildcard}, {resourcev3.SecretType, []string{xds.ValidationSecretName}},
+	}
+	if names := a.edsNames(); len(names) > 0 {
+		subs = append(subs, subscription{resourcev3.EndpointType, names})
+	}
+	return subs
+}
+
+// rejected reports a response that did not translate; the last good config stays.
+func (a *ADS) rejected(typeURL string, err error, keysAndValues ...any) {
+	a.Log.Info("rejected an xDS response; keeping the last good config", append([]any{"type", typeURL, "error", err.Error()}, keysAndValues...)...)
+	if a.OnNACK != nil {
+		a.OnNACK(typeURL, err)
 	}
 }
 

@@ -26,8 +26,6 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
 
 // deltaStream is one incremental ADS stream: the server sends only what changed, the client
@@ -59,19 +57,9 @@ func (a *ADS) deltaStream(ctx context.Context) error {
 		}
 		return s.Send(req)
 	}
-	// Listeners and Clusters by wildcard ("*"); endpoints follow the clusters.
-	for _, t := range []struct {
-		url   string
-		names []string
-	}{
-		{resourcev3.ListenerType, []string{"*"}}, {resourcev3.ClusterType, []string{"*"}}, {resourcev3.SecretType, []string{xds.ValidationSecretName}},
-	} {
-		if err := subscribe(t.url, t.names); err != nil {
-			return err
-		}
-	}
-	if names := a.edsNames(); len(names) > 0 {
-		if err := subscribe(resourcev3.EndpointType, names); err != nil {
+	// In delta the wildcard is the name "*".
+	for _, sub := range a.initialSubscriptions([]string{"*"}) {
+		if err := subscribe(sub.typeURL, sub.names); err != nil {
 			return err
 		}
 	}
@@ -97,10 +85,7 @@ func (a *ADS) deltaStream(ctx context.Context) error {
 		}
 		ack := &discoveryv3.DeltaDiscoveryRequest{Node: a.Node, TypeUrl: typeURL, ResponseNonce: resp.GetNonce()}
 		if err := a.acceptResources(typeURL, slices.Collect(maps.Values(next))); err != nil {
-			a.Log.Info("rejected an xDS response; keeping the last good config", "type", typeURL, "nonce", resp.GetNonce(), "error", err.Error())
-			if a.OnNACK != nil {
-				a.OnNACK(typeURL, err)
-			}
+			a.rejected(typeURL, err, "nonce", resp.GetNonce())
 			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 			if err := s.Send(ack); err != nil {
 				return err

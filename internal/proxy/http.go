@@ -173,10 +173,6 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 	// (RFC 9110 9.2.2); one that never left for it (connect failure, refused by the app's port)
 	// always may be.
 	idempotent := isIdempotent(r)
-	tp := r.Header.Get(HeaderTraceparent)
-	if tp == "" {
-		tp = newTraceparent()
-	}
 	tried := map[netip.AddrPort]bool{}
 	t := h.transport(cl)
 	for attempt := 0; ; attempt++ {
@@ -193,16 +189,8 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 		out.Host = r.Host
 		removeHopHeaders(out.Header)
 		out.Header.Del(HeaderXFCC) // only the server sidecar sets it
-		out.Header.Set(HeaderTraceparent, tp)
 		if replayable {
-			out.ContentLength = int64(len(body))
-			out.Body, out.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
-			if len(body) > 0 {
-				// GetBody also lets the HTTP/2 transport replay it on a connection that went
-				// away before the request was processed (GOAWAY, REFUSED_STREAM).
-				out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-				out.Body, _ = out.GetBody()
-			}
+			setReplayableBody(out, body)
 		}
 		resp, err := t.RoundTrip(out)
 		last := attempt >= retries
@@ -267,6 +255,19 @@ func bufferBody(r *http.Request) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return data, true, nil
+}
+
+// setReplayableBody gives out the buffered body and a GetBody, so that the request can be sent
+// again: by this proxy's retries, and by a transport that finds a kept-alive or HTTP/2
+// connection gone before the request was processed (GOAWAY, REFUSED_STREAM).
+func setReplayableBody(out *http.Request, body []byte) {
+	out.ContentLength = int64(len(body))
+	if len(body) == 0 {
+		out.Body, out.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+		return
+	}
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	out.Body, _ = out.GetBody()
 }
 
 // removeHopHeaders deletes the connection-specific headers (RFC 9110 7.6.1): the usual ones and
@@ -353,7 +354,7 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 		if !p.cfg.Load().Inbound.Allows(peer) {
 			p.opts.Metrics.denied.WithLabelValues(peer.TrustDomain().Name()).Inc()
 			http.Error(w, "fleetmesh proxy: "+peer.String()+" is not authorized by the mesh's policy", http.StatusForbidden)
-			p.record("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.String(), r, http.StatusForbidden, start)
+			p.record("inbound", portLabel(dst), peer.String(), r, http.StatusForbidden, start)
 			return
 		}
 		out := r.Clone(r.Context())
@@ -367,9 +368,8 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 		if body, ok, err := bufferBody(r); err != nil {
 			http.Error(w, "fleetmesh proxy: reading the request body: "+err.Error(), http.StatusBadRequest)
 			return
-		} else if ok && len(body) > 0 {
-			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-			out.Body, _ = out.GetBody()
+		} else if ok {
+			setReplayableBody(out, body)
 		}
 		t := app.http1
 		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -387,7 +387,7 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 			resp.Header.Del(headerAppUnreached) // only this proxy says so
 			writeResponse(w, resp)
 		}
-		p.record("inbound", ":"+strconv.Itoa(int(dst.Port())), peer.String(), r, code, start)
+		p.record("inbound", portLabel(dst), peer.String(), r, code, start)
 	})
 	srv := &http2.Server{IdleTimeout: 5 * time.Minute}
 	srv.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})

@@ -311,6 +311,10 @@ func (p *Proxy) passthrough(c *net.TCPConn, dst netip.AddrPort) {
 	splice(c, up, m)
 }
 
+// portLabel is the destination label of inbound traffic: the application's port (its address
+// would make a series per pod IP).
+func portLabel(dst netip.AddrPort) string { return ":" + strconv.Itoa(int(dst.Port())) }
+
 func isSelf(c *net.TCPConn, dst netip.AddrPort) bool {
 	local, ok := c.LocalAddr().(*net.TCPAddr)
 	return ok && local.AddrPort() == dst
@@ -379,7 +383,7 @@ func (p *Proxy) handleInbound(c *net.TCPConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
 	app, err := p.opts.Dial(ctx, "tcp", dst.String())
 	cancel()
-	m := p.opts.Metrics.tcp("inbound", ":"+strconv.Itoa(int(dst.Port())))
+	m := p.opts.Metrics.tcp("inbound", portLabel(dst))
 	if err != nil {
 		m.failed.Inc()
 		return

@@ -198,26 +198,18 @@ func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "outbound|" + chain,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: chain,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    chain,
-				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-						RetryPolicy:      httpRetryPolicy(b.failover.Retries),
-						// No route timeout (the API has none yet): said explicitly, since an
-						// unset one is Envoy's 15 s.
-						Timeout: durationpb.New(0),
-					}},
-				}},
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: allPaths(chain, []string{"*"}, &routev3.Route{
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+				RetryPolicy:      httpRetryPolicy(b.failover.Retries),
+				// No route timeout (the API has none yet): said explicitly, since an unset one
+				// is Envoy's 15 s.
+				Timeout: durationpb.New(0),
 			}},
-		}},
+		})},
 		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
 	}
-	fc.Filters = []*listenerv3.Filter{{Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)}}}
+	fc.Filters = []*listenerv3.Filter{hcmFilter(hcm)}
 	return fc
 }
 
@@ -331,21 +323,36 @@ func inboundListener(rules *rbacv3.RBAC, httpPorts []uint32) *listenerv3.Listene
 		CodecType:                   hcmv3.HttpConnectionManager_HTTP2,
 		ForwardClientCertDetails:    hcmv3.HttpConnectionManager_SANITIZE_SET,
 		SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true},
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: "inbound",
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    "inbound",
-				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: InboundPassthroughCluster},
-					}},
-				}},
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: allPaths("inbound", []string{"*"}, &routev3.Route{
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: InboundPassthroughCluster},
 			}},
-		}},
+		})},
 		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
 	}
+	// Every HTTP chain shares one filter list and one TLS context: the declared HTTP ports'
+	// chains (a destination port match is more specific than none, so on these ports only the
+	// HTTP chain exists and any other connection matches no chain and is closed), then the
+	// chain for HTTP on any other port.
+	httpFilters := []*listenerv3.Filter{rbac, hcmFilter(hcm)}
+	httpTLS := downstream(InboundHTTPALPN)
+	httpChain := func(name string, port uint32) *listenerv3.FilterChain {
+		m := &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: []string{InboundHTTPALPN}}
+		if port != 0 {
+			m.DestinationPort = wrapperspb.UInt32(port)
+		}
+		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: httpFilters, TransportSocket: httpTLS}
+	}
+	chains := make([]*listenerv3.FilterChain, 0, len(httpPorts)+2)
+	for _, port := range httpPorts {
+		chains = append(chains, httpChain("inbound-http-"+strconv.Itoa(int(port)), port))
+	}
+	chains = append(chains, httpChain("inbound-http", 0), &listenerv3.FilterChain{
+		Name:             "inbound-tcp",
+		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
+		Filters:          []*listenerv3.Filter{rbac, tcpProxy("inbound_tcp", InboundPassthroughCluster)},
+		TransportSocket:  downstream(InboundTCPALPN),
+	})
 	return &listenerv3.Listener{
 		Name:           InboundListenerName,
 		Address:        socketAddress("0.0.0.0", InboundPort),
@@ -355,39 +362,8 @@ func inboundListener(rules *rbacv3.RBAC, httpPorts []uint32) *listenerv3.Listene
 			listenerFilter(TLSInspectorFilterName, &tlsinspectorv3.TlsInspector{}),
 		},
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		FilterChains: append(httpPortChains(httpPorts, rbac, hcm, downstream(InboundHTTPALPN)), []*listenerv3.FilterChain{
-			{
-				Name:             "inbound-http",
-				FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: []string{InboundHTTPALPN}},
-				Filters: []*listenerv3.Filter{rbac, {Name: wellknown.HTTPConnectionManager,
-					ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)}}},
-				TransportSocket: downstream(InboundHTTPALPN),
-			},
-			{
-				Name:             "inbound-tcp",
-				FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
-				Filters:          []*listenerv3.Filter{rbac, tcpProxy("inbound_tcp", InboundPassthroughCluster)},
-				TransportSocket:  downstream(InboundTCPALPN),
-			},
-		}...),
+		FilterChains:     chains,
 	}
-}
-
-// httpPortChains are the inbound chains of declared HTTP ports: a destination port match is
-// more specific than none, so on these ports only the HTTP chain (ALPN InboundHTTPALPN) exists
-// and any other connection matches no chain and is closed.
-func httpPortChains(ports []uint32, rbac *listenerv3.Filter, hcm *hcmv3.HttpConnectionManager, ts *corev3.TransportSocket) []*listenerv3.FilterChain {
-	out := make([]*listenerv3.FilterChain, 0, len(ports))
-	for _, port := range ports {
-		out = append(out, &listenerv3.FilterChain{
-			Name: "inbound-http-" + strconv.Itoa(int(port)),
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: "tls",
-				ApplicationProtocols: []string{InboundHTTPALPN}},
-			Filters:         []*listenerv3.Filter{rbac, {Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)}}},
-			TransportSocket: ts,
-		})
-	}
-	return out
 }
 
 // validationSecret is the SPIFFE validator over every trust domain the member federates with

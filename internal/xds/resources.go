@@ -90,16 +90,18 @@ func clientListener(name, route string) *listenerv3.Listener {
 // routeConfig sends every call for the domains (the names clients dial) to the cluster of the
 // same name, retrying UNAVAILABLE.
 func routeConfig(name string, domains []string, retries int32) *routev3.RouteConfiguration {
+	return allPaths(name, domains, &routev3.Route{Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
+		RetryPolicy:      retryPolicy(retries),
+	}}})
+}
+
+// allPaths is a route configuration of one virtual host for domains, whose one route takes
+// every path (prefix "/") to route's action.
+func allPaths(name string, domains []string, route *routev3.Route) *routev3.RouteConfiguration {
+	route.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	return &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{{
-		Name:    name,
-		Domains: domains,
-		Routes: []*routev3.Route{{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
-				RetryPolicy:      retryPolicy(retries),
-			}},
-		}},
+		Name: name, Domains: domains, Routes: []*routev3.Route{route},
 	}}}
 }
 
@@ -132,28 +134,17 @@ func (b *builder) serverListener(addr netip.AddrPort) *listenerv3.Listener {
 func serverFilterChain(instance string, rules *rbacv3.RBAC) *listenerv3.FilterChain {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "inbound",
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: "inbound",
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    "inbound",
-				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
-				}},
-			}},
-		}},
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: allPaths("inbound", []string{"*"}, &routev3.Route{
+			Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
+		})},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: RBACFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(&rbacfilterv3.RBAC{Rules: rules})}},
 			routerFilter(),
 		},
 	}
 	return &listenerv3.FilterChain{
-		Name: "inbound-mtls",
-		Filters: []*listenerv3.Filter{{
-			Name:       wellknown.HTTPConnectionManager,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)},
-		}},
+		Name:    "inbound-mtls",
+		Filters: []*listenerv3.Filter{hcmFilter(hcm)},
 		TransportSocket: transportSocket(&tlsv3.DownstreamTlsContext{
 			CommonTlsContext:         commonTLS(instance),
 			RequireClientCertificate: wrapperspb.Bool(true),
@@ -178,6 +169,11 @@ func transportSocket(m proto.Message) *corev3.TransportSocket {
 		Name:       wellknown.TransportSocketTLS,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(m)},
 	}
+}
+
+// hcmFilter is the network filter of an http_connection_manager.
+func hcmFilter(hcm *hcmv3.HttpConnectionManager) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(hcm)}}
 }
 
 func routerFilter() *hcmv3.HttpFilter {
