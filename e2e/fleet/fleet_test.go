@@ -379,13 +379,13 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 		It("shares the pod's network namespace between its containers, and only between them", func() {
 			k := kubelets[f.Members[0].Name]
 			// Container b's port from inside the pod (where container a is too), on 127.0.0.1.
-			out, err := execOutput(ctx, k, ns, "a", httpecho, "get", "http://127.0.0.1:8081/hello")
+			out, err := k.ExecOutput(ctx, ns, "a", httpecho, "get", "http://127.0.0.1:8081/hello")
 			Expect(err).NotTo(HaveOccurred(), out)
 			reply := echoReply(out)
 			Expect(reply).To(HaveKeyWithValue("pod", "a"))
 			Expect(reply).To(HaveKeyWithValue("path", "/hello"))
 			Expect(reply).To(HaveKeyWithValue("remote", HavePrefix("127.0.0.1:")))
-			out, err = execOutput(ctx, k, ns, "a", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9000; echo ping >&3; head -c 5 <&3")
+			out, err = k.ExecOutput(ctx, ns, "a", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9000; echo ping >&3; head -c 5 <&3")
 			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(out).To(Equal("ping\n"))
 			// The sandbox's 127.0.0.1 is not the pod's.
@@ -394,10 +394,10 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			_, err = net.DialTimeout("tcp", "127.0.0.1:8080", time.Second)
 			Expect(err).To(HaveOccurred())
 			// A process started with Exec sees eth0 with the pod IP and the node as its gateway.
-			out, err = execOutput(ctx, k, ns, "a", "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+			out, err = k.ExecOutput(ctx, ns, "a", "ip", "-4", "-o", "addr", "show", "dev", "eth0")
 			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(out).To(ContainSubstring("inet " + podA.Status.PodIP + "/32"))
-			out, err = execOutput(ctx, k, ns, "a", "ip", "route", "show", "default")
+			out, err = k.ExecOutput(ctx, ns, "a", "ip", "route", "show", "default")
 			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(out).To(ContainSubstring("default via " + f.Members[0].NodeIP() + " dev eth0"))
 		})
@@ -413,31 +413,25 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			}).WithTimeout(60 * time.Second).Should(Succeed())
 			Expect(podC.Status.PodIP).NotTo(Equal(podA.Status.PodIP))
 
-			out, err := execOutput(ctx, kubelets[m2.Name], ns, "c", httpecho, "get", "http://"+podA.Status.PodIP+":8080/")
+			out, err := kubelets[m2.Name].ExecOutput(ctx, ns, "c", httpecho, "get", "http://"+podA.Status.PodIP+":8080/")
 			Expect(err).NotTo(HaveOccurred(), out)
 			reply := echoReply(out)
 			Expect(reply).To(HaveKeyWithValue("member", f.Members[0].Name))
 			Expect(reply).To(HaveKeyWithValue("pod", "a"))
 			Expect(reply).To(HaveKeyWithValue("remote", HavePrefix(podC.Status.PodIP+":")))
 			// Open-loop load from c: one line per request, all answered by a.
-			out, err = execOutput(ctx, kubelets[m2.Name], ns, "c", httpecho, "load", "--url", "http://"+podA.Status.PodIP+":8080/",
+			out, err = kubelets[m2.Name].ExecOutput(ctx, ns, "c", httpecho, "load", "--url", "http://"+podA.Status.PodIP+":8080/",
 				"--rate", "50/s", "--duration", "1s")
 			Expect(err).NotTo(HaveOccurred(), out)
-			lines := strings.Split(strings.TrimSpace(out), "\n")
+			lines, err := fleet.ParseHTTPEchoLoad(out)
+			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(lines).To(HaveLen(50))
-			for _, line := range lines {
-				var r struct {
-					AtUnixNano int64  `json:"at_unix_nano"`
-					Status     int    `json:"status"`
-					Member     string `json:"member"`
-					Error      string `json:"error"`
-				}
-				Expect(json.Unmarshal([]byte(line), &r)).To(Succeed(), line)
-				Expect(r).To(And(HaveField("Status", 200), HaveField("Member", f.Members[0].Name), HaveField("Error", "")), line)
+			for _, r := range lines {
+				Expect(r).To(And(HaveField("Status", 200), HaveField("Member", f.Members[0].Name), HaveField("Error", "")), "%+v", r)
 				Expect(r.AtUnixNano).To(BeNumerically(">", 0))
 			}
 			// And back: a reaches c.
-			out, err = execOutput(ctx, kubelets[f.Members[0].Name], ns, "a", httpecho, "get", "http://"+podC.Status.PodIP+":8080/")
+			out, err = kubelets[f.Members[0].Name].ExecOutput(ctx, ns, "a", httpecho, "get", "http://"+podC.Status.PodIP+":8080/")
 			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(echoReply(out)).To(HaveKeyWithValue("remote", HavePrefix(podA.Status.PodIP+":")))
 
@@ -454,7 +448,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 		It("gives the containers a bound token and a kubeconfig their user can read", func() {
 			k := kubelets[f.Members[0].Name]
 			// As uid 1337, the proxy's user: the token of the projected volume...
-			out, err := execOutput(ctx, k, ns, "a", "bash", "-c", `setpriv --reuid=1337 --regid=1337 --clear-groups cat "$TOKEN_FILE"`)
+			out, err := k.ExecOutput(ctx, ns, "a", "bash", "-c", `setpriv --reuid=1337 --regid=1337 --clear-groups cat "$TOKEN_FILE"`)
 			Expect(err).NotTo(HaveOccurred(), out)
 			parts := strings.Split(out, ".")
 			Expect(parts).To(HaveLen(3))
@@ -473,7 +467,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			Expect(claims.Kubernetes.Pod.UID).To(Equal(string(podA.UID)))
 			Expect(claims.Exp - claims.Iat).To(BeNumerically("==", 1800))
 			// ... and the kubeconfig, which reaches the API server from the pod's namespace.
-			out, err = execOutput(ctx, k, ns, "a", "bash", "-c",
+			out, err = k.ExecOutput(ctx, ns, "a", "bash", "-c",
 				`HOME=/tmp setpriv --reuid=1337 --regid=1337 --clear-groups kubectl auth whoami -o jsonpath='{.status.userInfo.username}'`)
 			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(out).To(Equal("system:serviceaccount:" + ns + ":default"))
@@ -627,16 +621,6 @@ func netnsID(path string) string {
 	id, err := os.Readlink(path)
 	Expect(err).NotTo(HaveOccurred())
 	return id
-}
-
-// execOutput runs argv in a workload pod's network namespace and returns its output.
-func execOutput(ctx context.Context, k *fleet.Kubelet, namespace, pod string, argv ...string) (string, error) {
-	cmd, err := k.Exec(ctx, namespace, pod, argv...)
-	if err != nil {
-		return "", err
-	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // echoReply decodes httpecho's JSON answer.

@@ -21,6 +21,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -125,6 +126,27 @@ type HTTPEchoReply struct {
 	Member  string            `json:"member"`
 	Pod     string            `json:"pod"`
 	Headers map[string]string `json:"headers"`
+}
+
+// HTTPEchoLoadLine is one line of `httpecho load`: a request, when it was due, and its outcome.
+type HTTPEchoLoadLine struct {
+	AtUnixNano int64  `json:"at_unix_nano"`
+	Status     int    `json:"status"`
+	Member     string `json:"member"`
+	Error      string `json:"error"`
+}
+
+// ParseHTTPEchoLoad reads the output of `httpecho load`, a JSON line per request.
+func ParseHTTPEchoLoad(out string) ([]HTTPEchoLoadLine, error) {
+	var lines []HTTPEchoLoadLine
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l HTTPEchoLoadLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			return nil, fmt.Errorf("httpecho load line %q: %w", line, err)
+		}
+		lines = append(lines, l)
+	}
+	return lines, nil
 }
 
 // HTTPEchoGet runs `httpecho get url` (the binary at bin) inside a pod, as `kubectl exec` would,

@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -234,14 +233,9 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		scaleEcho(c, 1)
 		Expect(cmd.Wait()).To(Succeed())
 		failed, byMember, firstRemote := 0, map[string]int{}, time.Duration(0)
-		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-			var r struct {
-				AtUnixNano int64  `json:"at_unix_nano"`
-				Status     int    `json:"status"`
-				Member     string `json:"member"`
-				Error      string `json:"error"`
-			}
-			Expect(json.Unmarshal([]byte(line), &r)).To(Succeed(), line)
+		results, err := fleet.ParseHTTPEchoLoad(out.String())
+		Expect(err).NotTo(HaveOccurred())
+		for _, r := range results {
 			if r.Status != http.StatusOK {
 				failed++
 				fmt.Fprintf(GinkgoWriter, "failed request: %+v\n", r)

@@ -33,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetmesh/fleetmesh/internal/proxy"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
@@ -61,27 +62,8 @@ func TestBenchmarkSidecarHop(t *testing.T) {
 			_, _ = w.Write(body)
 		}))
 	}()
-	_, _, in, _ := f.startSidecar(f.b, "b", "echo", func(*net.TCPConn) (netip.AddrPort, error) {
-		return srv.Addr().(*net.TCPAddr).AddrPort(), nil
-	})
-	p, out, _, _ := f.startSidecar(f.a, "a", "client", func(*net.TCPConn) (netip.AddrPort, error) {
-		return netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, httpPort)), nil
-	})
-	base := xds.Input{Member: xds.Member{Cluster: "a", TrustDomain: "a.fleet"}, FederatedTrustDomains: []string{"a.fleet", "b.fleet"},
-		TrustBundles: bundles(f.a, f.b), Policy: xds.Policy{Failover: xds.Failover{Retries: 2}}}
-	client := base
-	client.Services = []xds.Service{{Namespace: "demo", Name: "echo", Scope: xds.ClusterSet, IPs: []string{vip}, Ports: []xds.Port{{Name: "http", Port: httpPort}},
-		Endpoints: []xds.EndpointSet{{Cluster: "b", Ports: []xds.Port{{Name: "http", Port: portOf(in)}}, Endpoints: []xds.Endpoint{{Address: "127.0.0.1", Ready: true}}}}}}
-	f.setSnapshot("a", client)
-	server := base
-	server.Member = xds.Member{Cluster: "b", TrustDomain: "b.fleet"}
-	f.setSnapshot("b", server)
-	eventually(t, "client sidecar ready", func() error {
-		if !p.Ready() {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
+	in := f.serverSidecar(f.b, "b", "demo", srv.Addr().(*net.TCPAddr).AddrPort())
+	_, out := f.clientSidecar("a", f.clientInput("http", xds.Failover{Retries: 2}, endpointsAt("b", "r1", "http", in)), proxy.Options{})
 
 	cpu0 := processCPU()
 	direct := openLoop(t, "http://"+srv.Addr().String()+"/", body, rate, conns, duration)
@@ -299,24 +281,9 @@ func TestBenchmarkSidecarTCPThroughput(t *testing.T) {
 			go func() { n, _ := io.Copy(io.Discard, c); _, _ = fmt.Fprintf(c, "%d", n); _ = c.Close() }()
 		}
 	}()
-	_, _, in, _ := f.startSidecar(f.b, "b", "echo", func(*net.TCPConn) (netip.AddrPort, error) { return sink.Addr().(*net.TCPAddr).AddrPort(), nil })
-	p, out, _, _ := f.startSidecar(f.a, "a", "client", func(*net.TCPConn) (netip.AddrPort, error) {
-		return netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, tcpPort)), nil
-	})
-	base := xds.Input{Member: xds.Member{Cluster: "a", TrustDomain: "a.fleet"}, FederatedTrustDomains: []string{"a.fleet", "b.fleet"}, TrustBundles: bundles(f.a, f.b)}
-	client := base
-	client.Services = []xds.Service{{Namespace: "demo", Name: "sink", Scope: xds.ClusterSet, IPs: []string{vip}, Ports: []xds.Port{{Name: "tcp-sink", Port: tcpPort}},
-		Endpoints: []xds.EndpointSet{{Cluster: "b", Ports: []xds.Port{{Name: "tcp-sink", Port: portOf(in)}}, Endpoints: []xds.Endpoint{{Address: "127.0.0.1", Ready: true}}}}}}
-	f.setSnapshot("a", client)
-	server := base
-	server.Member = xds.Member{Cluster: "b", TrustDomain: "b.fleet"}
-	f.setSnapshot("b", server)
-	eventually(t, "client sidecar ready", func() error {
-		if !p.Ready() {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
+	// An opaque TCP port (its name says so) of the service at the virtual IP.
+	in := f.serverSidecar(f.b, "b", "demo", sink.Addr().(*net.TCPAddr).AddrPort())
+	_, out := f.clientSidecar("a", f.clientInput("tcp-sink", xds.Failover{}, endpointsAt("b", "r1", "tcp-sink", in)), proxy.Options{})
 	send := func(addr string) float64 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
