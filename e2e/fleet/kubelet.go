@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -375,21 +374,8 @@ func probe(ctr corev1.Container, ip string) bool {
 	if rp == nil || rp.HTTPGet == nil {
 		return true
 	}
-	port := rp.HTTPGet.Port.IntValue()
-	if port == 0 {
-		for _, p := range ctr.Ports {
-			if p.Name == rp.HTTPGet.Port.String() {
-				port = int(p.ContainerPort)
-			}
-		}
-	}
-	hc := http.Client{Timeout: time.Second}
-	resp, err := hc.Get(fmt.Sprintf("http://%s:%d%s", ip, port, rp.HTTPGet.Path))
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 400
+	ready, _ := probeNetwork(context.Background(), rp, ctr, ip)
+	return ready
 }
 
 func (k *Kubelet) stop(uid types.UID) {

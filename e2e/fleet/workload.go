@@ -524,17 +524,37 @@ func (w *workloadPod) probeLoop(ctx context.Context, c *workloadContainer) {
 // probe runs a probe once, from the sandbox namespace (exec probes: in the pod's namespace, as
 // the container's user).
 func (w *workloadPod) probe(ctx context.Context, p *corev1.Probe, c *workloadContainer) bool {
-	timeout := time.Second
-	if p.TimeoutSeconds > 0 {
-		timeout = time.Duration(p.TimeoutSeconds) * time.Second
+	if result, ok := probeNetwork(ctx, p, c.spec, w.ip); ok {
+		return result
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	if p.Exec != nil && len(p.Exec.Command) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, probeTimeout(p))
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "nsenter", nsenterArgs(w.net.netns, c.uid, c.gid, p.Exec.Command...)...)
+		cmd.Env = c.env
+		return cmd.Run() == nil
+	}
+	return false
+}
+
+func probeTimeout(p *corev1.Probe) time.Duration {
+	if p.TimeoutSeconds > 0 {
+		return time.Duration(p.TimeoutSeconds) * time.Second
+	}
+	return time.Second
+}
+
+// probeNetwork runs an httpGet or tcpSocket probe of container ctr at ip once, as the kubelet's
+// prober does (from the node; named ports resolved; HTTP without certificate verification,
+// keep-alive or redirects). ok is false for a probe of another kind.
+func probeNetwork(ctx context.Context, p *corev1.Probe, ctr corev1.Container, ip string) (result, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout(p))
 	defer cancel()
 	port := func(port string, n int) int {
 		if n != 0 {
 			return n
 		}
-		for _, cp := range c.spec.Ports {
+		for _, cp := range ctr.Ports {
 			if cp.Name == port {
 				return int(cp.ContainerPort)
 			}
@@ -544,7 +564,7 @@ func (w *workloadPod) probe(ctx context.Context, p *corev1.Probe, c *workloadCon
 	switch {
 	case p.HTTPGet != nil:
 		g := p.HTTPGet
-		host := w.ip
+		host := ip
 		if g.Host != "" {
 			host = g.Host
 		}
@@ -555,7 +575,7 @@ func (w *workloadPod) probe(ctx context.Context, p *corev1.Probe, c *workloadCon
 		u := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, strconv.Itoa(port(g.Port.String(), g.Port.IntValue()))), g.Path)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			return false
+			return false, true
 		}
 		for _, h := range g.HTTPHeaders {
 			if strings.EqualFold(h.Name, "Host") {
@@ -568,28 +588,24 @@ func (w *workloadPod) probe(ctx context.Context, p *corev1.Probe, c *workloadCon
 		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true} //nolint:gosec // as the kubelet's prober
 		resp, err := (&http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 		if err != nil {
-			return false
+			return false, true
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode >= 200 && resp.StatusCode < 400
+		return resp.StatusCode >= 200 && resp.StatusCode < 400, true
 	case p.TCPSocket != nil:
-		host := w.ip
+		host := ip
 		if p.TCPSocket.Host != "" {
 			host = p.TCPSocket.Host
 		}
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port(p.TCPSocket.Port.String(), p.TCPSocket.Port.IntValue()))))
 		if err != nil {
-			return false
+			return false, true
 		}
 		_ = conn.Close()
-		return true
-	case p.Exec != nil && len(p.Exec.Command) > 0:
-		cmd := exec.CommandContext(ctx, "nsenter", nsenterArgs(w.net.netns, c.uid, c.gid, p.Exec.Command...)...)
-		cmd.Env = c.env
-		return cmd.Run() == nil
+		return true, true
 	}
-	return false
+	return false, false
 }
 
 // updateWorkloadStatus writes the pod status a kubelet would write, when it changed.
