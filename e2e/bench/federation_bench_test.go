@@ -170,7 +170,7 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 	go func() { _ = mgr.Start(ctx) }()
 
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}
-	mi.Spec.ClusterSelector.MatchLabels = map[string]string{fleet.MemberLabel: "true"}
+	mi.Spec.ClusterSelector.MatchLabels = map[string]meshv1alpha1.LabelValue{fleet.MemberLabel: "true"}
 	if err := f.Management.Client.Create(ctx, mi); err != nil {
 		b.Fatal(err)
 	}

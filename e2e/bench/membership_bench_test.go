@@ -103,7 +103,7 @@ func BenchmarkMembership(b *testing.B) {
 	wg.Wait()
 	mi := &meshv1alpha1.MeshInstallation{}
 	mi.Name = "bench"
-	mi.Spec.ClusterSelector.MatchLabels = map[string]string{fleet.MemberLabel: "true"}
+	mi.Spec.ClusterSelector.MatchLabels = map[string]meshv1alpha1.LabelValue{fleet.MemberLabel: "true"}
 	start, busy := time.Now(), machineBusy()
 	if err := f.Management.Client.Create(ctx, mi); err != nil {
 		b.Fatal(err)

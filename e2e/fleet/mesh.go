@@ -37,7 +37,7 @@ const MeshName = "mesh"
 // change its spec first) and waits until every member is ready.
 func (f *Fleet) InstallMesh(ctx context.Context, mutate func(*meshv1alpha1.MeshInstallation), timeout time.Duration) (*meshv1alpha1.MeshInstallation, error) {
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: MeshName}}
-	mi.Spec.ClusterSelector.MatchLabels = map[string]string{MemberLabel: "true"}
+	mi.Spec.ClusterSelector.MatchLabels = map[string]meshv1alpha1.LabelValue{MemberLabel: "true"}
 	if mutate != nil {
 		mutate(mi)
 	}

@@ -341,7 +341,7 @@ func DefaultResources() corev1.ResourceRequirements {
 
 func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string, configHash string) *appsv1.Deployment {
 	cp := mi.Spec.ControlPlane
-	resources := cp.Resources
+	resources := cp.Resources.Requirements()
 	if len(resources.Requests) == 0 && len(resources.Limits) == 0 {
 		resources = DefaultResources()
 	}

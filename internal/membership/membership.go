@@ -74,7 +74,7 @@ type Selection struct {
 // Select returns the Clusters mi owns: those its selector matches, unless an older installation
 // (among all) also matches them. Clusters being deleted are not members.
 func Select(mi *meshv1alpha1.MeshInstallation, all []meshv1alpha1.MeshInstallation, clusters []clusterv1.Cluster) (Selection, error) {
-	own, err := metav1.LabelSelectorAsSelector(&mi.Spec.ClusterSelector)
+	own, err := metav1.LabelSelectorAsSelector(mi.Spec.ClusterSelector.LabelSelector())
 	if err != nil {
 		return Selection{}, fmt.Errorf("spec.clusterSelector: %w", err)
 	}
@@ -88,7 +88,7 @@ func Select(mi *meshv1alpha1.MeshInstallation, all []meshv1alpha1.MeshInstallati
 		if o.UID == mi.UID || o.Name == mi.Name || !Older(o, mi) || !o.DeletionTimestamp.IsZero() {
 			continue
 		}
-		sel, err := metav1.LabelSelectorAsSelector(&o.Spec.ClusterSelector)
+		sel, err := metav1.LabelSelectorAsSelector(o.Spec.ClusterSelector.LabelSelector())
 		if err != nil {
 			continue // its own status reports it
 		}

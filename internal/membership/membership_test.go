@@ -37,10 +37,18 @@ func mi(name string, age time.Duration, labels map[string]string) meshv1alpha1.M
 	return meshv1alpha1.MeshInstallation{
 		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name), CreationTimestamp: metav1.NewTime(t0.Add(-age))},
 		Spec: meshv1alpha1.MeshInstallationSpec{
-			ClusterSelector: metav1.LabelSelector{MatchLabels: labels},
+			ClusterSelector: meshv1alpha1.ClusterSelector{MatchLabels: labelValues(labels)},
 			Trust:           meshv1alpha1.TrustSpec{TrustDomainTemplate: "{cluster}.{namespace}.{mesh}"},
 		},
 	}
+}
+
+func labelValues(in map[string]string) map[string]meshv1alpha1.LabelValue {
+	out := make(map[string]meshv1alpha1.LabelValue, len(in))
+	for k, v := range in {
+		out[k] = meshv1alpha1.LabelValue(v)
+	}
+	return out
 }
 
 func cluster(ns, name string, labels map[string]string) clusterv1.Cluster {

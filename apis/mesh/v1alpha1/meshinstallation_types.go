@@ -18,6 +18,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -26,9 +27,8 @@ type MeshInstallationSpec struct {
 	// clusterSelector selects the Cluster API Clusters, in every namespace, that are members of
 	// this mesh. It must not be empty: an empty selector would enrol every Cluster.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="clusterSelector must set matchLabels or matchExpressions; an empty selector would select every Cluster"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Cluster Selector",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:selector:cluster.x-k8s.io:Cluster"}
-	ClusterSelector metav1.LabelSelector `json:"clusterSelector"`
+	ClusterSelector ClusterSelector `json:"clusterSelector"`
 
 	// controlPlane configures the fleetmesh agent installed into every member.
 	// +optional
@@ -59,6 +59,91 @@ type MeshInstallationSpec struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Authorization",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:fieldGroup:authorization","urn:alm:descriptor:com.tectonic.ui:advanced"}
 	Authorization AuthorizationSpec `json:"authorization,omitempty"`
+}
+
+// ClusterSelector is a label selector (metav1.LabelSelector's fields and meaning) that the API
+// server checks in full: keys, values and operators as the API machinery would parse them, and at
+// least one requirement a Cluster must positively meet, so that no selector enrols every Cluster.
+// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && self.matchExpressions.exists(e, e.operator == 'In' || e.operator == 'Exists'))",message="clusterSelector must set matchLabels or a matchExpressions entry with operator In or Exists; an empty selector would select every Cluster, and so would one of only NotIn and DoesNotExist"
+type ClusterSelector struct {
+	// matchLabels: each key and value must equal a label of the Cluster.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !format.qualifiedName().validate(k).hasValue())",message="matchLabels keys must be label keys: an optional DNS subdomain prefix and '/', then up to 63 characters [A-Za-z0-9_.-] starting and ending alphanumeric"
+	MatchLabels map[string]LabelValue `json:"matchLabels,omitempty"`
+
+	// matchExpressions: every requirement must hold for the Cluster.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	MatchExpressions []ClusterSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelValue is a label value: up to 63 characters [A-Za-z0-9_.-], starting and ending
+// alphanumeric, or empty.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+type LabelValue string
+
+// ClusterSelectorRequirement is one metav1.LabelSelectorRequirement.
+// +kubebuilder:validation:XValidation:rule="(self.operator == 'In' || self.operator == 'NotIn') == (has(self.values) && size(self.values) > 0)",message="values must be non-empty for the operators In and NotIn and empty for Exists and DoesNotExist"
+type ClusterSelectorRequirement struct {
+	// key is the label key.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:XValidation:rule="!format.qualifiedName().validate(self).hasValue()",message="key must be a label key: an optional DNS subdomain prefix and '/', then up to 63 characters [A-Za-z0-9_.-] starting and ending alphanumeric"
+	Key string `json:"key"`
+
+	// operator is In, NotIn, Exists or DoesNotExist.
+	// +required
+	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist
+	Operator metav1.LabelSelectorOperator `json:"operator"`
+
+	// values for In and NotIn.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !format.labelValue().validate(v).hasValue())",message="values must be label values: up to 63 characters [A-Za-z0-9_.-], starting and ending alphanumeric, or empty"
+	Values []string `json:"values,omitempty"`
+}
+
+// LabelSelector is the selector as the API machinery's own type.
+func (s ClusterSelector) LabelSelector() *metav1.LabelSelector {
+	ls := &metav1.LabelSelector{}
+	if len(s.MatchLabels) > 0 {
+		ls.MatchLabels = make(map[string]string, len(s.MatchLabels))
+		for k, v := range s.MatchLabels {
+			ls.MatchLabels[k] = string(v)
+		}
+	}
+	for _, e := range s.MatchExpressions {
+		ls.MatchExpressions = append(ls.MatchExpressions, metav1.LabelSelectorRequirement{Key: e.Key, Operator: e.Operator, Values: e.Values})
+	}
+	return ls
+}
+
+// AgentResources are a container's requests and limits, checked as a member's API server would
+// check them, so that a bad value is refused here and not later in every member.
+// +kubebuilder:validation:XValidation:rule="!has(self.limits) || !has(self.requests) || self.limits.all(k, !(k in self.requests) || quantity(string(self.limits[k])).compareTo(quantity(string(self.requests[k]))) >= 0)",message="resources.limits must be at least resources.requests for every resource both set",fieldPath=".limits"
+type AgentResources struct {
+	// requests: the minimum the agent is scheduled with.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=4
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !quantity(string(self[k])).isLessThan(quantity('0')))",message="resources.requests must not be negative"
+	Requests map[corev1.ResourceName]resource.Quantity `json:"requests,omitempty"`
+
+	// limits: the most the agent may use.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=4
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !quantity(string(self[k])).isLessThan(quantity('0')))",message="resources.limits must not be negative"
+	Limits map[corev1.ResourceName]resource.Quantity `json:"limits,omitempty"`
+}
+
+// Requirements are the resources as a container's.
+func (r AgentResources) Requirements() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{Requests: r.Requests, Limits: r.Limits}
 }
 
 // LogLevel is the agent's log verbosity.
@@ -111,10 +196,10 @@ type ControlPlaneSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Replicas",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:podCount"}
 	Replicas *int32 `json:"replicas,omitempty"`
 
-	// resources of the agent container.
+	// resources of the agent container (requests and limits, as in a container).
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Agent Resources",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:resourceRequirements","urn:alm:descriptor:com.tectonic.ui:advanced"}
-	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources AgentResources `json:"resources,omitempty"`
 
 	// logLevel of the agent.
 	// +optional
@@ -124,7 +209,7 @@ type ControlPlaneSpec struct {
 }
 
 // TrustSpec configures SPIFFE identity for the mesh.
-// +kubebuilder:validation:XValidation:rule="!has(self.caTTL) || !has(self.svidTTL) || !self.caTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || !self.svidTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self.caTTL) >= duration(self.svidTTL) + duration(self.svidTTL)",message="caTTL must be at least twice svidTTL, so a CA outlives every SVID it signs across a rotation",fieldPath=".caTTL"
+// +kubebuilder:validation:XValidation:rule="!has(self.caTTL) || !has(self.svidTTL) || !self.caTTL.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || !self.svidTTL.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self.caTTL) >= duration(self.svidTTL) + duration(self.svidTTL)",message="caTTL must be at least twice svidTTL, so a CA outlives every SVID it signs across a rotation",fieldPath=".caTTL"
 type TrustSpec struct {
 	// trustDomainTemplate names each member's SPIFFE trust domain. Tokens: {cluster} and
 	// {namespace} (of the member's Cluster API Cluster) and {mesh} (this MeshInstallation's name).
@@ -135,6 +220,7 @@ type TrustSpec struct {
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9._-]|[{]cluster[}]|[{]namespace[}]|[{]mesh[}])+$')",message="trustDomainTemplate may contain only the tokens {cluster}, {namespace}, {mesh} and the characters [a-z0-9._-]"
 	// +kubebuilder:validation:XValidation:rule="self.contains('{cluster}')",message="trustDomainTemplate must contain {cluster}: every member needs its own trust domain"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('.') && !self.endsWith('.') && !self.contains('..')",message="trustDomainTemplate must not start or end with '.' or contain '..': every label of a trust domain is non-empty"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Trust Domain Template",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	TrustDomainTemplate string `json:"trustDomainTemplate,omitempty"`
 
@@ -149,8 +235,9 @@ type TrustSpec struct {
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="svidTTL must be a positive duration such as 1h or 30m"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1m')",message="svidTTL must be at least 1m"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="svidTTL must be a positive duration such as 1h or 30m (units h, m, s, ms, us, ns)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) >= duration('1m')",message="svidTTL must be at least 1m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) <= duration('8760h')",message="svidTTL must be at most 8760h (one year)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="SVID TTL",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	SVIDTTL *metav1.Duration `json:"svidTTL,omitempty"`
 
@@ -159,7 +246,8 @@ type TrustSpec struct {
 	// +kubebuilder:default="2160h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="caTTL must be a positive duration such as 2160h"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="caTTL must be a positive duration such as 2160h (units h, m, s, ms, us, ns)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) <= duration('87600h')",message="caTTL must be at most 87600h (ten years)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="CA TTL",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	CATTL *metav1.Duration `json:"caTTL,omitempty"`
 
@@ -235,6 +323,8 @@ const (
 
 // FederatedTrustDomain is a trust domain outside the mesh and where to fetch its bundle.
 // +kubebuilder:validation:XValidation:rule="self.profile != 'https_spiffe' || (has(self.endpointSPIFFEID) && self.endpointSPIFFEID.startsWith('spiffe://'))",message="endpointSPIFFEID (spiffe://...) is required with the https_spiffe profile",fieldPath=".endpointSPIFFEID"
+// +kubebuilder:validation:XValidation:rule="!has(self.endpointSPIFFEID) || self.endpointSPIFFEID.startsWith('spiffe://' + self.trustDomain + '/')",message="endpointSPIFFEID must be a SPIFFE ID in trustDomain (spiffe://<trustDomain>/...): the bundle given here is what authenticates the endpoint",fieldPath=".endpointSPIFFEID"
+// +kubebuilder:validation:XValidation:rule="!has(self.bundle) || (self.bundle.trim().startsWith('{') && self.bundle.trim().endsWith('}') && self.bundle.contains('\"keys\"'))",message="bundle must be a SPIFFE bundle document: a JSON object with a keys array (spire-server bundle show -format spiffe)",fieldPath=".bundle"
 // +kubebuilder:validation:XValidation:rule="self.profile != 'https_spiffe' || (has(self.bundle) && size(self.bundle) > 0)",message="bundle (the trust domain's SPIFFE bundle, to authenticate its https_spiffe endpoint the first time) is required with the https_spiffe profile",fieldPath=".bundle"
 type FederatedTrustDomain struct {
 	// trustDomain is the outside SPIFFE trust domain, e.g. example.org.
@@ -285,6 +375,7 @@ type ServiceFederationSpec struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Federated Namespaces"
 	Namespaces []string `json:"namespaces,omitempty"`
 
@@ -307,6 +398,7 @@ type ServiceFederationSpec struct {
 	// +kubebuilder:default="240.245.0.0/16"
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="clusterSetIPRange must be a CIDR such as 240.245.0.0/16"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || (cidr(self).ip().family() == 4 && cidr(self).prefixLength() <= 28)",message="clusterSetIPRange must be an IPv4 CIDR with at least 16 addresses (a prefix of /28 or shorter), such as 240.245.0.0/16"
 	ClusterSetIPRange string `json:"clusterSetIPRange,omitempty"`
 
 	// endpointGracePeriod is how long an unreachable member's last exported endpoints stay
@@ -315,7 +407,8 @@ type ServiceFederationSpec struct {
 	// +kubebuilder:default="2m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="endpointGracePeriod must be a non-negative duration such as 2m"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="endpointGracePeriod must be a non-negative duration such as 2m (units h, m, s, ms, us, ns)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) <= duration('24h')",message="endpointGracePeriod must be at most 24h"
 	EndpointGracePeriod *metav1.Duration `json:"endpointGracePeriod,omitempty"`
 }
 
@@ -333,7 +426,8 @@ type FailoverSpec struct {
 	// +kubebuilder:default="1s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="interval must be a positive duration such as 1s"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="interval must be a positive duration such as 1s (units h, m, s, ms, us, ns)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || (duration(self) > duration('0s') && duration(self) <= duration('1h'))",message="interval must be positive and at most 1h"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// baseEjectionTime of an ejected host.
@@ -341,7 +435,8 @@ type FailoverSpec struct {
 	// +kubebuilder:default="15s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="baseEjectionTime must be a positive duration such as 15s"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="baseEjectionTime must be a positive duration such as 15s (units h, m, s, ms, us, ns)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || (duration(self) > duration('0s') && duration(self) <= duration('1h'))",message="baseEjectionTime must be positive and at most 1h"
 	BaseEjectionTime *metav1.Duration `json:"baseEjectionTime,omitempty"`
 
 	// retries for calls that failed with UNAVAILABLE before any response.
@@ -359,6 +454,7 @@ type AuthorizationSpec struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9._-]+$`
 	AllowedTrustDomains []string `json:"allowedTrustDomains,omitempty"`
 
 	// allowedNamespaces a server accepts callers from; empty means every namespace.
@@ -366,6 +462,7 @@ type AuthorizationSpec struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
 }
 

@@ -80,7 +80,7 @@ var _ = Describe("MeshInstallation admission", func() {
 
 	It("accepts a typed Go object that sets only the selector, and defaults the rest", func() {
 		mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: uniqueName()}}
-		mi.Spec.ClusterSelector.MatchLabels = map[string]string{"mesh": "yes"}
+		mi.Spec.ClusterSelector.MatchLabels = map[string]meshv1alpha1.LabelValue{"mesh": "yes"}
 		Expect(k8sClient.Create(ctx, mi)).To(Succeed())
 		Expect(mi.Spec.Trust.CA).NotTo(BeNil())
 		Expect(mi.Spec.Trust.CA.SelfSigned).NotTo(BeNil())
@@ -186,9 +186,169 @@ var _ = Describe("MeshInstallation admission", func() {
 		Entry("zero replicas",
 			func(u *unstructured.Unstructured) { set(u, int64(0), "spec", "controlPlane", "replicas") },
 			"spec.controlPlane.replicas", "should be greater than or equal to 1"),
+		// Durations: the format bounds every part so that no accepted value overflows Go's
+		// time.Duration (the operator could not decode it), and each field has a maximum.
+		Entry("SVID TTL that overflows a Go duration",
+			func(u *unstructured.Unstructured) { set(u, "3000000h", "spec", "trust", "svidTTL") },
+			"spec.trust.svidTTL", "positive duration"),
+		Entry("CA TTL that overflows a Go duration",
+			func(u *unstructured.Unstructured) { set(u, "3000000h", "spec", "trust", "caTTL") },
+			"spec.trust.caTTL", "positive duration"),
+		Entry("CA TTL over ten years",
+			func(u *unstructured.Unstructured) { set(u, "90000h", "spec", "trust", "caTTL") },
+			"spec.trust.caTTL", "at most 87600h"),
+		Entry("SVID TTL over a year",
+			func(u *unstructured.Unstructured) { set(u, "9000h", "spec", "trust", "svidTTL") },
+			"spec.trust.svidTTL", "at most 8760h"),
+		Entry("grace period that overflows a Go duration",
+			func(u *unstructured.Unstructured) {
+				set(u, "9999999999999999999s", "spec", "serviceFederation", "endpointGracePeriod")
+			},
+			"spec.serviceFederation.endpointGracePeriod", "non-negative duration"),
+		Entry("grace period over a day",
+			func(u *unstructured.Unstructured) { set(u, "25h", "spec", "serviceFederation", "endpointGracePeriod") },
+			"spec.serviceFederation.endpointGracePeriod", "at most 24h"),
+		Entry("zero outlier interval",
+			func(u *unstructured.Unstructured) { set(u, "0s", "spec", "failover", "interval") },
+			"spec.failover.interval", "must be positive"),
+		Entry("outlier interval that overflows a Go duration",
+			func(u *unstructured.Unstructured) { set(u, "3000000h", "spec", "failover", "interval") },
+			"spec.failover.interval", "positive duration"),
+		Entry("zero base ejection time",
+			func(u *unstructured.Unstructured) { set(u, "0ms", "spec", "failover", "baseEjectionTime") },
+			"spec.failover.baseEjectionTime", "must be positive"),
+		Entry("base ejection time over an hour",
+			func(u *unstructured.Unstructured) { set(u, "61m", "spec", "failover", "baseEjectionTime") },
+			"spec.failover.baseEjectionTime", "at most 1h"),
+		// Selectors, as the API machinery would refuse to parse them or as they would enrol every Cluster.
+		Entry("selector with an unknown operator",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"key": "env", "operator": "Equals", "values": []any{"prod"}}}, "spec", "clusterSelector", "matchExpressions")
+			},
+			"spec.clusterSelector.matchExpressions[0].operator", "Unsupported value"),
+		Entry("selector In without values",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"key": "env", "operator": "In"}}, "spec", "clusterSelector", "matchExpressions")
+			},
+			"spec.clusterSelector.matchExpressions[0]", "values must be non-empty for the operators In and NotIn"),
+		Entry("selector Exists with values",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"key": "env", "operator": "Exists", "values": []any{"x"}}}, "spec", "clusterSelector", "matchExpressions")
+			},
+			"spec.clusterSelector.matchExpressions[0]", "empty for Exists and DoesNotExist"),
+		Entry("selector with a bad label value",
+			func(u *unstructured.Unstructured) {
+				set(u, map[string]any{"mesh": "not a value!"}, "spec", "clusterSelector", "matchLabels")
+			},
+			"spec.clusterSelector.matchLabels.mesh", "should match"),
+		Entry("selector with a bad label key",
+			func(u *unstructured.Unstructured) {
+				set(u, map[string]any{"-mesh": "yes"}, "spec", "clusterSelector", "matchLabels")
+			},
+			"spec.clusterSelector.matchLabels", "matchLabels keys must be label keys"),
+		Entry("selector with a bad expression value",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"key": "env", "operator": "NotIn", "values": []any{"a b"}}}, "spec", "clusterSelector", "matchExpressions")
+			},
+			"spec.clusterSelector.matchExpressions[0].values", "values must be label values"),
+		Entry("selector of only DoesNotExist, which selects every Cluster",
+			func(u *unstructured.Unstructured) {
+				set(u, map[string]any{"matchExpressions": []any{map[string]any{"key": "retired", "operator": "DoesNotExist"}}}, "spec", "clusterSelector")
+			},
+			"spec.clusterSelector", "only NotIn and DoesNotExist"),
+		// Resources the members' API servers would refuse later.
+		Entry("agent limits below requests",
+			func(u *unstructured.Unstructured) {
+				set(u, map[string]any{"requests": map[string]any{"memory": "256Mi"}, "limits": map[string]any{"memory": "128Mi"}}, "spec", "controlPlane", "resources")
+			},
+			"spec.controlPlane.resources.limits", "at least resources.requests"),
+		Entry("negative agent request",
+			func(u *unstructured.Unstructured) {
+				set(u, map[string]any{"requests": map[string]any{"cpu": "-100m"}}, "spec", "controlPlane", "resources")
+			},
+			"spec.controlPlane.resources.requests", "must not be negative"),
+		Entry("negative agent limit",
+			func(u *unstructured.Unstructured) {
+				set(u, map[string]any{"limits": map[string]any{"cpu": "-1"}}, "spec", "controlPlane", "resources")
+			},
+			"spec.controlPlane.resources.limits", "must not be negative"),
+		// Names and ranges.
+		Entry("IPv6 clusterset IP range",
+			func(u *unstructured.Unstructured) {
+				set(u, "fd00:245::/64", "spec", "serviceFederation", "clusterSetIPRange")
+			},
+			"spec.serviceFederation.clusterSetIPRange", "must be an IPv4 CIDR with at least 16 addresses"),
+		Entry("clusterset IP range of one address",
+			func(u *unstructured.Unstructured) {
+				set(u, "240.245.0.1/32", "spec", "serviceFederation", "clusterSetIPRange")
+			},
+			"spec.serviceFederation.clusterSetIPRange", "a prefix of /28 or shorter"),
+		Entry("federated namespace that is not a namespace name",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{"apps", "Team_A"}, "spec", "serviceFederation", "namespaces")
+			},
+			"spec.serviceFederation.namespaces[1]", "should match"),
+		Entry("allowed trust domain that is not a trust domain",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{"spiffe://example.org"}, "spec", "authorization", "allowedTrustDomains")
+			},
+			"spec.authorization.allowedTrustDomains[0]", "should match"),
+		Entry("allowed namespace that is not a namespace name",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{"Prod"}, "spec", "authorization", "allowedNamespaces")
+			},
+			"spec.authorization.allowedNamespaces[0]", "should match"),
+		Entry("trust-domain template with empty labels",
+			func(u *unstructured.Unstructured) {
+				set(u, ".{cluster}..{mesh}.", "spec", "trust", "trustDomainTemplate")
+			},
+			"spec.trust.trustDomainTemplate", "every label of a trust domain is non-empty"),
+		// Outside trust domains.
+		Entry("federated bundle that is not JSON",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"trustDomain": "spire.example.org", "bundleEndpointURL": "https://spire.example.org/bundle",
+					"endpointSPIFFEID": "spiffe://spire.example.org/spire/server", "bundle": "-----BEGIN CERTIFICATE-----"}}, "spec", "trust", "federatesWith")
+			},
+			"spec.trust.federatesWith[0].bundle", "must be a SPIFFE bundle document"),
+		Entry("endpoint SPIFFE ID outside the federated trust domain",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{map[string]any{"trustDomain": "spire.example.org", "bundleEndpointURL": "https://spire.example.org/bundle",
+					"endpointSPIFFEID": "spiffe://evil.example.com/spire/server", "bundle": `{"keys":[]}`}}, "spec", "trust", "federatesWith")
+			},
+			"spec.trust.federatesWith[0].endpointSPIFFEID", "must be a SPIFFE ID in trustDomain"),
 		Entry("unknown log level",
 			func(u *unstructured.Unstructured) { set(u, "verbose", "spec", "controlPlane", "logLevel") },
 			"spec.controlPlane.logLevel", "Unsupported value"),
+	)
+
+	DescribeTable("accepts the edge values a user may mean",
+		func(mutate func(*unstructured.Unstructured)) {
+			u := meshInstallation(uniqueName())
+			mutate(u)
+			Expect(k8sClient.Create(ctx, u)).To(Succeed())
+			Expect(k8sClient.Delete(ctx, u)).To(Succeed())
+		},
+		Entry("durations as a Go client writes them", func(u *unstructured.Unstructured) {
+			set(u, "1h0m0s", "spec", "trust", "svidTTL")
+			set(u, "87600h0m0s", "spec", "trust", "caTTL")
+			set(u, "0s", "spec", "serviceFederation", "endpointGracePeriod")
+			set(u, "500ms", "spec", "failover", "interval")
+			set(u, "1h", "spec", "failover", "baseEjectionTime")
+		}),
+		Entry("a selector of In and NotIn", func(u *unstructured.Unstructured) {
+			set(u, map[string]any{"matchExpressions": []any{
+				map[string]any{"key": "cluster.x-k8s.io/provider", "operator": "In", "values": []any{"aws", "gcp"}},
+				map[string]any{"key": "retired", "operator": "NotIn", "values": []any{"true"}},
+			}}, "spec", "clusterSelector")
+		}),
+		Entry("limits equal to requests", func(u *unstructured.Unstructured) {
+			set(u, map[string]any{"requests": map[string]any{"memory": "128Mi", "cpu": "100m"}, "limits": map[string]any{"memory": "134217728", "cpu": "0.1"}}, "spec", "controlPlane", "resources")
+		}),
+		Entry("an outside trust domain next to the members'", func(u *unstructured.Unstructured) {
+			set(u, []any{map[string]any{"trustDomain": "spire.example.org", "bundleEndpointURL": "https://spire.example.org/bundle",
+				"endpointSPIFFEID": "spiffe://spire.example.org/spire/server", "bundle": ` {"keys": []}
+`}}, "spec", "trust", "federatesWith")
+		}),
 	)
 
 	It("accepts every sample in config/samples as it is", func() {
