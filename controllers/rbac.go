@@ -24,10 +24,11 @@ package controllers
 // +kubebuilder:rbac:groups=mesh.fleetmesh.io,resources=meshinstallations/status;meshclusters/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mesh.fleetmesh.io,resources=meshinstallations/finalizers;meshclusters/finalizers,verbs=update
 
-// Cluster API: the members, and their kubeconfig Secrets (the manager caches only Secrets
-// labelled with a cluster name, never all Secrets).
+// Cluster API: the members, and their kubeconfig Secrets: get only, by name (<cluster>-kubeconfig),
+// never listed, watched or cached (Cluster API's CA, etcd and service-account key Secrets carry
+// the same label).
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // Events on every condition transition.
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch

@@ -132,9 +132,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		!meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition) {
 		return ctrl.Result{}, nil
 	}
-	c, err := r.ClusterCache.GetClient(ctx, client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name})
+	c, err := controllers.MemberClient(ctx, r.ClusterCache, mc)
 	if err != nil {
-		return ctrl.Result{}, nil // not connected after all; the MeshCluster watch brings us back
+		return ctrl.Result{}, nil // not connected after all, or not this member; the MeshCluster watch brings us back
 	}
 	if err := r.watchMember(ctx, mc); err != nil {
 		return ctrl.Result{}, err

@@ -77,6 +77,9 @@ type Reconciler struct {
 	Client       client.Client
 	ClusterCache clustercache.ClusterCache
 	Recorder     events.EventRecorder
+	// SecretReader reads a member's kubeconfig Secret, uncached, to say what is wrong with it
+	// when the member cannot be connected.
+	SecretReader client.Reader
 	// UninstallTimeout: see DefaultUninstallTimeout.
 	UninstallTimeout time.Duration
 	// Now is the clock; injected for tests.
@@ -87,8 +90,8 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller and its sources.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
-	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil {
-		return errors.New("meshcluster: Client, ClusterCache and Recorder are required")
+	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil || r.SecretReader == nil {
+		return errors.New("meshcluster: Client, ClusterCache, Recorder and SecretReader are required")
 	}
 	if r.UninstallTimeout == 0 {
 		r.UninstallTimeout = DefaultUninstallTimeout
@@ -142,6 +145,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !mc.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, mc, clusterKey)
 	}
+	if !controllers.Managed(mc, "") {
+		return ctrl.Result{}, r.reportNotManaged(ctx, mc)
+	}
 	if err := finalizer.Ensure(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer, true); err != nil {
 		return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 	}
@@ -155,6 +161,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: mc.Spec.Installation}, mi); err != nil {
 		// The installation's own finalizer deletes this MeshCluster; nothing to install meanwhile.
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !controllers.Managed(mc, mi.UID) {
+		// Controlled by an earlier installation of the same name: the garbage collector deletes it.
+		return ctrl.Result{}, nil
+	}
+	if cluster := (&clusterv1.Cluster{}); r.Client.Get(ctx, clusterKey, cluster) == nil {
+		if want, err := membership.DesiredMember(mi, cluster); err == nil && !apiequality.Semantic.DeepEqual(want, mc.Spec) {
+			// A hand edit, which the installation's reconciler reverts, or a change on its way:
+			// nothing is rendered from a spec the operator did not decide.
+			return ctrl.Result{RequeueAfter: specRecheck}, nil
+		}
 	}
 
 	c, connected, probing := r.connect(ctx, mc, clusterKey)
@@ -212,6 +229,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 // server serves a new CRD within a few hundred milliseconds, and every join waits for it.
 const crdServedRecheck = 250 * time.Millisecond
 
+// specRecheck is how soon a member whose MeshCluster spec is not (yet) the decided one looks
+// again; the installation's reconciler writes it within moments.
+const specRecheck = time.Second
+
 // probeInterval is clustercache's fixed health-probe interval.
 const probeInterval = 10 * time.Second
 
@@ -232,6 +253,11 @@ func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, 
 	health := r.ClusterCache.GetHealthCheckingState(ctx, key)
 	c, err := r.ClusterCache.GetClient(ctx, key)
 	if err != nil {
+		if problem := kubeconfigProblem(ctx, r.SecretReader, key); problem != "" {
+			r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonKubeconfigBad,
+				problem+": fix it (Cluster API writes it when the cluster is provisioned); other members are unaffected")
+			return memberClient{}, false, false
+		}
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
 		return memberClient{}, false, false
 	}
@@ -239,6 +265,16 @@ func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, 
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, nil))
 		return memberClient{}, false, true
 	}
+	uid, err := controllers.CheckIdentity(ctx, c, mc)
+	switch {
+	case errors.Is(err, controllers.ErrIdentityChanged):
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonIdentityChanged, err.Error())
+		return memberClient{}, false, false
+	case err != nil:
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
+		return memberClient{}, false, false
+	}
+	mc.Status.KubeSystemUID = uid // recorded at join; unchanged afterwards
 	r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionTrue, meshv1alpha1.ReasonConnected,
 		fmt.Sprintf("connected to the API server of %s through its kubeconfig Secret", key))
 	mcl, err := r.memberClient(ctx, key, c)
@@ -390,6 +426,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 	done := func() (ctrl.Result, error) {
 		return ctrl.Result{}, client.IgnoreNotFound(finalizer.Ensure(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer, false))
 	}
+	if !controllers.Managed(mc, "") {
+		// A finalizer copied onto a hand-made MeshCluster: it may name a real member, whose control
+		// plane belongs to the MeshCluster the operator made.
+		r.Recorder.Eventf(mc, nil, "Normal", meshv1alpha1.ReasonNotManaged, "Delete", "not made by the operator: nothing uninstalled from %s", clusterKey)
+		return done()
+	}
 	cluster := &clusterv1.Cluster{}
 	if err := r.Client.Get(ctx, clusterKey, cluster); apierrors.IsNotFound(err) {
 		r.Recorder.Eventf(mc, nil, "Normal", "Uninstalled", "Uninstall", "Cluster %s is gone: nothing to uninstall", clusterKey)
@@ -399,6 +441,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 	var mcl memberClient
 	if err == nil {
 		mcl, err = r.memberClient(ctx, clusterKey, c)
+	}
+	if err == nil {
+		if _, idErr := controllers.CheckIdentity(ctx, c, mc); errors.Is(idErr, controllers.ErrIdentityChanged) {
+			r.Recorder.Eventf(mc, nil, "Warning", meshv1alpha1.ReasonIdentityChanged, "Uninstall", "nothing uninstalled: %v", idErr)
+			return done()
+		}
 	}
 	if err == nil && r.ClusterCache.GetHealthCheckingState(ctx, clusterKey).ConsecutiveFailures == 0 {
 		mcl.listLive = true
@@ -486,7 +534,21 @@ func (r *Reconciler) writeStatus(ctx context.Context, mc *meshv1alpha1.MeshClust
 		ObservedGeneration: mc.Status.ObservedGeneration,
 		Conditions: status.Owned(mc.Status.Conditions,
 			meshv1alpha1.ReadyCondition, meshv1alpha1.ConnectedCondition, meshv1alpha1.ControlPlaneReadyCondition),
-		AgentVersion: mc.Status.AgentVersion,
-		LastSyncTime: mc.Status.LastSyncTime,
+		KubeSystemUID: mc.Status.KubeSystemUID,
+		AgentVersion:  mc.Status.AgentVersion,
+		LastSyncTime:  mc.Status.LastSyncTime,
 	})
+}
+
+// reportNotManaged marks a MeshCluster the operator did not make (controllers.Managed).
+func (r *Reconciler) reportNotManaged(ctx context.Context, mc *meshv1alpha1.MeshCluster) error {
+	before := mc.DeepCopy()
+	r.setCondition(mc, meshv1alpha1.ReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonNotManaged,
+		"not made by the operator (it makes one MeshCluster per selected Cluster, named like the Cluster and controlled by its "+
+			"MeshInstallation): ignored, nothing is installed through it and nothing uninstalled when it goes; delete it")
+	mc.Status.ObservedGeneration = mc.Generation
+	if apiequality.Semantic.DeepEqual(before.Status, mc.Status) {
+		return nil
+	}
+	return r.writeStatus(ctx, mc)
 }

@@ -28,6 +28,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -109,9 +110,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			Type: meshv1alpha1.DegradedCondition, Status: metav1.ConditionTrue, Reason: meshv1alpha1.ReasonInvalidSpec, Message: err.Error(),
 		}}})
 	}
-	plan := membership.PlanMembers(mi, sel.Members)
+	existing, err := r.members(ctx, mi.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	plan := membership.PlanMembers(mi, sel.Members, existing)
 
-	applyErr := r.converge(ctx, mi, plan)
+	applyErr := r.converge(ctx, mi, plan, existing)
 
 	members, err := r.members(ctx, mi.Name)
 	if err != nil {
@@ -123,12 +128,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // converge creates or updates the desired MeshClusters and deletes the others of this installation.
-func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, plan membership.Plan) error {
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, plan membership.Plan, existing []meshv1alpha1.MeshCluster) error {
 	var errs []error
-	existing, err := r.members(ctx, mi.Name)
-	if err != nil {
-		return err
-	}
 	for key, spec := range plan.Specs {
 		ns, name, _ := strings.Cut(key, "/")
 		mc := &meshv1alpha1.MeshCluster{
@@ -152,7 +153,12 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 			errs = append(errs, err)
 			continue
 		}
-		if err := ssa.Apply(ctx, r.Client, mc); err != nil {
+		u, err := ownedSpec(mc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ssa.Apply(ctx, r.Client, u); err != nil {
 			errs = append(errs, fmt.Errorf("member %s: %w", key, err))
 		}
 	}
@@ -228,6 +234,22 @@ func recordMembers(installation string, members []meshv1alpha1.MeshCluster) {
 	for k, n := range counts {
 		metrics.Members.WithLabelValues(installation, k[0], k[1]).Set(n)
 	}
+}
+
+// ownedSpec is mc to apply with every spec field present, empty ones too: server-side apply then
+// owns them all, so a hand edit of any (a zone set on a member whose Cluster has none) is
+// reverted at the next reconcile instead of reaching the agent. (JSON omits empty strings.)
+func ownedSpec(mc *meshv1alpha1.MeshCluster) (*unstructured.Unstructured, error) {
+	u, err := ssa.ToUnstructured(mc)
+	if err != nil {
+		return nil, err
+	}
+	for path, v := range map[string]string{"region": mc.Spec.Locality.Region, "zone": mc.Spec.Locality.Zone} {
+		if err := unstructured.SetNestedField(u.Object, v, "spec", "locality", path); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
 }
 
 func ptrTrue() *bool { t := true; return &t }

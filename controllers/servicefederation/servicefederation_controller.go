@@ -48,6 +48,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/federation"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
@@ -164,10 +165,9 @@ func (r *Reconciler) connected(ctx context.Context, mc *meshv1alpha1.MeshCluster
 	if !mc.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1alpha1.ConnectedCondition) {
 		return m
 	}
-	key := client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name}
-	c, err := r.ClusterCache.GetClient(ctx, key)
+	c, err := controllers.MemberClient(ctx, r.ClusterCache, mc)
 	if err != nil {
-		return m
+		return m // not connected, or not this member (identity changed)
 	}
 	m.reader, m.writer = c, c
 	return m

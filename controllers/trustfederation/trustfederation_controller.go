@@ -272,9 +272,9 @@ func (r *Reconciler) read(ctx context.Context, installation string, m *member) e
 	if !meta.IsStatusConditionTrue(m.mc.Status.Conditions, meshv1alpha1.ConnectedCondition) {
 		return nil
 	}
-	c, err := r.ClusterCache.GetClient(ctx, client.ObjectKey{Namespace: m.mc.Namespace, Name: m.mc.Spec.ClusterRef.Name})
+	c, err := controllers.MemberClient(ctx, r.ClusterCache, m.mc)
 	if err != nil {
-		return nil // not connected after all; the MeshCluster watch brings us back
+		return nil // not connected after all, or not this member; the MeshCluster watch brings us back
 	}
 	if err := r.watchMember(ctx, installation, m.mc); err != nil {
 		return err

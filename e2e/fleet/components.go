@@ -131,6 +131,16 @@ func (f *Fleet) prepareControlPlane(c *Cluster, env *envtest.Environment) error 
 	// envtest's /24 runs out of ClusterIPs at 253 Services; the federation benchmark exports
 	// 300. 10.0.0.0/16 keeps the same first addresses and stays clear of the pods' 10.244.0.0/16.
 	api.Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
+	if c.Name == ManagementName {
+		// Every access to a Secret, who made it and to which one, for the specs that prove the
+		// operator reads only kubeconfig Secrets (SecretAccesses).
+		policy := filepath.Join(c.procs.dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(secretAuditPolicy), 0o600); err != nil {
+			return err
+		}
+		api.Configure().Set("audit-policy-file", policy)
+		api.Configure().Set("audit-log-path", c.procs.auditLog())
+	}
 	if f.isFullMember(c) {
 		// envtest turns the ServiceAccount admission plugin off because nothing would create the
 		// default ServiceAccounts; here the controller-manager does, and pods must get their

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,4 +81,20 @@ func AgentMetrics(ctx context.Context, m *Cluster) (string, error) {
 		return "", err
 	}
 	return scrapeAddr(addr)
+}
+
+// ConditionOf is "Status/Reason" of the condition of type t in conds, or "" when there is none.
+func ConditionOf(conds []metav1.Condition, t string) string {
+	if c := meta.FindStatusCondition(conds, t); c != nil {
+		return string(c.Status) + "/" + c.Reason
+	}
+	return ""
+}
+
+// ConditionMessageOf is the message of the condition of type t in conds, or "".
+func ConditionMessageOf(conds []metav1.Condition, t string) string {
+	if c := meta.FindStatusCondition(conds, t); c != nil {
+		return c.Message
+	}
+	return ""
 }

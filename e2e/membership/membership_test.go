@@ -97,12 +97,7 @@ func meshCluster(name string) func() (*meshv1alpha1.MeshCluster, error) {
 }
 
 func condition(t string) func(*meshv1alpha1.MeshCluster) string {
-	return func(mc *meshv1alpha1.MeshCluster) string {
-		if c := meta.FindStatusCondition(mc.Status.Conditions, t); c != nil {
-			return string(c.Status) + "/" + c.Reason
-		}
-		return ""
-	}
+	return func(mc *meshv1alpha1.MeshCluster) string { return fleet.ConditionOf(mc.Status.Conditions, t) }
 }
 
 // installedObjects lists what fleetmesh installed in a member (by its labels), CRDs included.
@@ -597,21 +592,11 @@ func installation(mi *meshv1alpha1.MeshInstallation) func() (*meshv1alpha1.MeshI
 }
 
 func miCondition(t string) func(*meshv1alpha1.MeshInstallation) string {
-	return func(mi *meshv1alpha1.MeshInstallation) string {
-		if c := meta.FindStatusCondition(mi.Status.Conditions, t); c != nil {
-			return string(c.Status) + "/" + c.Reason
-		}
-		return ""
-	}
+	return func(mi *meshv1alpha1.MeshInstallation) string { return fleet.ConditionOf(mi.Status.Conditions, t) }
 }
 
 func miConditionMessage(t string) func(*meshv1alpha1.MeshInstallation) string {
-	return func(mi *meshv1alpha1.MeshInstallation) string {
-		if c := meta.FindStatusCondition(mi.Status.Conditions, t); c != nil {
-			return c.Message
-		}
-		return ""
-	}
+	return func(mi *meshv1alpha1.MeshInstallation) string { return fleet.ConditionMessageOf(mi.Status.Conditions, t) }
 }
 
 // serviceAccountClient is a client of the member authenticated as a ServiceAccount (TokenRequest).

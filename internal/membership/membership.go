@@ -21,6 +21,7 @@ package membership
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -143,8 +144,17 @@ type Plan struct {
 }
 
 // PlanMembers expands every member's spec and refuses members whose trust domain is invalid or
-// equal to another member's (two members may never share a trust domain).
-func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster) Plan {
+// equal to another member's (two members may never share a trust domain). existing are the
+// installation's MeshClusters: when clusters collide on a trust domain that one of them already
+// holds as a joined member, that member keeps it and only the newcomers are refused; with no such
+// holder, every colliding cluster is refused.
+func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster, existing []meshv1alpha1.MeshCluster) Plan {
+	holder := map[string]string{} // trust domain -> namespace/name of the member that holds it
+	for i := range existing {
+		if mc := &existing[i]; mc.DeletionTimestamp.IsZero() && mc.Spec.Installation == mi.Name {
+			holder[mc.Spec.TrustDomain] = mc.Namespace + "/" + mc.Name
+		}
+	}
 	p := Plan{Specs: map[string]meshv1alpha1.MeshClusterSpec{}}
 	byTD := map[string][]string{}
 	for _, c := range members {
@@ -168,6 +178,15 @@ func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster
 			continue
 		}
 		sort.Strings(keys)
+		if h, ok := holder[td]; ok && slices.Contains(keys, h) {
+			for _, k := range keys {
+				if k != h {
+					delete(p.Specs, k)
+					p.Refused = append(p.Refused, fmt.Sprintf("cluster %s expands to trust domain %q, which member %s already holds: it is not joined (make spec.trust.trustDomainTemplate distinguish them, using {cluster} and {namespace})", k, td, h))
+				}
+			}
+			continue
+		}
 		for _, k := range keys {
 			delete(p.Specs, k)
 		}

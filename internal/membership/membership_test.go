@@ -102,7 +102,7 @@ func TestPlanMembersRefusesCollidingAndOverlongTrustDomains(t *testing.T) {
 		ptr.To(cluster("ns2", "west", nil)),
 		ptr.To(cluster("ns1", long, nil)),
 	}
-	p := PlanMembers(&m, members)
+	p := PlanMembers(&m, members, nil)
 	if len(p.Specs) != 1 {
 		t.Fatalf("want only ns1/east planned, got %v", p.Specs)
 	}
@@ -115,6 +115,33 @@ func TestPlanMembersRefusesCollidingAndOverlongTrustDomains(t *testing.T) {
 		if !strings.Contains(joined, want) {
 			t.Errorf("refusals %q do not mention %q", joined, want)
 		}
+	}
+}
+
+// A newcomer that collides with a joined member's trust domain is refused alone: the member
+// keeps working (before, both were refused and the member was uninstalled as "no longer selected").
+func TestPlanMembersKeepsTheJoinedHolderOfATrustDomain(t *testing.T) {
+	m := mi("mesh", 0, nil)
+	m.Spec.Trust.TrustDomainTemplate = "{cluster}.example"
+	members := []*clusterv1.Cluster{ptr.To(cluster("ns1", "west", nil)), ptr.To(cluster("ns2", "west", nil)), ptr.To(cluster("ns3", "west", nil))}
+	joined := meshv1alpha1.MeshCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns2", Name: "west"},
+		Spec:       meshv1alpha1.MeshClusterSpec{Installation: "mesh", TrustDomain: "west.example"},
+	}
+	p := PlanMembers(&m, members, []meshv1alpha1.MeshCluster{joined})
+	if _, ok := p.Specs["ns2/west"]; !ok || len(p.Specs) != 1 {
+		t.Fatalf("want only the joined ns2/west planned, got %v", p.Specs)
+	}
+	got := strings.Join(p.Refused, "\n")
+	for _, want := range []string{"cluster ns1/west expands to trust domain \"west.example\", which member ns2/west already holds", "cluster ns3/west"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("refusals %q do not mention %q", got, want)
+		}
+	}
+	// A member of another installation, or one being deleted, holds nothing.
+	joined.Spec.Installation = "other"
+	if p := PlanMembers(&m, members, []meshv1alpha1.MeshCluster{joined}); len(p.Specs) != 0 {
+		t.Errorf("another installation's member kept %v", p.Specs)
 	}
 }
 

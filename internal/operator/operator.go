@@ -27,7 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -92,11 +91,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		// A new leader starts at once when the old one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
-		Cache: cache.Options{
-			// Only Cluster API kubeconfig Secrets, never every Secret of the management cluster.
-			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: kubeconfigSecrets()}},
-			DefaultTransform: cache.TransformStripManagedFields(),
-		},
+		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// No Secret is ever cached: Cluster API labels its CA, etcd and service-account key
+		// Secrets like the kubeconfig ones, so an informer would hold every member's keys. The
+		// cluster cache GETs only <cluster>-kubeconfig, when it connects (see setupControllers).
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
@@ -111,12 +110,6 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		return nil, err
 	}
 	return mgr, nil
-}
-
-func kubeconfigSecrets() labels.Selector {
-	req, err := labels.NewRequirement(clusterv1.ClusterNameLabel, selection.Exists, nil)
-	utilruntime.Must(err)
-	return labels.NewSelector().Add(*req)
 }
 
 // memberCache: what the operator caches of each member. Of the kinds it installs, only
@@ -137,7 +130,8 @@ func memberCacheOptions() clustercache.CacheOptions {
 
 func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
-		SecretClient: mgr.GetClient(),
+		// Uncached: a GET of the one kubeconfig Secret per connect (RBAC: get only).
+		SecretClient: mgr.GetAPIReader(),
 		Cache:        memberCacheOptions(),
 		Client: clustercache.ClientOptions{
 			UserAgent: "fleetmesh-manager/" + version.Version,
@@ -159,6 +153,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 		Client:       mgr.GetClient(),
 		ClusterCache: cc,
 		Recorder:     mgr.GetEventRecorder("meshcluster-controller"),
+		SecretReader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 10}); err != nil {
 		return fmt.Errorf("set up MeshCluster controller: %w", err)
 	}

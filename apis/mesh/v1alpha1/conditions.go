@@ -47,6 +47,9 @@ const (
 	ReasonAgentReady       = "AgentReady"
 	ReasonDeleting         = "Deleting"
 	ReasonUninstallSkipped = "UninstallSkippedUnreachable"
+	ReasonIdentityChanged  = "ClusterIdentityChanged"
+	ReasonNotManaged       = "NotManagedByOperator"
+	ReasonKubeconfigBad    = "KubeconfigInvalid"
 
 	// TrustFederated reasons.
 	ReasonFederated          = "Federated"

@@ -110,6 +110,14 @@ type MeshClusterStatus struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Conditions",xDescriptors={"urn:alm:descriptor:io.kubernetes.conditions"}
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// kubeSystemUID identifies the member: the UID of its kube-system namespace, recorded when it
+	// joined. When the kubeconfig Secret reaches a cluster with another UID, fleetmesh writes
+	// nothing there (Connected=False, reason ClusterIdentityChanged); clear this field (status
+	// subresource) to accept a cluster rebuilt on purpose.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	KubeSystemUID string `json:"kubeSystemUID,omitempty"`
+
 	// agentVersion is the version the member's agent reports.
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Agent Version",xDescriptors={"urn:alm:descriptor:text"}
