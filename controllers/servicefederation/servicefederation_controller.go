@@ -426,16 +426,48 @@ func (r *Reconciler) clusterSetIP(ctx context.Context, mi *meshv1alpha1.MeshInst
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	a := r.allocators[mi.Name]
+	r.mu.Unlock()
 	if a == nil {
-		var err error
-		if a, err = federation.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange); err != nil {
+		// First allocation since the operator started: every IP an import already shows is held
+		// before any is handed out, so no import's IP ever changes across a restart.
+		seeded, err := seedAllocator(ctx, mi, live)
+		if err != nil {
 			return "", err
 		}
-		r.allocators[mi.Name] = a
+		r.mu.Lock()
+		if a = r.allocators[mi.Name]; a == nil {
+			a = seeded
+			r.allocators[mi.Name] = a
+		}
+		r.mu.Unlock()
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return a.Allocate(key, current)
+}
+
+// seedAllocator is a new allocator of the installation's range holding the IP of every
+// ServiceImport of the installation that the live members show.
+func seedAllocator(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live []member) (*federation.Allocator, error) {
+	a, err := federation.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range live {
+		imports := &mcsv1beta1.ServiceImportList{}
+		if err := m.reader.List(ctx, imports, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("list the imports of member %s to seed the clusterset IP allocator: %w", m.id, err)
+		}
+		for i := range imports.Items {
+			if si := &imports.Items[i]; len(si.Spec.IPs) > 0 {
+				// An address out of range or already held (never so in a sound fleet) is left to
+				// Allocate when its service is federated.
+				a.Hold(federation.Key{Namespace: si.Namespace, Name: si.Name}, si.Spec.IPs[0])
+			}
+		}
+	}
+	return a, nil
 }
 
 func (r *Reconciler) releaseIP(installation string, key federation.Key) {

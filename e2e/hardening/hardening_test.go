@@ -28,6 +28,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -154,6 +155,46 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 			Expect(a.Namespace).To(Equal(fleet.ClusterNamespace), a.String())
 			Expect(a.Name).To(HaveSuffix("-kubeconfig"), "%s: only kubeconfig Secrets, never Cluster API's CA Secrets", a)
 		}
+	})
+
+	It("refuses at admission a MeshCluster made by hand and a hand edit of a MeshCluster's spec", func() {
+		m := f.Members[0]
+		handMade := func() *meshv1alpha1.MeshCluster {
+			return &meshv1alpha1.MeshCluster{
+				ObjectMeta: metav1.ObjectMeta{Namespace: fleet.ClusterNamespace, Name: "hand-made"},
+				Spec: meshv1alpha1.MeshClusterSpec{ClusterRef: meshv1alpha1.ClusterReference{Name: m.Name},
+					Installation: fleet.MeshName, TrustDomain: "hand-made.mesh"},
+			}
+		}
+		// config/default's ValidatingAdmissionPolicy lets only the operator's ServiceAccount
+		// create MeshClusters or change their spec (the harness user is a cluster admin).
+		Eventually(func() error { return f.Management.Client.Create(ctx, handMade(), client.DryRunAll) }).Should(
+			And(Satisfy(apierrors.IsForbidden), MatchError(ContainSubstring("select the Cluster instead of creating a MeshCluster"))))
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			mc, err := meshCluster(m.Name)()
+			if err != nil {
+				return err
+			}
+			mc.Spec.Locality.Zone = "hand-edited"
+			return f.Management.Client.Update(ctx, mc)
+		})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec of MeshCluster " + m.Name + " is decided by the fleetmesh operator"))
+		// Labels and annotations stay the users'.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			mc, err := meshCluster(m.Name)()
+			if err != nil {
+				return err
+			}
+			mc.Annotations = map[string]string{"team": "platform"}
+			return f.Management.Client.Update(ctx, mc)
+		})).To(Succeed())
+
+		// OperatorHub installs cannot ship the policy: the specs below run without it, as there,
+		// and show that the operator itself ignores or reverts what the policy would refuse.
+		Expect(f.Management.Client.Delete(ctx, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "fleetmesh-meshcluster-operator-only"}})).To(Succeed())
+		Eventually(func() error { return f.Management.Client.Create(ctx, handMade(), client.DryRunAll) }).Should(Succeed())
 	})
 
 	It("reverts a hand edit of a MeshCluster's spec, even of a field the operator leaves empty", func() {

@@ -596,7 +596,9 @@ func miCondition(t string) func(*meshv1alpha1.MeshInstallation) string {
 }
 
 func miConditionMessage(t string) func(*meshv1alpha1.MeshInstallation) string {
-	return func(mi *meshv1alpha1.MeshInstallation) string { return fleet.ConditionMessageOf(mi.Status.Conditions, t) }
+	return func(mi *meshv1alpha1.MeshInstallation) string {
+		return fleet.ConditionMessageOf(mi.Status.Conditions, t)
+	}
 }
 
 // serviceAccountClient is a client of the member authenticated as a ServiceAccount (TokenRequest).

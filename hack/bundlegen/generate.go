@@ -139,6 +139,9 @@ func sortObjects(objs []*unstructured.Unstructured) (*sorted, error) {
 			s.bindings = append(s.bindings, u)
 		case "Namespace":
 			// OLM installs into the namespace of the OperatorGroup; the bundle must not carry one.
+		case "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+			// A registry+v1 bundle cannot carry admission policies: OperatorHub users apply
+			// config/admission by hand (docs/install-olm.md).
 		case "Configuration":
 			s.scorecard = u
 		default:

@@ -171,11 +171,8 @@ func (a *Allocator) Allocate(k Key, current string) (string, error) {
 	if ip, ok := a.byKey[k]; ok {
 		return ip.String(), nil
 	}
-	if ip, err := netip.ParseAddr(current); err == nil && a.prefix.Contains(ip) {
-		if holder, taken := a.byIP[ip]; !taken || holder == k {
-			a.hold(k, ip)
-			return ip.String(), nil
-		}
+	if a.Hold(k, current) {
+		return current, nil
 	}
 	size := uint32(1) << (32 - a.prefix.Bits())
 	base := binary.BigEndian.Uint32(a.prefix.Addr().AsSlice())
@@ -195,6 +192,23 @@ func (a *Allocator) Allocate(k Key, current string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("clusterSetIPRange %s is exhausted", a.prefix)
+}
+
+// Hold gives k the address current (what members already show) if it is in range and not held
+// by another service, and tells whether it did; k keeps an address it already holds.
+func (a *Allocator) Hold(k Key, current string) bool {
+	ip, err := netip.ParseAddr(current)
+	if err != nil || !a.prefix.Contains(ip) {
+		return false
+	}
+	if held, ok := a.byKey[k]; ok {
+		return held == ip
+	}
+	if holder, taken := a.byIP[ip]; taken && holder != k {
+		return false
+	}
+	a.hold(k, ip)
+	return true
 }
 
 // Release frees the service's IP once no member imports it.

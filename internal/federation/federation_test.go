@@ -182,6 +182,34 @@ func TestAllocatorIsStableAndUnique(t *testing.T) {
 	}
 }
 
+// After a restart, a new service whose hash points at an address an existing import shows must
+// not take it: the allocator holds every shown address first (Hold), then allocates.
+func TestAllocatorSeededBeforeAllocatingKeepsEveryShownIP(t *testing.T) {
+	fresh, _ := NewAllocator("240.245.0.0/28")
+	newcomer := Key{Namespace: "ns", Name: "new"}
+	hashIP, _ := fresh.Allocate(newcomer, "") // where the newcomer's hash lands first
+	existing := Key{Namespace: "ns", Name: "old"}
+
+	a, _ := NewAllocator("240.245.0.0/28")
+	if !a.Hold(existing, hashIP) {
+		t.Fatalf("Hold(%s) of a free address refused", hashIP)
+	}
+	if ip, _ := a.Allocate(newcomer, ""); ip == hashIP {
+		t.Fatalf("newcomer took %s, which %s shows", ip, existing)
+	}
+	if ip, _ := a.Allocate(existing, hashIP); ip != hashIP {
+		t.Errorf("existing import moved from %s to %s", hashIP, ip)
+	}
+	// Hold never takes another's address, an address out of range, or a second one for a key.
+	if a.Hold(Key{Namespace: "ns", Name: "third"}, hashIP) || a.Hold(existing, "10.0.0.1") || a.Hold(existing, "not an IP") {
+		t.Error("Hold took what it must not")
+	}
+	other, _ := a.Allocate(Key{Namespace: "ns", Name: "fourth"}, "")
+	if a.Hold(existing, other) {
+		t.Errorf("Hold gave %s a second address", existing)
+	}
+}
+
 func TestSliceNameIsAValidBoundedName(t *testing.T) {
 	n := SliceName(Key{Namespace: "ns", Name: strings.Repeat("a", 100)}, "member-1.fleet")
 	if len(n) > 63 || n != SliceName(Key{Namespace: "ns", Name: strings.Repeat("a", 100)}, "member-1.fleet") {
