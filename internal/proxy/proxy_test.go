@@ -476,9 +476,10 @@ func nacksBadResponse(t *testing.T, delta bool) {
 	}
 	f.setSnapshot("a", in)
 	p, _, _, m := f.startSidecar(f.a, "a", "client", func(*net.TCPConn) (netip.AddrPort, error) { return netip.AddrPort{}, fmt.Errorf("unused") })
+	// The whole first config: Ready does not wait for EDS, whose later arrival makes a new Config.
 	eventually(t, "first config", func() error {
-		if !p.Ready() {
-			return fmt.Errorf("not ready")
+		if !p.Ready() || len(p.Config().Endpoints) == 0 {
+			return fmt.Errorf("not ready, or no endpoints yet")
 		}
 		return nil
 	})
