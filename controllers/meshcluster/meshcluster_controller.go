@@ -166,7 +166,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// Controlled by an earlier installation of the same name: the garbage collector deletes it.
 		return ctrl.Result{}, nil
 	}
-	if cluster := (&clusterv1.Cluster{}); r.Client.Get(ctx, clusterKey, cluster) == nil {
+	cluster := &clusterv1.Cluster{}
+	clusterErr := r.Client.Get(ctx, clusterKey, cluster)
+	if clusterErr == nil {
 		if want, err := membership.DesiredMember(mi, cluster); err == nil && !apiequality.Semantic.DeepEqual(want, mc.Spec) {
 			// A hand edit, which the installation's reconciler reverts, or a change on its way:
 			// nothing is rendered from a spec the operator did not decide.
@@ -174,7 +176,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 	}
 
-	c, connected, probing := r.connect(ctx, mc, clusterKey)
+	c, connected, probing := r.connect(ctx, mc, clusterKey, cluster, clusterErr)
 	if !connected {
 		if probing {
 			// Still connected but failing probes: if the API server comes back before the cache
@@ -237,10 +239,10 @@ const specRecheck = time.Second
 const probeInterval = 10 * time.Second
 
 // connect returns the member's client, or reports why there is none in the Connected condition;
-// probing tells that the cache is still connected while its health probes fail.
-func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey) (_ memberClient, connected, probing bool) {
-	cluster := &clusterv1.Cluster{}
-	if err := r.Client.Get(ctx, key, cluster); err != nil {
+// probing tells that the cache is still connected while its health probes fail. cluster is the
+// member's Cluster as read (clusterErr the read's error).
+func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey, cluster *clusterv1.Cluster, clusterErr error) (_ memberClient, connected, probing bool) {
+	if err := clusterErr; err != nil {
 		reason, msg := meshv1alpha1.ReasonClusterNotFound, fmt.Sprintf("Cluster %s not found: %v", key, err)
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, reason, msg)
 		return memberClient{}, false, false

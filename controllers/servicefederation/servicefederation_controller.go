@@ -426,24 +426,18 @@ func (r *Reconciler) clusterSetIP(ctx context.Context, mi *meshv1alpha1.MeshInst
 		}
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	a := r.allocators[mi.Name]
-	r.mu.Unlock()
 	if a == nil {
 		// First allocation since the operator started: every IP an import already shows is held
-		// before any is handed out, so no import's IP ever changes across a restart.
-		seeded, err := seedAllocator(ctx, mi, live)
-		if err != nil {
+		// before any is handed out, so no import's IP ever changes across a restart. (The members'
+		// imports come from their caches: no request is made under the lock.)
+		var err error
+		if a, err = seedAllocator(ctx, mi, live); err != nil {
 			return "", err
 		}
-		r.mu.Lock()
-		if a = r.allocators[mi.Name]; a == nil {
-			a = seeded
-			r.allocators[mi.Name] = a
-		}
-		r.mu.Unlock()
+		r.allocators[mi.Name] = a
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	return a.Allocate(key, current)
 }
 

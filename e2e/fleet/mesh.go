@@ -98,3 +98,10 @@ func ConditionMessageOf(conds []metav1.Condition, t string) string {
 	}
 	return ""
 }
+
+// MeshCluster reads the MeshCluster ns/name of the management cluster.
+func (f *Fleet) MeshCluster(ctx context.Context, ns, name string) (*meshv1alpha1.MeshCluster, error) {
+	mc := &meshv1alpha1.MeshCluster{}
+	err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, mc)
+	return mc, err
+}

@@ -120,12 +120,20 @@ func scrapeAddr(addr string) (string, error) {
 	return string(b), err
 }
 
+// operatorPods selects the operator's pods (config/manager's labels).
+var operatorPods = client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"}
+
+// RestartOperator deletes the operator's pods: the Deployment controller makes a new one, leader
+// election hands over, and the new operator reconnects to every member.
+func (f *Fleet) RestartOperator(ctx context.Context) error {
+	return f.Management.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(OperatorNamespace), operatorPods)
+}
+
 // OperatorMetrics returns what the running operator's /metrics serves (port 8080, as
 // config/manager sets it).
 func (f *Fleet) OperatorMetrics(ctx context.Context) (string, error) {
 	pods := &corev1.PodList{}
-	if err := f.Management.Client.List(ctx, pods, client.InNamespace(OperatorNamespace),
-		client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"}); err != nil {
+	if err := f.Management.Client.List(ctx, pods, client.InNamespace(OperatorNamespace), operatorPods); err != nil {
 		return "", err
 	}
 	for _, p := range pods.Items {

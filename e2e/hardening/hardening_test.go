@@ -79,15 +79,7 @@ var _ = BeforeSuite(func() {
 })
 
 func meshCluster(name string) func() (*meshv1alpha1.MeshCluster, error) {
-	return meshClusterIn(fleet.ClusterNamespace, name)
-}
-
-func meshClusterIn(ns, name string) func() (*meshv1alpha1.MeshCluster, error) {
-	return func() (*meshv1alpha1.MeshCluster, error) {
-		mc := &meshv1alpha1.MeshCluster{}
-		err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, mc)
-		return mc, err
-	}
+	return func() (*meshv1alpha1.MeshCluster, error) { return f.MeshCluster(ctx, fleet.ClusterNamespace, name) }
 }
 
 func condition(t string) func(*meshv1alpha1.MeshCluster) string {
@@ -129,11 +121,6 @@ func clusterID(m *fleet.Cluster) func() string {
 		v, _, _ := unstructured.NestedString(u.Object, "spec", "value")
 		return v
 	}
-}
-
-func restartOperator() {
-	Expect(f.Management.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(fleet.OperatorNamespace),
-		client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"})).To(Succeed())
 }
 
 func allReady() {
@@ -257,7 +244,7 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(mc.DeletionTimestamp.IsZero()).To(BeTrue())
 		Expect(agentRunning(m)()).To(Succeed())
-		_, err = meshClusterIn("elsewhere", m.Name)()
+		_, err = f.MeshCluster(ctx, "elsewhere", m.Name)
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the newcomer has no MeshCluster")
 
 		Expect(f.Management.Client.Delete(ctx, newcomer)).To(Succeed())
@@ -271,7 +258,7 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 		// Member 1's Secret now holds member 2's credentials; member 3's holds garbage.
 		Expect(f.WriteKubeconfigSecret(ctx, swapped, other.Kubeconfig)).To(Succeed())
 		Expect(f.WriteKubeconfigSecret(ctx, broken, []byte("this is not a kubeconfig"))).To(Succeed())
-		restartOperator()
+		Expect(f.RestartOperator(ctx)).To(Succeed())
 
 		Eventually(meshCluster(swapped.Name)).WithTimeout(2 * time.Minute).Should(
 			WithTransform(condition(meshv1alpha1.ConnectedCondition), Equal("False/ClusterIdentityChanged")))
@@ -293,7 +280,7 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 		// Put both Secrets right; the operator reconnects (here on its restart) and both heal.
 		Expect(f.WriteKubeconfigSecret(ctx, swapped, swapped.Kubeconfig)).To(Succeed())
 		Expect(f.WriteKubeconfigSecret(ctx, broken, broken.Kubeconfig)).To(Succeed())
-		restartOperator()
+		Expect(f.RestartOperator(ctx)).To(Succeed())
 		allReady()
 	})
 })

@@ -89,11 +89,7 @@ func sample() *meshv1alpha1.MeshInstallation {
 }
 
 func meshCluster(name string) func() (*meshv1alpha1.MeshCluster, error) {
-	return func() (*meshv1alpha1.MeshCluster, error) {
-		mc := &meshv1alpha1.MeshCluster{}
-		err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.ClusterNamespace, Name: name}, mc)
-		return mc, err
-	}
+	return func() (*meshv1alpha1.MeshCluster, error) { return f.MeshCluster(ctx, fleet.ClusterNamespace, name) }
 }
 
 func condition(t string) func(*meshv1alpha1.MeshCluster) string {
@@ -374,8 +370,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		})
 		// Restart the operator in the middle of the rollout: its pod is deleted, the Deployment
 		// controller makes a new one, leader election hands over.
-		Expect(f.Management.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(fleet.OperatorNamespace),
-			client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-manager"})).To(Succeed())
+		Expect(f.RestartOperator(ctx)).To(Succeed())
 		// Argo CD sees the rollout as Progressing on the real objects: the installation while its
 		// new generation is not observed or members converge, a member while its agent rolls out.
 		Eventually(func() string {
