@@ -61,6 +61,7 @@ func main() {
 	flag.StringVar(&trustAddrs.identity, "identity-bind-address", ":15012", "Address of the workload identity API (gRPC over TLS).")
 	flag.StringVar(&trustAddrs.bundle, "bundle-bind-address", ":8443", "Address of the SPIFFE bundle endpoint (https_spiffe).")
 	flag.StringVar(&trustAddrs.xds, "xds-bind-address", ":15010", "Address of the xDS server (ADS over TLS) for data-plane clients.")
+	flag.StringVar(&trustAddrs.dns, "dns-bind-address", "", "Address (UDP and TCP) of the clusterset.local DNS server; empty turns it off.")
 	flag.StringVar(&injector.bind, "injector-bind-address", "", "Address of the sidecar injector's mutating webhook (HTTPS); empty turns the injector off.")
 	flag.StringVar(&injector.proxyImage, "proxy-image", "", "The sidecar proxy image the injector adds to pods (repository:tag).")
 	flag.StringVar(&injector.agentAddress, "sidecar-agent-address", os.Getenv("POD_IP"),
@@ -81,7 +82,7 @@ func main() {
 	}
 }
 
-type trustAddrs struct{ identity, bundle, xds string }
+type trustAddrs struct{ identity, bundle, xds, dns string }
 
 type injectorFlags struct{ bind, proxyImage, agentAddress string }
 
@@ -107,9 +108,10 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 			return fmt.Errorf("config %s: %w", configPath, err)
 		}
 		xdsOpts = &agent.XDSOptions{
-			Addr:   addrs.xds,
-			Member: xds.Member{Cluster: cfg.ClusterID, Region: cfg.Locality.Region, Zone: cfg.Locality.Zone, TrustDomain: cfg.TrustDomain},
-			Policy: xds.PolicyFromSpec(cfg.Failover, cfg.Authorization),
+			Addr:    addrs.xds,
+			DNSAddr: addrs.dns,
+			Member:  xds.Member{Cluster: cfg.ClusterID, Region: cfg.Locality.Region, Zone: cfg.Locality.Zone, TrustDomain: cfg.TrustDomain},
+			Policy:  xds.PolicyFromSpec(cfg.Failover, cfg.Authorization),
 		}
 		if inj.bind != "" {
 			if injectorOpts, err = injectorOptions(cfg, namespace, inj); err != nil {

@@ -212,9 +212,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			fmt.Sprintf("pruning objects no longer rendered failed (retrying): %v", err))
 		return ctrl.Result{}, err
 	}
+	dnsNote, err := pointCoreDNS(ctx, c)
+	if err != nil {
+		r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed,
+			fmt.Sprintf("pointing the member's CoreDNS at the agent failed (retrying): %v", err))
+		return ctrl.Result{}, err
+	}
 	ready, reason, msg, agentVersion, err := r.controlPlaneState(ctx, c, mi)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if ready && dnsNote != "" {
+		msg += "; " + dnsNote
 	}
 	mc.Status.AgentVersion = agentVersion
 	st := metav1.ConditionFalse
@@ -485,6 +494,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 // many objects still exist (namespaces that are terminating count as gone: the member's
 // namespace controller finishes them).
 func (r *Reconciler) uninstall(ctx context.Context, c memberClient, installationName string) (int, error) {
+	if err := unpointCoreDNS(ctx, c); err != nil {
+		return 0, err
+	}
 	have, err := installed(ctx, c, installationName, install.UninstallKinds())
 	if err != nil {
 		return 0, err

@@ -78,7 +78,13 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 
 	key := federation.Key{Namespace: "demo", Name: "echo"}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "demo"},
-		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolTCP}}}}
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{
+			{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolTCP}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}, {Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP}},
+			SessionAffinity:       corev1.ServiceAffinityClientIP,
+			SessionAffinityConfig: &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To(int32(300))}},
+			InternalTrafficPolicy: ptr.To(corev1.ServiceInternalTrafficPolicyLocal),
+			TrafficDistribution:   ptr.To(corev1.ServiceTrafficDistributionPreferSameZone),
+		}}
 	source := discoveryv1.EndpointSlice{
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("grpc"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
@@ -89,7 +95,7 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 	}
 	imp, _ := federation.Resolve([]federation.Export{{Cluster: "east", Key: key, Created: time.Now(), Service: svc,
 		Slices: []discoveryv1.EndpointSlice{source}, Region: "eu", Zone: "eu-1"}})
-	desired := federation.ForMember(imp, "242.1.0.1", map[string]string{"mesh.fleetmesh.io/installation": "demo"})
+	desired := federation.ForMember(imp, "east", "242.1.0.1", map[string]string{"mesh.fleetmesh.io/installation": "demo"})
 	if desired.Import == nil || len(desired.Slices) != 1 {
 		t.Fatalf("want an import and one slice, got %+v", desired)
 	}
@@ -114,6 +120,21 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 		return versions
 	}
 	first := applyAll(true)
+	m := member{id: "east", reader: c, writer: c}
+	for _, want := range []bool{true, false} {
+		if wrote, err := applyImportStatus(ctx, m, desired.Import); err != nil || wrote != want {
+			t.Fatalf("status.clusters: wrote %v (want %v), err %v", wrote, want, err)
+		}
+	}
+	live := &mcsv1beta1.ServiceImport{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(desired.Import), live); err != nil {
+		t.Fatal(err)
+	}
+	if len(live.Spec.Ports) != 3 || live.Spec.SessionAffinityConfig == nil || live.Spec.InternalTrafficPolicy == nil ||
+		live.Spec.TrafficDistribution == nil || len(live.Spec.IPFamilies) != 1 || len(live.Status.Clusters) != 1 || live.Status.Clusters[0].Cluster != "east" {
+		t.Errorf("the member's import lost a field: %+v", live)
+	}
+	first = applyAll(false)
 	if again := applyAll(false); again["ServiceImport"] != first["ServiceImport"] || again["EndpointSlice"] != first["EndpointSlice"] {
 		t.Errorf("applying the same desired objects again wrote them (resourceVersions %v -> %v)", first, again)
 	}
@@ -146,7 +167,7 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
 		t.Fatal(err)
 	}
-	if len(si.Spec.Ports) != 1 || si.Spec.Ports[0].AppProtocol != nil {
+	if len(si.Spec.Ports) != 3 || si.Spec.Ports[0].AppProtocol != nil {
 		t.Errorf("an appProtocol added by hand must be removed, import has ports %v", si.Spec.Ports)
 	}
 }

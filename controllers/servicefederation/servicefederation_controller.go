@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,6 +126,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOpt
 						e.ObjectOld.DeletionTimestamp.IsZero() != e.ObjectNew.DeletionTimestamp.IsZero()
 				},
 			})).
+		// What the installation federates (namespaces, createNamespaces, ranges) changed.
+		WatchesRawSource(source.TypedKind(mgr.GetCache(), &meshv1alpha1.MeshInstallation{},
+			handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, mi *meshv1alpha1.MeshInstallation) []Request {
+				return []Request{{Installation: mi.Name}}
+			}),
+			predicate.TypedGenerationChangedPredicate[*meshv1alpha1.MeshInstallation]{})).
 		Build(r)
 	if err != nil {
 		return err
@@ -361,7 +368,8 @@ func readExport(ctx context.Context, m member, key federation.Key) (federation.E
 	e := federation.Export{
 		Cluster: m.id, Key: key, Created: se.CreationTimestamp.Time,
 		ExportedLabels: se.Spec.ExportedLabels, ExportedAnnotations: se.Spec.ExportedAnnotations,
-		Region: m.mc.Spec.Locality.Region, Zone: m.mc.Spec.Locality.Zone,
+		ExportTo: federation.ParseExportTo(se.Annotations),
+		Region:   m.mc.Spec.Locality.Region, Zone: m.mc.Spec.Locality.Zone,
 	}
 	svc := &corev1.Service{}
 	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, svc); err == nil {
@@ -478,7 +486,7 @@ func (r *Reconciler) releaseIP(installation string, key federation.Key) {
 func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, imp *federation.Import, ip string, key federation.Key, labels map[string]string) (wrote bool, _ error) {
 	var desired federation.Desired
 	if imp != nil && r.importsInto(ctx, m, mi, key.Namespace) {
-		desired = federation.ForMember(imp, ip, labels)
+		desired = federation.ForMember(imp, m.id, ip, labels)
 	}
 	var errs []error
 	if desired.Import != nil {
@@ -500,6 +508,11 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 		wg.Wait()
 		errs = append(errs, applied...)
 		wrote = wrote || slices.Contains(written, true)
+		if applied[0] == nil {
+			w, err := applyImportStatus(ctx, m, desired.Import)
+			wrote = wrote || w
+			errs = append(errs, err)
+		}
 	}
 	want := map[string]bool{}
 	for _, s := range desired.Slices {
@@ -529,6 +542,16 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 		return wrote, fmt.Errorf("converge %s in %s: %w", key, m.id, err)
 	}
 	return wrote, nil
+}
+
+// applyImportStatus writes the import's status.clusters (the exporting clusters, KEP-1645)
+// through the status subresource, unless the member's copy already says so.
+func applyImportStatus(ctx context.Context, m member, want *mcsv1beta1.ServiceImport) (bool, error) {
+	live := &mcsv1beta1.ServiceImport{}
+	if err := m.reader.Get(ctx, client.ObjectKeyFromObject(want), live); err == nil && equality.Semantic.DeepEqual(live.Status.Clusters, want.Status.Clusters) {
+		return false, nil
+	}
+	return true, status.Apply(ctx, m.writer, want, ssa.FieldOwner, &mcsv1beta1.ServiceImportStatus{Clusters: want.Status.Clusters})
 }
 
 // noteChange records that a service's source changed at t, unless an earlier change is pending.

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -467,9 +466,9 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 		}
 		updates := xdsUpdates(20)
 		fmt.Printf("\ndataplane: failover over %d kills: kill -> first remote success p50 %s p99 %s, %d failed calls (target < 1 s, 0 failed)\n",
-			len(failovers), pct(failovers, 50), pct(failovers, 99), failed)
+			len(failovers), fleet.Percentile(failovers, 50), fleet.Percentile(failovers, 99), failed)
 		fmt.Printf("dataplane: EndpointSlice change in %s -> xDS update at a client of %s's agent: p50 %s p99 %s over %d changes (target p99 <= 300 ms)\n",
-			b.Name, a.Name, pct(updates, 50), pct(updates, 99), len(updates))
+			b.Name, a.Name, fleet.Percentile(updates, 50), fleet.Percentile(updates, 99), len(updates))
 	})
 })
 
@@ -486,12 +485,6 @@ func adsClient(m *fleet.Cluster, sa string) discoveryv3.AggregatedDiscoveryServi
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(conn.Close)
 	return discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-}
-
-func pct(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[(len(s)-1)*p/100]
 }
 
 // xdsUpdates changes B's echo EndpointSlice n times (adding, then removing, a second address) and

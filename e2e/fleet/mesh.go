@@ -19,6 +19,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,7 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/membership"
 )
 
 // MeshName is the MeshInstallation InstallMesh creates.
@@ -104,4 +106,17 @@ func (f *Fleet) MeshCluster(ctx context.Context, ns, name string) (*meshv1alpha1
 	mc := &meshv1alpha1.MeshCluster{}
 	err := f.Management.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, mc)
 	return mc, err
+}
+
+// ClusterID is a member's MCS cluster ID (its source-cluster label and ClusterProperty).
+func ClusterID(m *Cluster) string { return membership.ClusterID(m.Name, ClusterNamespace) }
+
+// Percentile is the p-th percentile of ds (0 for none), for the benchmarks' figures.
+func Percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100]
 }

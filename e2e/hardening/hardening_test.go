@@ -271,7 +271,7 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 			WithTransform(conditionMessage(meshv1alpha1.ConnectedCondition), Not(ContainSubstring("this is not"))),
 		))
 		// Member 2 is still only itself: its cluster id and agent, never member 1's.
-		Consistently(clusterID(other)).WithTimeout(5 * time.Second).Should(Equal(other.Name + "." + fleet.ClusterNamespace))
+		Consistently(clusterID(other)).WithTimeout(5 * time.Second).Should(Equal(fleet.ClusterID(other)))
 		cm := &corev1.ConfigMap{}
 		Expect(other.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.ConfigMapName}, cm)).To(Succeed())
 		Expect(cm.Data).NotTo(ContainElement(ContainSubstring(swapped.Name + ".mesh")))

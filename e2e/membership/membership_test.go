@@ -126,6 +126,10 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 	var mi *meshv1alpha1.MeshInstallation
 
 	BeforeAll(func() {
+		// member-2 runs CoreDNS as kubeadm sets it up: the operator adds the clusterset.local
+		// block and takes it out again at uninstall.
+		Expect(f.Members[1].Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: install.CoreDNSNamespace, Name: install.CoreDNSConfigMap},
+			Data: map[string]string{install.CorefileKey: kubeadmCorefile}})).To(Succeed())
 		mi = sample()
 		// As Argo CD syncs it: server-side apply of the file from Git.
 		applySampleAsArgoCD()
@@ -159,9 +163,10 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			))
 			Expect(m.Client.Get(ctx, client.ObjectKey{Name: "serviceexports.multicluster.x-k8s.io"}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
 			Expect(kubelets[m.Name].Running()).To(Equal(1), "the agent runs as a process in %s", m.Name)
-			Expect(clusterProperty(m, install.ClusterIDProperty)).To(Equal(m.Name + "." + fleet.ClusterNamespace))
+			Expect(clusterProperty(m, install.ClusterIDProperty)).To(Equal(fleet.ClusterID(m)))
 			Expect(clusterProperty(m, install.ClusterSetProperty)).To(Equal("demo"))
 		}
+		Eventually(corefile(f.Members[1])).Should(Equal(kubeadmCorefile + "\n" + install.ClusterSetStanza(agentServiceIP(f.Members[1]))))
 	})
 
 	It("keeps the user's spec as Git has it: a second server-side apply changes nothing, no spec field is the operator's", func() {
@@ -313,7 +318,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Expect(proxy.RestartPolicy).To(HaveValue(Equal(corev1.ContainerRestartPolicyAlways)), "a native sidecar")
 		Expect(proxy.Args).To(Equal([]string{"sidecar",
 			"--xds-address=" + agentIP + ":15010", "--identity-address=" + agentIP + ":15012",
-			"--trust-domain=" + m.Name + ".fleet.demo", "--cluster-id=" + m.Name + "." + fleet.ClusterNamespace,
+			"--trust-domain=" + m.Name + ".fleet.demo", "--cluster-id=" + fleet.ClusterID(m),
 			"--trust-file=/var/run/secrets/fleetmesh/root/roots.json", "--token-file=/var/run/secrets/fleetmesh/tokens/token",
 			"--work-dir=/var/run/fleetmesh", "--admin-port=15021", "--metrics-port=15090"}))
 		Expect(proxy.SecurityContext.RunAsUser).To(HaveValue(BeEquivalentTo(1337)))
@@ -435,6 +440,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			return leaving.Client.Get(ctx, client.ObjectKey{Name: install.Namespace}, &corev1.Namespace{})
 		}).WithTimeout(60*time.Second).Should(Satisfy(apierrors.IsNotFound), "the member's namespace controller finishes the namespace")
 		Expect(installedObjects(staying)).To(ConsistOf(stayingBefore))
+		Expect(corefile(leaving)()).To(Equal(kubeadmCorefile+"\n"), "the clusterset.local block is taken out, nothing else")
 		// CRDs stay: deleting them would delete users' ServiceExports.
 		Expect(leaving.Client.Get(ctx, client.ObjectKey{Name: "serviceexports.multicluster.x-k8s.io"}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
 		Eventually(installation(mi)).Should(HaveField("Status.SelectedClusters", BeEquivalentTo(2)))
@@ -443,6 +449,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Eventually(meshCluster(leaving.Name)).WithTimeout(90 * time.Second).Should(
 			WithTransform(condition(meshv1alpha1.ReadyCondition), Equal("True/Reconciled")))
 		Eventually(installation(mi)).WithTimeout(30 * time.Second).Should(HaveField("Status.ReadyClusters", BeEquivalentTo(3)))
+		Eventually(corefile(leaving)).Should(ContainSubstring(install.ClusterSetStanza(agentServiceIP(leaving))))
 	})
 
 	It("reports a member whose API server is down, keeps converging the others, and heals", Label("disruptive"), func() {
@@ -488,6 +495,9 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		Expect(list.Items).To(BeEmpty())
 		for _, m := range f.Members {
 			Expect(installedObjects(m)).To(BeEmpty(), m.Name)
+			if m == f.Members[1] {
+				Expect(corefile(m)()).To(Equal(kubeadmCorefile + "\n"))
+			}
 			// The agent's root ConfigMaps go with the webhook configuration that owns them.
 			Eventually(func() error {
 				return m.Client.Get(ctx, client.ObjectKey{Namespace: "inject-e2e", Name: inject.DefaultRootConfigMap}, &corev1.ConfigMap{})
@@ -499,6 +509,42 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		}
 	})
 })
+
+// kubeadmCorefile is the Corefile kubeadm writes.
+const kubeadmCorefile = `.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}`
+
+func corefile(m *fleet.Cluster) func() string {
+	return func() string {
+		cm := &corev1.ConfigMap{}
+		Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.CoreDNSNamespace, Name: install.CoreDNSConfigMap}, cm)).To(Succeed())
+		return cm.Data[install.CorefileKey]
+	}
+}
+
+func agentServiceIP(m *fleet.Cluster) string {
+	svc := &corev1.Service{}
+	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, svc)).To(Succeed())
+	return svc.Spec.ClusterIP
+}
 
 const argoCDManager = "argocd-controller"
 

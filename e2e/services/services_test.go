@@ -18,13 +18,17 @@ package services_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -40,6 +44,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/install"
 )
 
 func TestMain(m *testing.M) {
@@ -70,6 +75,15 @@ var _ = BeforeSuite(func() {
 // echo runs 2 kwok pods behind a Service in a member; the real EndpointSlice controller
 // publishes their addresses.
 func echo(m *fleet.Cluster, name string, headless bool, ports ...corev1.ServicePort) {
+	echoWith(m, name, func(s *corev1.Service) {
+		if headless {
+			s.Spec.ClusterIP = corev1.ClusterIPNone
+		}
+	}, ports...)
+}
+
+// echoWith is echo with the Service edited before it is created.
+func echoWith(m *fleet.Cluster, name string, edit func(*corev1.Service), ports ...corev1.ServicePort) {
 	labels := map[string]string{"app": name}
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -84,11 +98,11 @@ func echo(m *fleet.Cluster, name string, headless bool, ports ...corev1.ServiceP
 	}
 	Expect(client.IgnoreAlreadyExists(m.Client.Create(ctx, dep))).To(Succeed())
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: corev1.ServiceSpec{Selector: labels, Ports: ports}}
-	if headless {
-		svc.Spec.ClusterIP = corev1.ClusterIPNone
-	}
+	edit(svc)
 	Expect(m.Client.Create(ctx, svc)).To(Succeed())
 }
+
+func noEdit(*corev1.Service) {}
 
 func tcp(name string, p int32) corev1.ServicePort {
 	return corev1.ServicePort{Name: name, Port: p, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(p)}
@@ -138,7 +152,7 @@ func sources(m *fleet.Cluster, name string) func() map[string]int {
 	}
 }
 
-func clusterID(m *fleet.Cluster) string { return m.Name + "." + fleet.ClusterNamespace }
+func clusterID(m *fleet.Cluster) string { return fleet.ClusterID(m) }
 
 func exportCondition(m *fleet.Cluster, name, t string) func() string {
 	return func() string {
@@ -200,11 +214,11 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 	})
 
 	DescribeTable("reports a conflict on every involved export and clears it once resolved",
-		func(name string, youngHeadless bool, youngPort corev1.ServicePort, reason string) {
+		func(name string, young func(*corev1.Service), youngPort corev1.ServicePort, reason string) {
 			echo(b, name, false, tcp("grpc", 8080))
 			exportService(b, name)
 			Eventually(serviceImport(a, name)).WithTimeout(30 * time.Second).Should(HaveField("Spec.Type", mcsv1beta1.ClusterSetIP))
-			echo(c, name, youngHeadless, youngPort)
+			echoWith(c, name, young, youngPort)
 			exportService(c, name)
 			for _, m := range []*fleet.Cluster{b, c} {
 				Eventually(exportCondition(m, name, "Conflict")).WithTimeout(30*time.Second).Should(Equal("True/"+reason), m.Name)
@@ -212,7 +226,8 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 			// The oldest export (B's) defines the import meanwhile.
 			Consistently(serviceImport(a, name)).WithTimeout(2 * time.Second).Should(And(
 				HaveField("Spec.Type", mcsv1beta1.ClusterSetIP),
-				HaveField("Spec.Ports", HaveExactElements(HaveField("Protocol", corev1.ProtocolTCP))),
+				HaveField("Spec.SessionAffinity", corev1.ServiceAffinityNone),
+				HaveField("Spec.Ports", HaveExactElements(And(HaveField("Protocol", corev1.ProtocolTCP), HaveField("Port", int32(8080))))),
 			))
 			// Resolve: C's Service now matches B's.
 			deleteService(c, name)
@@ -223,8 +238,10 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 			unexport(b, name)
 			unexport(c, name)
 		},
-		Entry("type: headless against ClusterSetIP", "typed", true, tcp("grpc", 8080), "TypeConflict"),
-		Entry("port protocol: UDP against TCP", "ported", false, corev1.ServicePort{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolUDP}, "PortConflict"),
+		Entry("type: headless against ClusterSetIP", "typed", func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }, tcp("grpc", 8080), "TypeConflict"),
+		Entry("port protocol: UDP against TCP", "ported", noEdit, corev1.ServicePort{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolUDP}, "PortConflict"),
+		Entry("port number: one name, another number", "renumbered", noEdit, tcp("grpc", 8081), "PortConflict"),
+		Entry("session affinity: ClientIP against None", "sticky", func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP }, tcp("grpc", 8080), "SessionAffinityConflict"),
 	)
 
 	It("marks an export whose Service is missing invalid, imports nothing, and recovers when the Service appears", func() {
@@ -250,6 +267,10 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 			MatchRegexp(`(?m)^fleetmesh_federation_propagation_seconds_count\{installation="[^"]+"\} [1-9]`),
 		))
 	})
+
+	Context("the MCS API as KEP-1645 defines it", kepSpecs)
+	Context("clusterset DNS", dnsSpecs)
+	Context("clusterset DNS benchmark", dnsBench)
 
 	It("keeps an unreachable member's endpoints, marked stale, for the grace period, then withdraws them; they return with it", Label("disruptive"), func() {
 		Eventually(sources(a, "late")).Should(Equal(map[string]int{clusterID(b): 2}))
@@ -281,3 +302,250 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 		}
 	})
 })
+
+func udp(name string, p int32) corev1.ServicePort {
+	return corev1.ServicePort{Name: name, Port: p, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(p)}
+}
+
+func portKeys(si *mcsv1beta1.ServiceImport) []string {
+	var out []string
+	for _, p := range si.Spec.Ports {
+		out = append(out, fmt.Sprintf("%s/%d/%s", p.Name, p.Port, p.Protocol))
+	}
+	return out
+}
+
+func importClusters(si *mcsv1beta1.ServiceImport) []string {
+	var out []string
+	for _, c := range si.Status.Clusters {
+		out = append(out, c.Cluster)
+	}
+	return out
+}
+
+func editMesh(edit func(*meshv1alpha1.ServiceFederationSpec)) {
+	Eventually(func() error {
+		mi := &meshv1alpha1.MeshInstallation{}
+		if err := f.Management.Client.Get(ctx, client.ObjectKey{Name: fleet.MeshName}, mi); err != nil {
+			return err
+		}
+		edit(&mi.Spec.ServiceFederation)
+		return f.Management.Client.Update(ctx, mi)
+	}).Should(Succeed())
+}
+
+func notImported(m *fleet.Cluster, namespace, name string) func() bool {
+	return func() bool {
+		err := m.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &mcsv1beta1.ServiceImport{})
+		return apierrors.IsNotFound(err)
+	}
+}
+
+// kepSpecs run inside the suite's ordered container, before its disruptive spec: after a member's
+// API server restarts, its informers relist on client-go's backoff (up to 30 s), and a spec
+// that then waits on a new export in it would measure that backoff, not federation.
+func kepSpecs() {
+	It("imports a TCP and a UDP port of one number, session affinity, internalTrafficPolicy and trafficDistribution into every member, listing the exporters", func() {
+		edit := func(s *corev1.Service) {
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To(int32(300))}}
+			s.Spec.InternalTrafficPolicy = ptr.To(corev1.ServiceInternalTrafficPolicyLocal)
+			s.Spec.TrafficDistribution = ptr.To(corev1.ServiceTrafficDistributionPreferClose)
+		}
+		echoWith(b, "resolver", edit, tcp("dns-tcp", 53), udp("dns", 53))
+		exportService(b, "resolver")
+		matches := func(ports []string, clusters ...string) types.GomegaMatcher {
+			return And(
+				HaveField("Spec.Type", mcsv1beta1.ClusterSetIP),
+				WithTransform(portKeys, Equal(ports)),
+				HaveField("Spec.SessionAffinity", corev1.ServiceAffinityClientIP),
+				HaveField("Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds", HaveValue(BeEquivalentTo(300))),
+				HaveField("Spec.InternalTrafficPolicy", HaveValue(Equal(corev1.ServiceInternalTrafficPolicyLocal))),
+				HaveField("Spec.TrafficDistribution", HaveValue(Equal(corev1.ServiceTrafficDistributionPreferClose))),
+				HaveField("Spec.IPFamilies", Equal([]corev1.IPFamily{corev1.IPv4Protocol})),
+				HaveField("Spec.IPs", HaveLen(1)),
+				WithTransform(importClusters, Equal(clusters)),
+			)
+		}
+		for _, m := range f.Members {
+			Eventually(serviceImport(m, "resolver")).WithTimeout(30*time.Second).Should(
+				matches([]string{"dns-tcp/53/TCP", "dns/53/UDP"}, clusterID(b)), m.Name)
+		}
+		Eventually(exportCondition(b, "resolver", "Conflict")).Should(Equal("False/NoConflicts"))
+		// C exports it too, with an extra port: the union, both exporters, no conflict.
+		echoWith(c, "resolver", edit, tcp("dns-tcp", 53), udp("dns", 53), tcp("metrics", 9153))
+		exportService(c, "resolver")
+		for _, m := range f.Members {
+			Eventually(serviceImport(m, "resolver")).WithTimeout(30*time.Second).Should(
+				matches([]string{"dns-tcp/53/TCP", "dns/53/UDP", "metrics/9153/TCP"}, clusterID(b), clusterID(c)), m.Name)
+		}
+		for _, m := range []*fleet.Cluster{b, c} {
+			Eventually(exportCondition(m, "resolver", "Conflict")).Should(Equal("False/NoConflicts"), m.Name)
+		}
+	})
+
+	It("gives a headless export no clusterset IP and refuses an ExternalName export", func() {
+		echo(b, "db", true, tcp("pg", 5432))
+		exportService(b, "db")
+		for _, m := range f.Members {
+			Eventually(serviceImport(m, "db")).WithTimeout(30*time.Second).Should(And(
+				HaveField("Spec.Type", mcsv1beta1.Headless), HaveField("Spec.IPs", BeEmpty())), m.Name)
+		}
+		Expect(b.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "external", Namespace: ns},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "db.example.com"}})).To(Succeed())
+		exportService(b, "external")
+		Eventually(exportCondition(b, "external", "Valid")).WithTimeout(30 * time.Second).Should(Equal("False/InvalidServiceType"))
+		Consistently(notImported(a, ns, "external")).WithTimeout(2 * time.Second).Should(BeTrue())
+	})
+
+	It("limits an export to the members its export-to annotation names", func() {
+		echo(b, "scoped", false, tcp("http", 8080))
+		Expect(b.Client.Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "scoped", Namespace: ns,
+			Annotations: map[string]string{federation.ExportToAnnotation: clusterID(a)}}})).To(Succeed())
+		for _, m := range []*fleet.Cluster{a, b} {
+			Eventually(sources(m, "scoped")).WithTimeout(30*time.Second).Should(Equal(map[string]int{clusterID(b): 2}), m.Name)
+		}
+		Consistently(notImported(c, ns, "scoped")).WithTimeout(3 * time.Second).Should(BeTrue())
+		Expect(sources(c, "scoped")()).To(BeEmpty())
+	})
+
+	It("imports only into namespaces the installation federates, and creates them when asked to", func() {
+		const team = "team-x"
+		Expect(b.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}})).To(Succeed())
+		Expect(b.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: team},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "api"}, Ports: []corev1.ServicePort{tcp("http", 8080)}}})).To(Succeed())
+		Expect(b.Client.Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: team}})).To(Succeed())
+		// Namespace sameness: only B has team-x.
+		Eventually(notImported(b, team, "api")).WithTimeout(30 * time.Second).Should(BeFalse())
+		Consistently(notImported(a, team, "api")).WithTimeout(2 * time.Second).Should(BeTrue())
+
+		editMesh(func(s *meshv1alpha1.ServiceFederationSpec) { s.CreateNamespaces = true })
+		for _, m := range []*fleet.Cluster{a, c} {
+			Eventually(notImported(m, team, "api")).WithTimeout(30*time.Second).Should(BeFalse(), "createNamespaces: %s gets team-x and the import", m.Name)
+		}
+
+		editMesh(func(s *meshv1alpha1.ServiceFederationSpec) { s.Namespaces = []string{ns} })
+		for _, m := range f.Members {
+			Eventually(notImported(m, team, "api")).WithTimeout(30*time.Second).Should(BeTrue(), "team-x is not federated: no import in %s", m.Name)
+			Expect(notImported(m, ns, "resolver")()).To(BeFalse(), "imports of federated namespaces stay in %s", m.Name)
+		}
+		editMesh(func(s *meshv1alpha1.ServiceFederationSpec) { s.Namespaces, s.CreateNamespaces = nil, false })
+		Eventually(notImported(a, team, "api")).WithTimeout(30 * time.Second).Should(BeFalse())
+	})
+}
+
+// resolve asks a member's agent, as CoreDNS forwards to it, with a real DNS client over UDP:
+// the response code and the answers, sorted.
+func resolve(m *fleet.Cluster, name string, qtype uint16) func() (string, error) {
+	return func() (string, error) {
+		addr, err := fleet.AgentAddress(ctx, m, install.DNSPort)
+		if err != nil {
+			return "", err
+		}
+		return resolveAt(addr, name, qtype)()
+	}
+}
+
+// resolveAt is resolve against one DNS server address.
+func resolveAt(addr, name string, qtype uint16) func() (string, error) {
+	return func() (string, error) {
+		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+		r, _, err := c.Exchange(new(dns.Msg).SetQuestion(name, qtype), addr)
+		if err != nil {
+			return "", err
+		}
+		var answers []string
+		for _, rr := range r.Answer {
+			switch rr := rr.(type) {
+			case *dns.A:
+				answers = append(answers, rr.A.String())
+			case *dns.SRV:
+				answers = append(answers, fmt.Sprintf("%d %s", rr.Port, rr.Target))
+			case *dns.TXT:
+				answers = append(answers, strings.Join(rr.Txt, ""))
+			}
+		}
+		sort.Strings(answers)
+		return strings.TrimSpace(dns.RcodeToString[r.Rcode] + " " + strings.Join(answers, " ")), nil
+	}
+}
+
+// statefulSet runs a headless Service and a 2-replica StatefulSet of kwok pods behind it.
+func statefulSet(m *fleet.Cluster, name string, port corev1.ServicePort) {
+	labels := map[string]string{"app": name}
+	Expect(m.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: labels, Ports: []corev1.ServicePort{port}}})).To(Succeed())
+	Expect(m.Client.Create(ctx, &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: name, Replicas: ptr.To(int32(2)), PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "db:v1"}}},
+			},
+		},
+	})).To(Succeed())
+}
+
+func podIP(m *fleet.Cluster, name string) func() string {
+	return func() string {
+		p := &corev1.Pod{}
+		if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+			return ""
+		}
+		return p.Status.PodIP
+	}
+}
+
+// dnsSpecs: clusterset DNS as the MCS DNS specification defines it, answered by every member's
+// agent.
+func dnsSpecs() {
+	const zone = ".demo.svc.clusterset.local."
+	It("resolves a ClusterSetIP import to its clusterset IP and its named ports by SRV in every member, and NXDOMAIN once unexported", func() {
+		echo(b, "web", false, tcp("http", 8080))
+		exportService(b, "web")
+		Eventually(serviceImport(a, "web")).WithTimeout(30 * time.Second).Should(HaveField("Spec.IPs", HaveLen(1)))
+		si, _ := serviceImport(a, "web")()
+		ip := si.Spec.IPs[0]
+		for _, m := range f.Members {
+			Eventually(resolve(m, "web"+zone, dns.TypeA)).WithTimeout(20*time.Second).Should(Equal("NOERROR "+ip), m.Name)
+			Expect(resolve(m, "_http._tcp.web"+zone, dns.TypeSRV)()).To(Equal("NOERROR 8080 web"+zone), m.Name)
+			Expect(resolve(m, "dns-version.clusterset.local.", dns.TypeTXT)()).To(Equal("NOERROR 1.0.0"), m.Name)
+			Expect(resolve(m, fleet.ClusterID(b)+".web"+zone, dns.TypeA)()).To(Equal("NXDOMAIN"), "no per-cluster name for a ClusterSetIP service (2.3.4)")
+		}
+		unexport(b, "web")
+		for _, m := range f.Members {
+			Eventually(resolve(m, "web"+zone, dns.TypeA)).WithTimeout(30*time.Second).Should(Equal("NXDOMAIN"), m.Name)
+		}
+	})
+
+	It("resolves a headless StatefulSet exported from two clusters: every ready pod, and each pod by name under its cluster ID", func() {
+		for _, m := range []*fleet.Cluster{b, c} {
+			statefulSet(m, "ledger", tcp("pg", 5432))
+			exportService(m, "ledger")
+		}
+		var ips []string
+		for _, m := range []*fleet.Cluster{b, c} {
+			for _, pod := range []string{"ledger-0", "ledger-1"} {
+				Eventually(podIP(m, pod)).WithTimeout(30*time.Second).ShouldNot(BeEmpty(), m.Name+"/"+pod)
+				ips = append(ips, podIP(m, pod)())
+			}
+		}
+		sort.Strings(ips)
+		for _, m := range f.Members {
+			Eventually(resolve(m, "ledger"+zone, dns.TypeA)).WithTimeout(30*time.Second).Should(Equal("NOERROR "+strings.Join(ips, " ")), m.Name)
+			for _, src := range []*fleet.Cluster{b, c} {
+				name := "ledger-0." + fleet.ClusterID(src) + ".ledger" + zone
+				Expect(resolve(m, name, dns.TypeA)()).To(Equal("NOERROR "+podIP(src, "ledger-0")()), "%s from %s", name, m.Name)
+			}
+			Expect(resolve(m, "_pg._tcp.ledger"+zone, dns.TypeSRV)()).To(Equal("NOERROR "+strings.Join([]string{
+				"5432 ledger-0." + fleet.ClusterID(b) + ".ledger" + zone, "5432 ledger-0." + fleet.ClusterID(c) + ".ledger" + zone,
+				"5432 ledger-1." + fleet.ClusterID(b) + ".ledger" + zone, "5432 ledger-1." + fleet.ClusterID(c) + ".ledger" + zone,
+			}, " ")), m.Name)
+		}
+		unexport(c, "ledger")
+		Eventually(resolve(a, "ledger-0."+fleet.ClusterID(c)+".ledger"+zone, dns.TypeA)).WithTimeout(30 * time.Second).Should(Equal("NXDOMAIN"))
+		Expect(resolve(a, "ledger-0."+fleet.ClusterID(b)+".ledger"+zone, dns.TypeA)()).To(HavePrefix("NOERROR 10."))
+	})
+}

@@ -125,7 +125,7 @@ func TestInjectorOnARealAPIServer(t *testing.T) {
 	agentCfg := serviceAccountConfig(t, cfg, install.Namespace, install.AgentName)
 	sidecar := inject.Config{
 		ProxyImage: "ghcr.io/fleetmesh/proxy:v0.1.0", XDSAddress: agentIP + ":15010", IdentityAddress: agentIP + ":15012",
-		TrustDomain: "east.fleet.demo", ClusterID: "east.fleet",
+		TrustDomain: "east.fleet.demo", ClusterID: "east-fleet",
 	}
 	a, err := agent.New(agent.Options{
 		Config: agentCfg, Namespace: install.Namespace, Version: "v0.1.0", ProbeAddr: agentIP + ":0", Resync: 2 * time.Second,

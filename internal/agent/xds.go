@@ -44,6 +44,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/mcsdns"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
 
@@ -51,6 +52,9 @@ import (
 type XDSOptions struct {
 	// Addr serves ADS (state of the world) over TLS with the agent's SVID.
 	Addr string
+	// DNSAddr, when set, serves the clusterset.local zone (mcsdns) over UDP and TCP from the
+	// same view of the member as xDS.
+	DNSAddr string
 	// Member is the member's cluster ID, locality and trust domain.
 	Member xds.Member
 	Policy xds.Policy
@@ -194,6 +198,14 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 	defer g.Stop()
 	log.Info("serving xDS", "address", lis.Addr().String())
 
+	var zone *dnsServer
+	if o.DNSAddr != "" {
+		if zone, err = serveDNS(ctx, o.DNSAddr, a.registry); err != nil {
+			return err
+		}
+		log.Info("serving clusterset DNS", "address", o.DNSAddr, "zone", mcsdns.Origin)
+	}
+
 	kick()
 	for {
 		select {
@@ -204,7 +216,15 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 		}
 		start := time.Now()
 		since := changedAt.Swap(0) // a change seen from here on is built again next round
-		grpcRes, proxyRes, err := a.buildXDS(ctx, objects, tr)
+		st, err := readMember(ctx, objects)
+		if err != nil {
+			log.Error(err, "read the member's services; serving the previous xDS snapshot and DNS zone")
+			continue
+		}
+		if zone != nil {
+			zone.update(st, since)
+		}
+		grpcRes, proxyRes, err := a.buildXDS(st, tr)
 		if err == nil {
 			err = snapshots.SetSnapshot(ctx, grpcGroup, grpcRes.Snapshot())
 		}
@@ -223,34 +243,49 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 	}
 }
 
-// buildXDS reads the member's state from the cache and builds both resource sets: proxyless
-// gRPC's and the sidecar proxies'.
-func (a *Agent) buildXDS(ctx context.Context, objects crcache.Cache, tr xdsTrust) (grpcRes, proxyRes *xds.Resources, err error) {
-	o := a.opts.XDS
+// memberState is the member's service discovery state as the agent's cache holds it.
+type memberState struct {
+	services []corev1.Service
+	imports  []mcsv1beta1.ServiceImport
+	// local and imported are the EndpointSlices of Services and of imports, by namespace/name.
+	local, imported map[string][]*discoveryv1.EndpointSlice
+}
+
+// readMember lists the member's Services, EndpointSlices and ServiceImports from the cache.
+func readMember(ctx context.Context, objects crcache.Cache) (memberState, error) {
 	services := &corev1.ServiceList{}
 	slices := &discoveryv1.EndpointSliceList{}
 	imports := &mcsv1beta1.ServiceImportList{}
 	for _, l := range []client.ObjectList{services, slices, imports} {
 		if err := objects.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, err
+			return memberState{}, err
 		}
 	}
-	local, imported := map[string][]*discoveryv1.EndpointSlice{}, map[string][]*discoveryv1.EndpointSlice{}
+	st := memberState{services: services.Items, imports: imports.Items,
+		local: map[string][]*discoveryv1.EndpointSlice{}, imported: map[string][]*discoveryv1.EndpointSlice{}}
 	for i := range slices.Items {
 		s := &slices.Items[i]
 		if name := s.Labels[mcsv1beta1.LabelServiceName]; name != "" && s.Labels[discoveryv1.LabelManagedBy] == federation.ManagedBy {
-			imported[s.Namespace+"/"+name] = append(imported[s.Namespace+"/"+name], s)
+			st.imported[s.Namespace+"/"+name] = append(st.imported[s.Namespace+"/"+name], s)
 		} else if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
-			local[s.Namespace+"/"+name] = append(local[s.Namespace+"/"+name], s)
+			st.local[s.Namespace+"/"+name] = append(st.local[s.Namespace+"/"+name], s)
 		}
 	}
+	return st, nil
+}
+
+// buildXDS builds both resource sets from the member's state: proxyless gRPC's and the sidecar
+// proxies'.
+func (a *Agent) buildXDS(st memberState, tr xdsTrust) (grpcRes, proxyRes *xds.Resources, err error) {
+	o := a.opts.XDS
+	local, imported := st.local, st.imported
 	in := xds.Input{Member: o.Member, FederatedTrustDomains: tr.TrustDomains(), TrustBundles: tr.X509Authorities(), Policy: o.Policy}
-	for i := range services.Items {
-		s := &services.Items[i]
+	for i := range st.services {
+		s := &st.services[i]
 		in.Services = append(in.Services, xds.LocalService(s, local[s.Namespace+"/"+s.Name], o.Member))
 	}
-	for i := range imports.Items {
-		si := &imports.Items[i]
+	for i := range st.imports {
+		si := &st.imports[i]
 		in.Services = append(in.Services, xds.ImportedService(si, imported[si.Namespace+"/"+si.Name], o.Member))
 	}
 	if grpcRes, err = xds.Build(in); err != nil {

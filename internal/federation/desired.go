@@ -37,11 +37,22 @@ type Desired struct {
 	Slices []*discoveryv1.EndpointSlice
 }
 
-// ForMember renders the ServiceImport and one MCS EndpointSlice per source cluster for a member.
+// ForMember renders the ServiceImport and one MCS EndpointSlice per source cluster for member
+// (a cluster ID): only the sources that reach it (Export.Reaches); nil Import when none does.
 // ip is the service's clusterset IP (ClusterSetIP imports only). labels are added to everything
 // (fleetmesh's ownership labels). Namespace sameness is the caller's: call it only for members
-// that have the namespace.
-func ForMember(imp *Import, ip string, labels map[string]string) Desired {
+// that have the namespace. The import's status lists the exporting clusters its slices come
+// from (the caller writes status through the status subresource).
+func ForMember(imp *Import, member, ip string, labels map[string]string) Desired {
+	var sources []Export
+	for _, src := range imp.Sources {
+		if src.Reaches(member) {
+			sources = append(sources, src)
+		}
+	}
+	if len(sources) == 0 {
+		return Desired{}
+	}
 	si := &mcsv1beta1.ServiceImport{
 		TypeMeta: metav1.TypeMeta{APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -53,13 +64,19 @@ func ForMember(imp *Import, ip string, labels map[string]string) Desired {
 			Ports:                 imp.Ports,
 			SessionAffinity:       imp.SessionAffinity,
 			SessionAffinityConfig: imp.SessionAffinityConfig,
+			IPFamilies:            imp.IPFamilies,
+			InternalTrafficPolicy: imp.InternalTrafficPolicy,
+			TrafficDistribution:   imp.TrafficDistribution,
 		},
 	}
+	// KEP-1645, "ClusterSetIP": a non-headless import has a clusterset IP, one per family it
+	// carries (IPv4 only here); a Headless import has none.
 	if imp.Type == mcsv1beta1.ClusterSetIP && ip != "" {
 		si.Spec.IPs = []string{ip}
 	}
 	d := Desired{Import: si}
-	for _, src := range imp.Sources {
+	for _, src := range sources {
+		si.Status.Clusters = append(si.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: src.Cluster})
 		if s := sliceFor(imp.Key, src, labels); s != nil {
 			d.Slices = append(d.Slices, s)
 		}

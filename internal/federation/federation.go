@@ -23,12 +23,15 @@ package federation
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
@@ -44,6 +47,13 @@ const (
 	ZoneLabel   = "topology.kubernetes.io/zone"
 )
 
+// ExportToAnnotation on a ServiceExport limits the export to some members: a comma-separated
+// list of cluster IDs (the members' cluster.clusterset.k8s.io ClusterProperty, shown in
+// MeshCluster status). The exporting member always imports its own service; members not listed
+// get neither this export's endpoints nor, if no other export reaches them, the ServiceImport.
+// Absent, the export reaches every member (KEP-1645's default).
+const ExportToAnnotation = "mesh.fleetmesh.io/export-to"
+
 // Key names a service across the clusterset (namespace sameness: same namespace and name).
 type Key struct{ Namespace, Name string }
 
@@ -58,12 +68,47 @@ type Export struct {
 	Service             *corev1.Service
 	ExportedLabels      map[string]string
 	ExportedAnnotations map[string]string
+	// ExportTo, when set, lists the cluster IDs this export reaches (ExportToAnnotation).
+	ExportTo []string
 	// Slices are the member's own EndpointSlices of the Service.
 	Slices []discoveryv1.EndpointSlice
 	Region string
 	Zone   string
 	// Stale: the member is unreachable and this is its last known export.
 	Stale bool
+}
+
+// Reaches tells whether the export's endpoints go to member cluster.
+func (e Export) Reaches(cluster string) bool {
+	return e.ExportTo == nil || e.Cluster == cluster || slices.Contains(e.ExportTo, cluster)
+}
+
+// ParseExportTo reads ExportToAnnotation: nil when absent (every member).
+func ParseExportTo(annotations map[string]string) []string {
+	v, ok := annotations[ExportToAnnotation]
+	if !ok {
+		return nil
+	}
+	out := []string{}
+	for _, id := range strings.Split(v, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// SupportedIPFamily is the only family fleetmesh imports: clusterset IPs come from an IPv4
+// range, and MCS slices carry IPv4 endpoints.
+const SupportedIPFamily = corev1.IPv4Protocol
+
+// ipFamilies of a Service as the API server defaulted them (IPv4 when unset, as for a Service
+// created before dual-stack).
+func ipFamilies(s *corev1.Service) []corev1.IPFamily {
+	if len(s.Spec.IPFamilies) == 0 {
+		return []corev1.IPFamily{corev1.IPv4Protocol}
+	}
+	return s.Spec.IPFamilies
 }
 
 // Validity of one export on its own.
@@ -73,8 +118,12 @@ func Validity(e Export) (valid bool, reason, message string) {
 		return false, string(mcsv1beta1.ServiceExportReasonNoService),
 			fmt.Sprintf("Service %s does not exist in this cluster; create it and the export becomes valid", e.Key)
 	case e.Service.Spec.Type == corev1.ServiceTypeExternalName:
+		// KEP-1645, "Exporting Services": "ExternalName services cannot be exported".
 		return false, string(mcsv1beta1.ServiceExportReasonInvalidServiceType),
 			"ExternalName Services cannot be exported (KEP-1645); export a ClusterIP or headless Service"
+	case !slices.Contains(ipFamilies(e.Service), SupportedIPFamily):
+		return false, string(mcsv1beta1.ServiceExportReasonInvalidServiceType),
+			fmt.Sprintf("the Service's ipFamilies %v have no IPv4: fleetmesh imports IPv4 only (clusterset IPs come from an IPv4 range)", e.Service.Spec.IPFamilies)
 	}
 	return true, string(mcsv1beta1.ServiceExportReasonValid), "the Service is exported to the clusterset"
 }
@@ -102,9 +151,77 @@ type Import struct {
 	Ports                 []mcsv1beta1.ServicePort
 	SessionAffinity       corev1.ServiceAffinity
 	SessionAffinityConfig *corev1.SessionAffinityConfig
+	IPFamilies            []corev1.IPFamily
+	InternalTrafficPolicy *corev1.ServiceInternalTrafficPolicy
+	TrafficDistribution   *string
 	Labels, Annotations   map[string]string
 	// Sources are the valid exports, ordered by cluster ID.
 	Sources []Export
+}
+
+// properties are the service properties KEP-1645 resolves across exports, in the order their
+// conflicts are reported. "Constituent Service properties" (KEP-1645, "Constraints and Conflict
+// Resolution"): "the properties of the derived service are determined by the export with the
+// oldest creation timestamp", and a Conflict condition is set on the exports that differ.
+var properties = []struct {
+	reason mcsv1beta1.ServiceExportConditionReason
+	name   string
+	of     func(Export) any
+}{
+	{mcsv1beta1.ServiceExportReasonTypeConflict, "type", func(e Export) any { return ImportType(e.Service) }},
+	{mcsv1beta1.ServiceExportReasonSessionAffinityConflict, "sessionAffinity", func(e Export) any { return sessionAffinity(e.Service) }},
+	{mcsv1beta1.ServiceExportReasonSessionAffinityConfigConflict, "sessionAffinityConfig", func(e Export) any { return e.Service.Spec.SessionAffinityConfig }},
+	{mcsv1beta1.ServiceExportReasonInternalTrafficPolicyConflict, "internalTrafficPolicy", func(e Export) any { return internalTrafficPolicy(e.Service) }},
+	{mcsv1beta1.ServiceExportReasonTrafficDistributionConflict, "trafficDistribution", func(e Export) any { return ptr.Deref(e.Service.Spec.TrafficDistribution, "") }},
+	{mcsv1beta1.ServiceExportReasonIPFamilyConflict, "ipFamilies", func(e Export) any { return importedFamilies(e.Service) }},
+	{mcsv1beta1.ServiceExportReasonLabelsConflict, "exportedLabels", func(e Export) any { return nonNil(e.ExportedLabels) }},
+	{mcsv1beta1.ServiceExportReasonAnnotationsConflict, "exportedAnnotations", func(e Export) any { return nonNil(e.ExportedAnnotations) }},
+}
+
+func sessionAffinity(s *corev1.Service) corev1.ServiceAffinity {
+	if s.Spec.SessionAffinity == "" {
+		return corev1.ServiceAffinityNone
+	}
+	return s.Spec.SessionAffinity
+}
+
+func internalTrafficPolicy(s *corev1.Service) corev1.ServiceInternalTrafficPolicy {
+	return ptr.Deref(s.Spec.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster)
+}
+
+// importedFamilies are the families of a Service the import carries: the supported one.
+func importedFamilies(s *corev1.Service) []corev1.IPFamily {
+	var out []corev1.IPFamily
+	for _, f := range ipFamilies(s) {
+		if f == SupportedIPFamily {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// servicePort is a Service's port as the import carries it (protocol defaulted to TCP).
+func servicePort(p corev1.ServicePort) mcsv1beta1.ServicePort {
+	sp := mcsv1beta1.ServicePort{Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port}
+	if sp.Protocol == "" {
+		sp.Protocol = corev1.ProtocolTCP
+	}
+	return sp
+}
+
+func describePort(p mcsv1beta1.ServicePort) string {
+	s := fmt.Sprintf("%q %d/%s", p.Name, p.Port, p.Protocol)
+	if p.AppProtocol != nil {
+		s += " appProtocol " + *p.AppProtocol
+	}
+	return s
 }
 
 // Resolve merges every member's export of one service into the Import (nil if no export is
@@ -124,6 +241,9 @@ func Resolve(exports []Export) (*Import, map[string]Verdict) {
 	if len(valid) == 0 {
 		return nil, verdicts
 	}
+	// KEP-1645, "Global Consistency" and "Constraints and Conflict Resolution": conflicts are
+	// resolved by the oldest export (creation timestamp; the cluster ID breaks ties, so every
+	// member reaches the same answer).
 	sort.SliceStable(valid, func(i, j int) bool {
 		if !valid[i].Created.Equal(valid[j].Created) {
 			return valid[i].Created.Before(valid[j].Created)
@@ -131,68 +251,81 @@ func Resolve(exports []Export) (*Import, map[string]Verdict) {
 		return valid[i].Cluster < valid[j].Cluster
 	})
 	oldest := valid[0]
+	s := oldest.Service
 	imp := &Import{
 		Key:                   oldest.Key,
-		Type:                  ImportType(oldest.Service),
-		SessionAffinity:       oldest.Service.Spec.SessionAffinity,
-		SessionAffinityConfig: oldest.Service.Spec.SessionAffinityConfig,
+		Type:                  ImportType(s),
+		SessionAffinity:       sessionAffinity(s),
+		SessionAffinityConfig: s.Spec.SessionAffinityConfig,
+		IPFamilies:            importedFamilies(s),
+		InternalTrafficPolicy: ptr.To(internalTrafficPolicy(s)),
+		TrafficDistribution:   s.Spec.TrafficDistribution,
 		Labels:                maps.Clone(oldest.ExportedLabels),
 		Annotations:           maps.Clone(oldest.ExportedAnnotations),
 	}
-	// Ports: the union, keyed by port number; the oldest definition of a number wins.
-	ports := map[int32]mcsv1beta1.ServicePort{}
-	owner := map[int32]string{}
-	conflicts := map[string][]string{} // cluster -> reasons
+	conflicts := map[string][]string{} // cluster -> what differs
 	reasonOf := map[string]string{}
-	addConflict := func(cluster, reason, msg string) {
+	addConflict := func(cluster string, reason mcsv1beta1.ServiceExportConditionReason, msg string) {
 		if _, seen := reasonOf[cluster]; !seen {
-			reasonOf[cluster] = reason
+			reasonOf[cluster] = string(reason)
 		}
 		conflicts[cluster] = append(conflicts[cluster], msg)
 	}
-	for _, e := range valid {
-		if e.Cluster != oldest.Cluster {
-			switch {
-			case ImportType(e.Service) != imp.Type:
-				addConflict(e.Cluster, string(mcsv1beta1.ServiceExportReasonTypeConflict),
-					fmt.Sprintf("type %s differs from %s of the oldest export (cluster %s)", ImportType(e.Service), imp.Type, oldest.Cluster))
-			case e.Service.Spec.SessionAffinity != imp.SessionAffinity:
-				addConflict(e.Cluster, string(mcsv1beta1.ServiceExportReasonSessionAffinityConflict),
-					fmt.Sprintf("sessionAffinity %s differs from %s of the oldest export (cluster %s)", e.Service.Spec.SessionAffinity, imp.SessionAffinity, oldest.Cluster))
-			}
-			if !maps.Equal(e.ExportedLabels, imp.Labels) {
-				addConflict(e.Cluster, string(mcsv1beta1.ServiceExportReasonLabelsConflict),
-					fmt.Sprintf("exportedLabels differ from those of the oldest export (cluster %s)", oldest.Cluster))
-			}
-			if !maps.Equal(e.ExportedAnnotations, imp.Annotations) {
-				addConflict(e.Cluster, string(mcsv1beta1.ServiceExportReasonAnnotationsConflict),
-					fmt.Sprintf("exportedAnnotations differ from those of the oldest export (cluster %s)", oldest.Cluster))
+	for _, e := range valid[1:] {
+		for _, p := range properties {
+			if mine, theirs := p.of(e), p.of(oldest); !equality.Semantic.DeepEqual(mine, theirs) {
+				addConflict(e.Cluster, p.reason, fmt.Sprintf("%s %v differs from %v of the oldest export (cluster %s)", p.name, show(mine), show(theirs), oldest.Cluster))
 			}
 		}
+	}
+	// Ports. KEP-1645, "Service Port": "the clusterset service will expose the union of service
+	// ports declared on its constituent services. Should a port name be used for multiple
+	// non-identical (port, protocol, appProtocol) service ports by different constituent
+	// services, the conflict resolution policy will determine which values are used". A port
+	// is identified by its name; two names for one (port, protocol) would make an import no
+	// Service could mirror, so that is a conflict too. The oldest export's ports come first.
+	byName := map[string]mcsv1beta1.ServicePort{}
+	type numbered struct {
+		port  int32
+		proto corev1.Protocol
+	}
+	byNumber := map[numbered]string{} // -> name
+	owner := map[string]string{}      // port name -> cluster that defined it
+	for _, e := range valid {
 		for _, p := range e.Service.Spec.Ports {
-			sp := mcsv1beta1.ServicePort{Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port}
-			if sp.Protocol == "" {
-				sp.Protocol = corev1.ProtocolTCP
-			}
-			have, ok := ports[p.Port]
-			if !ok {
-				ports[p.Port], owner[p.Port] = sp, e.Cluster
+			sp := servicePort(p)
+			n := numbered{sp.Port, sp.Protocol}
+			if have, ok := byName[sp.Name]; ok {
+				if !equality.Semantic.DeepEqual(have, sp) {
+					addConflict(e.Cluster, mcsv1beta1.ServiceExportReasonPortConflict,
+						fmt.Sprintf("port %s differs from %s of the older export of cluster %s", describePort(sp), describePort(have), owner[sp.Name]))
+				}
 				continue
 			}
-			if have.Protocol != sp.Protocol || have.Name != sp.Name {
-				addConflict(e.Cluster, string(mcsv1beta1.ServiceExportReasonPortConflict),
-					fmt.Sprintf("port %d is %s/%q here but %s/%q in the older export of cluster %s", p.Port, sp.Protocol, sp.Name, have.Protocol, have.Name, owner[p.Port]))
+			if other, ok := byNumber[n]; ok {
+				addConflict(e.Cluster, mcsv1beta1.ServiceExportReasonPortConflict,
+					fmt.Sprintf("port %s is %d/%s, which the older export of cluster %s names %q", describePort(sp), sp.Port, sp.Protocol, owner[other], other))
+				continue
 			}
+			byName[sp.Name], byNumber[n], owner[sp.Name] = sp, sp.Name, e.Cluster
 		}
 	}
-	for _, p := range ports {
+	for _, p := range byName {
 		imp.Ports = append(imp.Ports, p)
 	}
-	sort.Slice(imp.Ports, func(i, j int) bool { return imp.Ports[i].Port < imp.Ports[j].Port })
+	sort.Slice(imp.Ports, func(i, j int) bool {
+		a, b := imp.Ports[i], imp.Ports[j]
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		return a.Protocol < b.Protocol
+	})
 	imp.Sources = append(imp.Sources, valid...)
 	sort.Slice(imp.Sources, func(i, j int) bool { return imp.Sources[i].Cluster < imp.Sources[j].Cluster })
 
 	if len(conflicts) > 0 {
+		// KEP-1645: the Conflict condition is set on every export involved; the oldest says
+		// with whom it conflicts and that its definition is used.
 		losers := make([]string, 0, len(conflicts))
 		for c := range conflicts {
 			losers = append(losers, c)
@@ -204,11 +337,26 @@ func Resolve(exports []Export) (*Import, map[string]Verdict) {
 			v.ConflictMessage = strings.Join(conflicts[c], "; ") + "; the oldest export's definition is used"
 			verdicts[c] = v
 		}
-		// The oldest export is involved too: say with whom, and that it won.
 		v := verdicts[oldest.Cluster]
 		v.Conflict, v.ConflictReason = true, reasonOf[losers[0]]
 		v.ConflictMessage = fmt.Sprintf("conflicts with the exports of %s; this export is the oldest and its definition is used", strings.Join(losers, ", "))
 		verdicts[oldest.Cluster] = v
 	}
 	return imp, verdicts
+}
+
+// show prints a property value for a condition message: pointers by what they point to.
+func show(v any) any {
+	switch t := v.(type) {
+	case *corev1.SessionAffinityConfig:
+		if t == nil || t.ClientIP == nil || t.ClientIP.TimeoutSeconds == nil {
+			return "unset"
+		}
+		return fmt.Sprintf("clientIP.timeoutSeconds=%d", *t.ClientIP.TimeoutSeconds)
+	case string:
+		if t == "" {
+			return "unset"
+		}
+	}
+	return v
 }

@@ -71,7 +71,7 @@ func TestResolveMergesPortsAndKeepsEverySource(t *testing.T) {
 			t.Errorf("%s verdict = %+v, want valid without conflict", c, v)
 		}
 	}
-	d := ForMember(imp, "240.245.0.7", map[string]string{"owner": "x"})
+	d := ForMember(imp, "a", "240.245.0.7", map[string]string{"owner": "x"})
 	if d.Import.Spec.IPs[0] != "240.245.0.7" || d.Import.Labels["owner"] != "x" {
 		t.Errorf("import = %+v", d.Import)
 	}
@@ -97,6 +97,21 @@ func TestResolveConflictsOldestWinsAndEveryInvolvedExportSaysSo(t *testing.T) {
 	}{
 		{"type", svc(corev1.ClusterIPNone, port("grpc", 8080, "TCP")), mcsv1beta1.ServiceExportReasonTypeConflict, mcsv1beta1.ClusterSetIP},
 		{"port protocol", svc("10.0.0.2", port("grpc", 8080, "UDP")), mcsv1beta1.ServiceExportReasonPortConflict, mcsv1beta1.ClusterSetIP},
+		{"port number under one name", svc("10.0.0.2", port("grpc", 8081, "TCP")), mcsv1beta1.ServiceExportReasonPortConflict, mcsv1beta1.ClusterSetIP},
+		{"another name for one port", svc("10.0.0.2", port("rpc", 8080, "TCP")), mcsv1beta1.ServiceExportReasonPortConflict, mcsv1beta1.ClusterSetIP},
+		{"appProtocol", withSpec(svc("10.0.0.2", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) { s.Ports[0].AppProtocol = ptr.To("kubernetes.io/h2c") }), mcsv1beta1.ServiceExportReasonPortConflict, mcsv1beta1.ClusterSetIP},
+		{"sessionAffinity", withSpec(svc("10.0.0.2", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) { s.SessionAffinity = corev1.ServiceAffinityClientIP }), mcsv1beta1.ServiceExportReasonSessionAffinityConflict, mcsv1beta1.ClusterSetIP},
+		{"sessionAffinityConfig", withSpec(svc("10.0.0.2", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) {
+			s.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To(int32(60))}}
+		}), mcsv1beta1.ServiceExportReasonSessionAffinityConfigConflict, mcsv1beta1.ClusterSetIP},
+		{"internalTrafficPolicy", withSpec(svc("10.0.0.2", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) {
+			s.InternalTrafficPolicy = ptr.To(corev1.ServiceInternalTrafficPolicyLocal)
+		}), mcsv1beta1.ServiceExportReasonInternalTrafficPolicyConflict, mcsv1beta1.ClusterSetIP},
+		{"trafficDistribution", withSpec(svc("10.0.0.2", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) { s.TrafficDistribution = ptr.To("PreferClose") }),
+			mcsv1beta1.ServiceExportReasonTrafficDistributionConflict, mcsv1beta1.ClusterSetIP},
+		{"ipFamilies", withSpec(svc("10.0.0.2", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) {
+			s.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}
+		}), "", mcsv1beta1.ClusterSetIP}, // the import carries IPv4 only: both yield [IPv4], no conflict
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +120,15 @@ func TestResolveConflictsOldestWinsAndEveryInvolvedExportSaysSo(t *testing.T) {
 			imp, v := Resolve([]Export{young, old})
 			if imp.Type != tt.want || imp.Ports[0].Protocol != corev1.ProtocolTCP {
 				t.Errorf("the oldest export must define the import: %+v", imp)
+			}
+			if tt.reason == "" {
+				if v["b"].Conflict || v["c"].Conflict {
+					t.Errorf("no conflict expected: %+v", v)
+				}
+				return
+			}
+			if len(imp.Ports) != 1 {
+				t.Errorf("a conflicting port is not added: %+v", imp.Ports)
 			}
 			for _, c := range []string{"b", "c"} {
 				if !v[c].Conflict || v[c].ConflictReason != string(tt.reason) {
@@ -135,7 +159,7 @@ func TestValidity(t *testing.T) {
 
 func TestHeadlessImportHasNoIP(t *testing.T) {
 	imp, _ := Resolve([]Export{export("b", 0, svc(corev1.ClusterIPNone, port("grpc", 8080, "TCP")))})
-	if d := ForMember(imp, "240.245.0.7", nil); d.Import.Spec.Type != mcsv1beta1.Headless || len(d.Import.Spec.IPs) != 0 {
+	if d := ForMember(imp, "a", "240.245.0.7", nil); d.Import.Spec.Type != mcsv1beta1.Headless || len(d.Import.Spec.IPs) != 0 {
 		t.Errorf("headless import = %+v", d.Import.Spec)
 	}
 }
@@ -144,7 +168,7 @@ func TestStaleSourcesAreMarked(t *testing.T) {
 	e := export("b", 0, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.2.5")
 	e.Stale = true
 	imp, _ := Resolve([]Export{e})
-	if d := ForMember(imp, "", nil); d.Slices[0].Labels[StaleLabel] != "true" {
+	if d := ForMember(imp, "a", "", nil); d.Slices[0].Labels[StaleLabel] != "true" {
 		t.Errorf("stale slice labels = %v", d.Slices[0].Labels)
 	}
 }
@@ -217,5 +241,84 @@ func TestSliceNameIsAValidBoundedName(t *testing.T) {
 	}
 	if SliceName(key, "a") == SliceName(key, "b") {
 		t.Error("slices of two sources collide")
+	}
+}
+
+func withSpec(s *corev1.Service, edit func(*corev1.ServiceSpec)) *corev1.Service {
+	edit(&s.Spec)
+	return s
+}
+
+// KEP-1645 "Service Port": ports are merged by name, then by (protocol, port); a TCP and a UDP
+// port of one number are two ports.
+func TestResolveIdentifiesPortsByNameProtocolAndNumber(t *testing.T) {
+	b := export("b", time.Hour, svc("10.0.0.1", port("dns-tcp", 53, "TCP"), port("dns", 53, "UDP")))
+	c := export("c", time.Minute, svc("10.0.0.2", port("dns", 53, "UDP"), port("metrics", 9153, "TCP")))
+	imp, v := Resolve([]Export{c, b})
+	var got []string
+	for _, p := range imp.Ports {
+		got = append(got, describePort(p))
+	}
+	want := []string{`"dns-tcp" 53/TCP`, `"dns" 53/UDP`, `"metrics" 9153/TCP`}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("ports = %v, want %v", got, want)
+	}
+	if v["b"].Conflict || v["c"].Conflict {
+		t.Errorf("a union is no conflict: %+v", v)
+	}
+}
+
+func TestImportCarriesEveryServiceProperty(t *testing.T) {
+	s := withSpec(svc("10.0.0.1", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) {
+		s.SessionAffinity = corev1.ServiceAffinityClientIP
+		s.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To(int32(600))}}
+		s.InternalTrafficPolicy = ptr.To(corev1.ServiceInternalTrafficPolicyLocal)
+		s.TrafficDistribution = ptr.To("PreferClose")
+		s.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+	})
+	imp, _ := Resolve([]Export{export("b", 0, s, "10.244.2.5"), export("c", 0, svc("10.0.0.2", port("grpc", 8080, "TCP")))})
+	d := ForMember(imp, "a", "240.245.0.7", nil)
+	spec := d.Import.Spec
+	if spec.SessionAffinity != corev1.ServiceAffinityClientIP || *spec.SessionAffinityConfig.ClientIP.TimeoutSeconds != 600 ||
+		*spec.InternalTrafficPolicy != corev1.ServiceInternalTrafficPolicyLocal || *spec.TrafficDistribution != "PreferClose" ||
+		len(spec.IPFamilies) != 1 || spec.IPFamilies[0] != corev1.IPv4Protocol || len(spec.IPs) != 1 {
+		t.Errorf("import spec = %+v", spec)
+	}
+	if got := d.Import.Status.Clusters; len(got) != 2 || got[0].Cluster != "b" || got[1].Cluster != "c" {
+		t.Errorf("status.clusters = %+v, want b and c", got)
+	}
+}
+
+func TestIPv6OnlyExportIsInvalid(t *testing.T) {
+	s := withSpec(svc("fd00::1", port("grpc", 8080, "TCP")), func(s *corev1.ServiceSpec) { s.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol} })
+	imp, v := Resolve([]Export{export("b", 0, s)})
+	if imp != nil || v["b"].Valid || !strings.Contains(v["b"].ValidMessage, "IPv4") {
+		t.Errorf("import = %+v, verdict = %+v", imp, v["b"])
+	}
+}
+
+func TestExportToLimitsWhichMembersImport(t *testing.T) {
+	b := export("b", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.2.5")
+	b.ExportTo = ParseExportTo(map[string]string{ExportToAnnotation: " a , "})
+	c := export("c", time.Minute, svc("10.0.0.2", port("grpc", 8080, "TCP")), "10.244.3.5")
+	c.ExportTo = []string{}
+	imp, _ := Resolve([]Export{b, c})
+	sourcesOf := func(member string) []string {
+		var out []string
+		for _, s := range ForMember(imp, member, "240.245.0.7", nil).Slices {
+			out = append(out, s.Labels[mcsv1beta1.LabelSourceCluster])
+		}
+		return out
+	}
+	for member, want := range map[string][]string{"a": {"b"}, "b": {"b"}, "c": {"c"}, "d": nil} {
+		if got := sourcesOf(member); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("member %s gets slices of %v, want %v", member, got, want)
+		}
+	}
+	if d := ForMember(imp, "d", "240.245.0.7", nil); d.Import != nil {
+		t.Errorf("a member no export reaches imports nothing: %+v", d.Import)
+	}
+	if ParseExportTo(nil) != nil {
+		t.Error("no annotation: every member")
 	}
 }

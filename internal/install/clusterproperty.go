@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/membership"
 )
 
 // KEP-2149 cluster identity: no Go module ships the ClusterProperty API here, so its CRD is
@@ -37,10 +38,9 @@ const (
 	ClusterSetProperty = "clusterset.k8s.io"
 )
 
-// ClusterID is the member's stable cluster ID (KEP-2149): its Cluster API Cluster's name and
-// namespace, unique in the management cluster and a valid label value.
+// ClusterID is the member's stable cluster ID (KEP-2149): see membership.ClusterID.
 func ClusterID(mc *meshv1alpha1.MeshCluster) string {
-	return mc.Spec.ClusterRef.Name + "." + mc.Namespace
+	return membership.ClusterID(mc.Spec.ClusterRef.Name, mc.Namespace)
 }
 
 // DirectResources are the kinds that clients of a member must address by resource rather than

@@ -58,6 +58,10 @@ const (
 	IdentityPort = 15012
 	// BundlePort serves the SPIFFE bundle endpoint.
 	BundlePort = 8443
+	// DNSPort is where the agent's pods answer the clusterset.local zone (UDP and TCP);
+	// the agent Service offers it on the DNS port, 53, for the member's CoreDNS to forward to.
+	DNSPort        = 5353
+	DNSServicePort = 53
 	// WebhookPort serves the sidecar injector (HTTPS, the member CA's certificate), on the agent
 	// Service and the agent's pods alike.
 	WebhookPort = 15017
@@ -275,6 +279,8 @@ func agentService(labels map[string]string) *corev1.Service {
 				{Name: "grpc-identity", Port: IdentityPort, TargetPort: intstr.FromString("grpc-identity"), Protocol: corev1.ProtocolTCP},
 				{Name: "https-bundle", Port: BundlePort, TargetPort: intstr.FromString("https-bundle"), Protocol: corev1.ProtocolTCP},
 				{Name: "https-webhook", Port: WebhookPort, TargetPort: intstr.FromString("https-webhook"), Protocol: corev1.ProtocolTCP},
+				{Name: "dns", Port: DNSServicePort, TargetPort: intstr.FromString("dns"), Protocol: corev1.ProtocolUDP},
+				{Name: "dns-tcp", Port: DNSServicePort, TargetPort: intstr.FromString("dns-tcp"), Protocol: corev1.ProtocolTCP},
 			},
 		},
 	}
@@ -385,6 +391,7 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							"--bundle-bind-address=$(POD_IP):" + fmt.Sprint(BundlePort),
 							"--xds-bind-address=$(POD_IP):" + fmt.Sprint(XDSPort),
 							"--injector-bind-address=$(POD_IP):" + fmt.Sprint(WebhookPort),
+							"--dns-bind-address=$(POD_IP):" + fmt.Sprint(DNSPort),
 							"--proxy-image=" + ProxyImage(cp),
 							"--v=" + klogVerbosity(cp.LogLevel),
 						},
@@ -399,6 +406,8 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							{Name: "grpc-identity", ContainerPort: IdentityPort, Protocol: corev1.ProtocolTCP},
 							{Name: "https-bundle", ContainerPort: BundlePort, Protocol: corev1.ProtocolTCP},
 							{Name: "https-webhook", ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},
+							{Name: "dns", ContainerPort: DNSPort, Protocol: corev1.ProtocolUDP},
+							{Name: "dns-tcp", ContainerPort: DNSPort, Protocol: corev1.ProtocolTCP},
 						},
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),

@@ -80,8 +80,8 @@ func TestRenderLabelsEverythingAndOrdersCRDsFirst(t *testing.T) {
 			props[u.GetName()], _, _ = unstructured.NestedString(u.Object, "spec", "value")
 		}
 	}
-	if props[ClusterIDProperty] != "east.fleet" || props[ClusterSetProperty] != "demo" {
-		t.Errorf("ClusterProperties = %v, want the cluster ID east.fleet and the clusterset demo", props)
+	if props[ClusterIDProperty] != "east-fleet" || props[ClusterSetProperty] != "demo" {
+		t.Errorf("ClusterProperties = %v, want the cluster ID east-fleet and the clusterset demo", props)
 	}
 	for _, o := range objs {
 		if o.GetObjectKind().GroupVersionKind().Kind == "" {

@@ -20,6 +20,8 @@ limitations under the License.
 package membership
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
@@ -144,19 +146,23 @@ type Plan struct {
 }
 
 // PlanMembers expands every member's spec and refuses members whose trust domain is invalid or
-// equal to another member's (two members may never share a trust domain). existing are the
-// installation's MeshClusters: when clusters collide on a trust domain that one of them already
-// holds as a joined member, that member keeps it and only the newcomers are refused; with no such
-// holder, every colliding cluster is refused.
+// equal to another member's (two members may never share a trust domain), or whose cluster ID
+// (ClusterID) is another member's. existing are the installation's MeshClusters: when clusters
+// collide on a trust domain or cluster ID that one of them already holds as a joined member,
+// that member keeps it and only the newcomers are refused; with no such holder, every colliding
+// cluster is refused.
 func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster, existing []meshv1alpha1.MeshCluster) Plan {
-	holder := map[string]string{} // trust domain -> namespace/name of the member that holds it
+	tdHolder := map[string]string{} // trust domain -> namespace/name of the member that holds it
+	idHolder := map[string]string{} // cluster ID -> namespace/name
 	for i := range existing {
 		if mc := &existing[i]; mc.DeletionTimestamp.IsZero() && mc.Spec.Installation == mi.Name {
-			holder[mc.Spec.TrustDomain] = mc.Namespace + "/" + mc.Name
+			tdHolder[mc.Spec.TrustDomain] = mc.Namespace + "/" + mc.Name
+			idHolder[ClusterID(mc.Spec.ClusterRef.Name, mc.Namespace)] = mc.Namespace + "/" + mc.Name
 		}
 	}
 	p := Plan{Specs: map[string]meshv1alpha1.MeshClusterSpec{}}
 	byTD := map[string][]string{}
+	byID := map[string][]string{}
 	for _, c := range members {
 		key := c.Namespace + "/" + c.Name
 		spec, err := DesiredMember(mi, c)
@@ -166,23 +172,37 @@ func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster
 		}
 		p.Specs[key] = spec
 		byTD[spec.TrustDomain] = append(byTD[spec.TrustDomain], key)
+		byID[ClusterID(c.Name, c.Namespace)] = append(byID[ClusterID(c.Name, c.Namespace)], key)
 	}
-	tds := make([]string, 0, len(byTD))
-	for td := range byTD {
-		tds = append(tds, td)
+	p.refuseCollisions(byTD, tdHolder, "trust domain", "make spec.trust.trustDomainTemplate distinguish them, using {cluster} and {namespace}")
+	p.refuseCollisions(byID, idHolder, "cluster ID", "cluster IDs join the Cluster's name and namespace with '-' and dots become '-': rename one Cluster")
+	return p
+}
+
+// refuseCollisions drops from the plan every member whose value (a trust domain or cluster ID)
+// another member has too, except the joined holder of it.
+func (p *Plan) refuseCollisions(byValue map[string][]string, holder map[string]string, what, fix string) {
+	values := make([]string, 0, len(byValue))
+	for v := range byValue {
+		values = append(values, v)
 	}
-	sort.Strings(tds)
-	for _, td := range tds {
-		keys := byTD[td]
+	sort.Strings(values)
+	for _, v := range values {
+		var keys []string
+		for _, k := range byValue[v] {
+			if _, planned := p.Specs[k]; planned {
+				keys = append(keys, k)
+			}
+		}
 		if len(keys) < 2 {
 			continue
 		}
 		sort.Strings(keys)
-		if h, ok := holder[td]; ok && slices.Contains(keys, h) {
+		if h, ok := holder[v]; ok && slices.Contains(keys, h) {
 			for _, k := range keys {
 				if k != h {
 					delete(p.Specs, k)
-					p.Refused = append(p.Refused, fmt.Sprintf("cluster %s expands to trust domain %q, which member %s already holds: it is not joined (make spec.trust.trustDomainTemplate distinguish them, using {cluster} and {namespace})", k, td, h))
+					p.Refused = append(p.Refused, fmt.Sprintf("cluster %s expands to %s %q, which member %s already holds: it is not joined (%s)", k, what, v, h, fix))
 				}
 			}
 			continue
@@ -190,9 +210,26 @@ func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster
 		for _, k := range keys {
 			delete(p.Specs, k)
 		}
-		p.Refused = append(p.Refused, fmt.Sprintf("clusters %s all expand to trust domain %q: make spec.trust.trustDomainTemplate distinguish them (use {cluster} and {namespace})", strings.Join(keys, ", "), td))
+		p.Refused = append(p.Refused, fmt.Sprintf("clusters %s all expand to %s %q: %s", strings.Join(keys, ", "), what, v, fix))
 	}
-	return p
+}
+
+// MaxClusterIDLength is an RFC 1123 DNS label's limit.
+const MaxClusterIDLength = 63
+
+// ClusterID is a member's MCS cluster ID (KEP-2149 ClusterProperty cluster.clusterset.k8s.io,
+// the multicluster.kubernetes.io/source-cluster label of its endpoints): an RFC 1123 DNS label,
+// so that it can appear in clusterset DNS names (<hostname>.<clusterid>.<svc>.<ns>.svc.
+// clusterset.local) and in ServiceImport status.clusters ("Must be a valid RFC-1123 DNS label").
+// It is the CAPI Cluster's name and namespace joined by '-', with dots made '-'; when that is
+// over 63 characters it is cut and ends with a hash of both, so it stays unique.
+func ClusterID(cluster, namespace string) string {
+	id := strings.ReplaceAll(cluster+"-"+namespace, ".", "-")
+	if len(id) <= MaxClusterIDLength {
+		return id
+	}
+	sum := sha256.Sum256([]byte(namespace + "/" + cluster))
+	return strings.TrimRight(id[:MaxClusterIDLength-9], "-") + "-" + hex.EncodeToString(sum[:4])
 }
 
 // Summary is the installation's status computed from its members.

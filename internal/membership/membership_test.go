@@ -17,6 +17,7 @@ limitations under the License.
 package membership
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +294,38 @@ func TestOnlyServiceCountsChanged(t *testing.T) {
 		if OnlyServiceCountsChanged(base, changed) {
 			t.Errorf("%s: an update that changes %s must wake the controllers", name, name)
 		}
+	}
+}
+
+func TestClusterIDIsAUniqueDNSLabel(t *testing.T) {
+	long := strings.Repeat("c", 60)
+	for _, tc := range []struct{ cluster, namespace, want string }{
+		{"member-1", "fleet", "member-1-fleet"},
+		{"prod.eu", "capi", "prod-eu-capi"},
+	} {
+		if got := ClusterID(tc.cluster, tc.namespace); got != tc.want {
+			t.Errorf("ClusterID(%s, %s) = %s, want %s", tc.cluster, tc.namespace, got, tc.want)
+		}
+	}
+	a, b := ClusterID(long, "ns-a"), ClusterID(long, "ns-b")
+	label := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	if a == b || !label.MatchString(a) || !label.MatchString(b) {
+		t.Errorf("long IDs %q and %q must be distinct DNS labels", a, b)
+	}
+}
+
+func TestPlanMembersRefusesANewcomerWithAHeldClusterID(t *testing.T) {
+	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "mesh"}}
+	mi.Spec.Trust.TrustDomainTemplate = "{cluster}.{namespace}.{mesh}"
+	held := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "a-b", Namespace: "c"}}
+	newcomer := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "b-c"}}
+	existing := []meshv1alpha1.MeshCluster{{ObjectMeta: metav1.ObjectMeta{Name: "a-b", Namespace: "c"},
+		Spec: meshv1alpha1.MeshClusterSpec{ClusterRef: meshv1alpha1.ClusterReference{Name: "a-b"}, Installation: "mesh"}}}
+	p := PlanMembers(mi, []*clusterv1.Cluster{held, newcomer}, existing)
+	if _, ok := p.Specs["c/a-b"]; !ok || len(p.Specs) != 1 {
+		t.Fatalf("the joined member keeps its cluster ID: specs %v", p.Specs)
+	}
+	if len(p.Refused) != 1 || !strings.Contains(p.Refused[0], `cluster b-c/a expands to cluster ID "a-b-c", which member c/a-b already holds`) {
+		t.Errorf("refused = %q", p.Refused)
 	}
 }
