@@ -21,11 +21,13 @@ CONTROLLER_GEN_VERSION ?= v0.21.0
 KUSTOMIZE_VERSION ?= v5.8.2
 KWOK_VERSION ?= v0.8.0
 CRD_REF_DOCS_VERSION ?= v0.3.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 KUSTOMIZE := $(BIN)/kustomize
 KWOK := $(BIN)/kwok
 CRD_REF_DOCS := $(BIN)/crd-ref-docs
+GOLANGCI_LINT := $(BIN)/golangci-lint
 BUNDLEGEN := $(BIN)/bundlegen
 CERT_MANAGER_CA ?= $(BIN)/cert-manager-ca
 
@@ -68,6 +70,10 @@ fmt: ## gofmt the tree.
 vet: ## go vet (the project and its hack/ modules).
 	go vet ./...
 	go -C hack/cert-manager-ca vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml): the standard linters and the house rules (layers, import aliases).
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: api-docs
 api-docs: $(CRD_REF_DOCS) ## Generate docs/api-reference.md from the Go API types.
@@ -122,7 +128,7 @@ docker-build: ## Build both images (needs a container engine).
 ##@ Test
 
 .PHONY: test
-test: gen-check bundle-check vet kube-binaries tools cert-manager-ca fuzz ## Unit, envtest and e2e suites (the README's test command).
+test: gen-check bundle-check vet lint kube-binaries tools cert-manager-ca fuzz ## Unit, envtest and e2e suites (the README's test command).
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 
 # Fuzz budgets are execution counts, not durations: with a duration, Go 1.26's fuzz coordinator
@@ -187,6 +193,9 @@ $(KUSTOMIZE):
 
 $(KWOK):
 	GOBIN=$(BIN) go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+
+$(GOLANGCI_LINT):
+	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 $(CRD_REF_DOCS):
 	GOBIN=$(BIN) go install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)

@@ -27,7 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/fleetmesh/fleetmesh/internal/operator"
+	"github.com/fleetmesh/fleetmesh/cmd/manager/app"
 	"github.com/fleetmesh/fleetmesh/internal/version"
 )
 
@@ -56,7 +56,7 @@ func main() {
 	log := ctrl.Log.WithName("setup")
 
 	ctx := ctrl.SetupSignalHandler()
-	mgr, err := operator.NewManager(ctx, ctrl.GetConfigOrDie(), operator.Options{
+	mgr, err := app.NewManager(ctx, ctrl.GetConfigOrDie(), app.Options{
 		MetricsAddr: metricsAddr, ProbeAddr: probeAddr, LeaderElect: leaderElect, LeaderElectionNS: leaderElectionNS,
 	})
 	if err != nil {

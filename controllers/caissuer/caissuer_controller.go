@@ -46,12 +46,12 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/controllers"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // pendingRecheck: CertificateRequests are not watched (cert-manager's CRDs need not exist
@@ -147,15 +147,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 // step reads the member's request and the CertificateRequest and does what comes next.
 func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) (metav1.Condition, time.Duration, error) {
 	reqCM, issuedCM := &corev1.ConfigMap{}, &corev1.ConfigMap{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.CARequestConfigMap}, reqCM); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.CARequestConfigMap}, reqCM); err != nil {
 		if apierrors.IsNotFound(err) {
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRPending,
-				"the agent has not published its CSR (ConfigMap %s/%s) yet; check that the agent runs", install.Namespace, agent.CARequestConfigMap), 0, nil
+				"the agent has not published its CSR (ConfigMap %s/%s) yet; check that the agent runs", install.Namespace, wire.CARequestConfigMap), 0, nil
 		}
 		return cond(metav1.ConditionUnknown, meshv1alpha1.ReasonCARequestFail, "reading the member's CSR failed, retrying: %v", err), 0, err
 	}
-	csr := []byte(reqCM.Data[agent.CARequestKeyCSR])
-	digest := agent.CSRDigest(csr)
+	csr := []byte(reqCM.Data[wire.CARequestKeyCSR])
+	digest := wire.CSRDigest(csr)
 	// A member may ask for a CA of its own trust domain only: anything else would be signed by
 	// a root every member trusts.
 	td, err := spiffeid.TrustDomainFromString(mc.Spec.TrustDomain)
@@ -163,14 +163,14 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's trust domain %q: %v", mc.Spec.TrustDomain, err), 0, nil
 	}
 	request, err := trust.CheckIntermediateCSR(td, csr)
-	if err == nil && reqCM.Data[agent.BundleKeyTrustDomain] != td.Name() {
-		err = fmt.Errorf("it is for trust domain %q", reqCM.Data[agent.BundleKeyTrustDomain])
+	if err == nil && reqCM.Data[wire.BundleKeyTrustDomain] != td.Name() {
+		err = fmt.Errorf("it is for trust domain %q", reqCM.Data[wire.BundleKeyTrustDomain])
 	}
 	if err != nil {
-		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's CSR (ConfigMap %s/%s) is refused, nothing is sent to the issuer: %v", install.Namespace, agent.CARequestConfigMap, err), 0, nil
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's CSR (ConfigMap %s/%s) is refused, nothing is sent to the issuer: %v", install.Namespace, wire.CARequestConfigMap, err), 0, nil
 	}
-	err = c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.CAIssuedConfigMap}, issuedCM)
-	if err == nil && issuedCM.Data[agent.CAKeyRequest] == digest {
+	err = c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.CAIssuedConfigMap}, issuedCM)
+	if err == nil && issuedCM.Data[wire.CAKeyRequest] == digest {
 		return cond(metav1.ConditionTrue, meshv1alpha1.ReasonCAIssued, "the member's intermediate CA is signed by %s %q", issuerKind(mi), mi.Spec.Trust.CA.CertManager.IssuerRef.Name), 0, nil
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -203,11 +203,11 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 		cm := &corev1.ConfigMap{
 			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: metav1.ObjectMeta{
-				Name: agent.CAIssuedConfigMap, Namespace: install.Namespace,
+				Name: wire.CAIssuedConfigMap, Namespace: install.Namespace,
 				// Not the managed-by label of rendered objects: the install's prune must not take it.
 				Labels: map[string]string{"app.kubernetes.io/part-of": "fleetmesh", meshv1alpha1.InstallationLabel: mi.Name},
 			},
-			Data: map[string]string{agent.CAIssuedKeyChain: string(cr.Status.Certificate), agent.CAIssuedKeyRoots: string(cr.Status.CA), agent.CAKeyRequest: digest},
+			Data: map[string]string{wire.CAIssuedKeyChain: string(cr.Status.Certificate), wire.CAIssuedKeyRoots: string(cr.Status.CA), wire.CAKeyRequest: digest},
 		}
 		if err := ssa.Apply(ctx, c, cm); err != nil {
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, "writing the signed intermediate into the member failed, retrying: %v", err), 0, err
@@ -304,5 +304,5 @@ func (r *Reconciler) report(ctx context.Context, mc *meshv1alpha1.MeshCluster, c
 // edits the issued ConfigMap.
 func (r *Reconciler) watchMember(ctx context.Context, mc *meshv1alpha1.MeshCluster) error {
 	return controllers.WatchMemberConfigMaps(ctx, r.ClusterCache, r.controller, "caissuer-configmaps", mc,
-		reconcile.Request{NamespacedName: client.ObjectKeyFromObject(mc)}, agent.CARequestConfigMap, agent.CAIssuedConfigMap)
+		reconcile.Request{NamespacedName: client.ObjectKeyFromObject(mc)}, wire.CARequestConfigMap, wire.CAIssuedConfigMap)
 }

@@ -49,11 +49,11 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/controllers"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/finalizer"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/membership"
 	"github.com/fleetmesh/fleetmesh/internal/status"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // DefaultUninstallTimeout bounds how long a leaving member that cannot be reached holds up the
@@ -421,10 +421,10 @@ func (r *Reconciler) controlPlaneState(ctx context.Context, c client.Client, mi 
 		return false, "", "", "", fmt.Errorf("get agent Deployment: %w", err)
 	}
 	cm := &corev1.ConfigMap{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.StatusConfigMap}, cm); client.IgnoreNotFound(err) != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.StatusConfigMap}, cm); client.IgnoreNotFound(err) != nil {
 		return false, "", "", "", fmt.Errorf("get agent status: %w", err)
 	}
-	agentVersion = cm.Data[agent.StatusKeyVersion]
+	agentVersion = cm.Data[wire.StatusKeyVersion]
 	ready, reason, msg = membership.ControlPlaneReady(dep, agentVersion, mi.Spec.ControlPlane.Version)
 	return ready, reason, msg, agentVersion, nil
 }

@@ -36,7 +36,7 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
-	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 )
 
@@ -76,7 +76,7 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	key := federation.Key{Namespace: "demo", Name: "echo"}
+	key := mcs.Key{Namespace: "demo", Name: "echo"}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "demo"},
 		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{
 			{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolTCP}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}, {Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP}},
@@ -93,9 +93,9 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 			{Addresses: []string{"10.244.2.11"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
 		},
 	}
-	imp, _ := federation.Resolve([]federation.Export{{Cluster: "east", Key: key, Created: time.Now(), Service: svc,
+	imp, _ := mcs.Resolve([]mcs.Export{{Cluster: "east", Key: key, Created: time.Now(), Service: svc,
 		Slices: []discoveryv1.EndpointSlice{source}, Region: "eu", Zone: "eu-1"}})
-	desired := federation.ForMember(imp, "east", "242.1.0.1", map[string]string{"mesh.fleetmesh.io/installation": "demo"})
+	desired := mcs.ForMember(imp, "east", "242.1.0.1", map[string]string{"mesh.fleetmesh.io/installation": "demo"})
 	if desired.Import == nil || len(desired.Slices) != 1 {
 		t.Fatalf("want an import and one slice, got %+v", desired)
 	}
@@ -119,7 +119,7 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 		}
 		return versions
 	}
-	first := applyAll(true)
+	applyAll(true)
 	m := member{id: "east", reader: c, writer: c}
 	for _, want := range []bool{true, false} {
 		if wrote, err := applyImportStatus(ctx, m, desired.Import); err != nil || wrote != want {
@@ -134,7 +134,7 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 		live.Spec.TrafficDistribution == nil || len(live.Spec.IPFamilies) != 1 || len(live.Status.Clusters) != 1 || live.Status.Clusters[0].Cluster != "east" {
 		t.Errorf("the member's import lost a field: %+v", live)
 	}
-	first = applyAll(false)
+	first := applyAll(false)
 	if again := applyAll(false); again["ServiceImport"] != first["ServiceImport"] || again["EndpointSlice"] != first["EndpointSlice"] {
 		t.Errorf("applying the same desired objects again wrote them (resourceVersions %v -> %v)", first, again)
 	}

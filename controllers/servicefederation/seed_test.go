@@ -26,7 +26,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 )
 
 // The allocator a restarted operator makes holds the IP of every import the members show before
@@ -34,8 +34,8 @@ import (
 func TestSeedAllocatorHoldsEveryImportedIP(t *testing.T) {
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "mesh"}}
 	mi.Spec.ServiceFederation.ClusterSetIPRange = "240.245.0.0/28"
-	newcomer := federation.Key{Namespace: "demo", Name: "new"}
-	probe, _ := federation.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange)
+	newcomer := mcs.Key{Namespace: "demo", Name: "new"}
+	probe, _ := mcs.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange)
 	hashIP, _ := probe.Allocate(newcomer, "")
 
 	scheme := runtime.NewScheme()
@@ -59,7 +59,7 @@ func TestSeedAllocatorHoldsEveryImportedIP(t *testing.T) {
 	if ip, _ := a.Allocate(newcomer, ""); ip == hashIP {
 		t.Errorf("the newcomer took %s, which demo/old already shows", ip)
 	}
-	if ip, _ := a.Allocate(federation.Key{Namespace: "demo", Name: "old"}, hashIP); ip != hashIP {
+	if ip, _ := a.Allocate(mcs.Key{Namespace: "demo", Name: "old"}, hashIP); ip != hashIP {
 		t.Errorf("demo/old moved from %s to %s", hashIP, ip)
 	}
 }

@@ -50,7 +50,7 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/controllers"
-	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
@@ -61,7 +61,7 @@ import (
 // installation knows (a member connected, left or changed).
 type Request struct {
 	Installation string
-	Key          federation.Key
+	Key          mcs.Key
 }
 
 // Reconciler federates services.
@@ -76,10 +76,10 @@ type Reconciler struct {
 	mu sync.Mutex
 	// lastKnown keeps each member's exports so an unreachable member's endpoints stay for the
 	// grace period; goneSince is when a member was first seen unreachable.
-	lastKnown     map[string]map[federation.Key]federation.Export
+	lastKnown     map[string]map[mcs.Key]mcs.Export
 	goneSince     map[string]time.Time
-	known         map[string]map[federation.Key]bool // installation -> services ever seen
-	allocators    map[string]*federation.Allocator
+	known         map[string]map[mcs.Key]bool // installation -> services ever seen
+	allocators    map[string]*mcs.Allocator
 	lastReport    map[string]time.Time // installation -> last counts report
 	reportPending map[string]bool      // installation -> a deferred report is queued
 	// changedAt is when a change of a service's source (its ServiceExport, Service or local
@@ -98,10 +98,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.TypedOpt
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	r.lastKnown = map[string]map[federation.Key]federation.Export{}
+	r.lastKnown = map[string]map[mcs.Key]mcs.Export{}
 	r.goneSince = map[string]time.Time{}
-	r.known = map[string]map[federation.Key]bool{}
-	r.allocators = map[string]*federation.Allocator{}
+	r.known = map[string]map[mcs.Key]bool{}
+	r.allocators = map[string]*mcs.Allocator{}
 	r.lastReport = map[string]time.Time{}
 	r.reportPending = map[string]bool{}
 	r.changedAt = map[Request]time.Time{}
@@ -182,16 +182,16 @@ func (r *Reconciler) connected(ctx context.Context, mc *meshv1alpha1.MeshCluster
 
 // syncInstallation registers the member watches, learns every exported service and federates
 // each of them; it also refreshes every member's counts and ServicesSynced.
-func (r *Reconciler) syncInstallation(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster) (ctrl.Result, error) {
+func (r *Reconciler) syncInstallation(ctx context.Context, mi *meshv1alpha1.MeshInstallation, meshClusters []meshv1alpha1.MeshCluster) (ctrl.Result, error) {
 	var errs []error
-	keys := map[federation.Key]bool{}
+	keys := map[mcs.Key]bool{}
 	r.mu.Lock()
 	for k := range r.known[mi.Name] {
 		keys[k] = true
 	}
 	r.mu.Unlock()
-	for i := range mcs {
-		m := r.connected(ctx, &mcs[i])
+	for i := range meshClusters {
+		m := r.connected(ctx, &meshClusters[i])
 		if m.reader == nil {
 			continue
 		}
@@ -205,7 +205,7 @@ func (r *Reconciler) syncInstallation(ctx context.Context, mi *meshv1alpha1.Mesh
 			continue
 		}
 		for _, e := range exports.Items {
-			keys[federation.Key{Namespace: e.Namespace, Name: e.Name}] = true
+			keys[mcs.Key{Namespace: e.Namespace, Name: e.Name}] = true
 		}
 		imports := &mcsv1beta1.ServiceImportList{}
 		if err := m.reader.List(ctx, imports, client.MatchingLabels{meshv1alpha1.InstallationLabel: mi.Name}); err != nil {
@@ -213,19 +213,19 @@ func (r *Reconciler) syncInstallation(ctx context.Context, mi *meshv1alpha1.Mesh
 			continue
 		}
 		for _, imp := range imports.Items {
-			keys[federation.Key{Namespace: imp.Namespace, Name: imp.Name}] = true
+			keys[mcs.Key{Namespace: imp.Namespace, Name: imp.Name}] = true
 		}
 	}
 	var requeue time.Duration
 	for k := range keys {
-		res, err := r.federate(ctx, mi, mcs, k)
+		res, err := r.federate(ctx, mi, meshClusters, k)
 		errs = append(errs, err)
 		if res.RequeueAfter > 0 && (requeue == 0 || res.RequeueAfter < requeue) {
 			requeue = res.RequeueAfter
 		}
 	}
 	err := errors.Join(errs...)
-	errs = append(errs, r.reportMembers(ctx, mi, mcs, err))
+	errs = append(errs, r.reportMembers(ctx, mi, meshClusters, err))
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 
@@ -236,8 +236,8 @@ const reportEvery = 2 * time.Second
 // reconcileService federates one service and, at most every reportEvery, refreshes the members'
 // counts and ServicesSynced; a failure is always reported. When a report is skipped, one
 // request per installation comes back after reportEvery, so a burst's last change is reported.
-func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
-	res, err := r.federate(ctx, mi, mcs, key)
+func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.MeshInstallation, meshClusters []meshv1alpha1.MeshCluster, key mcs.Key) (ctrl.Result, error) {
+	res, err := r.federate(ctx, mi, meshClusters, key)
 	now := r.Now()
 	r.mu.Lock()
 	wait := reportEvery - now.Sub(r.lastReport[mi.Name])
@@ -258,11 +258,11 @@ func (r *Reconciler) reconcileService(ctx context.Context, mi *meshv1alpha1.Mesh
 		}
 		return res, nil
 	}
-	return res, errors.Join(err, r.reportMembers(ctx, mi, mcs, err))
+	return res, errors.Join(err, r.reportMembers(ctx, mi, meshClusters, err))
 }
 
 // federate gathers one service's exports from every member and converges every member.
-func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, key federation.Key) (ctrl.Result, error) {
+func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstallation, meshClusters []meshv1alpha1.MeshCluster, key mcs.Key) (ctrl.Result, error) {
 	grace := mi.Spec.ServiceFederation.EndpointGracePeriodOrDefault()
 	now := r.Now()
 	req := Request{Installation: mi.Name, Key: key}
@@ -271,13 +271,13 @@ func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 		changed = now // a resync, or a change this pass finds before its event
 	}
 	var (
-		exports []federation.Export
+		exports []mcs.Export
 		live    []member
 		errs    []error
 		requeue time.Duration
 	)
-	for i := range mcs {
-		m := r.connected(ctx, &mcs[i])
+	for i := range meshClusters {
+		m := r.connected(ctx, &meshClusters[i])
 		if m.reader != nil {
 			live = append(live, m)
 			e, ok, err := readExport(ctx, m, key)
@@ -300,10 +300,10 @@ func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 			}
 		}
 	}
-	imp, verdicts := federation.Resolve(exports)
+	imp, verdicts := mcs.Resolve(exports)
 	r.mu.Lock()
 	if r.known[mi.Name] == nil {
-		r.known[mi.Name] = map[federation.Key]bool{}
+		r.known[mi.Name] = map[mcs.Key]bool{}
 	}
 	r.known[mi.Name][key] = imp != nil
 	r.mu.Unlock()
@@ -357,18 +357,18 @@ func (r *Reconciler) federate(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 }
 
 // readExport builds a member's Export of a service from its cache.
-func readExport(ctx context.Context, m member, key federation.Key) (federation.Export, bool, error) {
+func readExport(ctx context.Context, m member, key mcs.Key) (mcs.Export, bool, error) {
 	se := &mcsv1beta1.ServiceExport{}
 	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, se); err != nil {
 		if apierrors.IsNotFound(err) {
-			return federation.Export{}, false, nil
+			return mcs.Export{}, false, nil
 		}
-		return federation.Export{}, false, fmt.Errorf("get ServiceExport %s in %s: %w", key, m.id, err)
+		return mcs.Export{}, false, fmt.Errorf("get ServiceExport %s in %s: %w", key, m.id, err)
 	}
-	e := federation.Export{
+	e := mcs.Export{
 		Cluster: m.id, Key: key, Created: se.CreationTimestamp.Time,
 		ExportedLabels: se.Spec.ExportedLabels, ExportedAnnotations: se.Spec.ExportedAnnotations,
-		ExportTo: federation.ParseExportTo(se.Annotations),
+		ExportTo: mcs.ParseExportTo(se.Annotations),
 		Region:   m.mc.Spec.Locality.Region, Zone: m.mc.Spec.Locality.Zone,
 	}
 	svc := &corev1.Service{}
@@ -382,19 +382,19 @@ func readExport(ctx context.Context, m member, key federation.Key) (federation.E
 		return e, false, fmt.Errorf("list EndpointSlices of %s in %s: %w", key, m.id, err)
 	}
 	for _, s := range slices.Items {
-		if s.Labels[discoveryv1.LabelManagedBy] != federation.ManagedBy {
+		if s.Labels[discoveryv1.LabelManagedBy] != mcs.ManagedBy {
 			e.Slices = append(e.Slices, s)
 		}
 	}
 	return e, true, nil
 }
 
-func (r *Reconciler) remember(cluster string, key federation.Key, e federation.Export, ok bool) {
+func (r *Reconciler) remember(cluster string, key mcs.Key, e mcs.Export, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.goneSince, cluster)
 	if r.lastKnown[cluster] == nil {
-		r.lastKnown[cluster] = map[federation.Key]federation.Export{}
+		r.lastKnown[cluster] = map[mcs.Key]mcs.Export{}
 	}
 	if ok {
 		r.lastKnown[cluster][key] = e
@@ -404,7 +404,7 @@ func (r *Reconciler) remember(cluster string, key federation.Key, e federation.E
 }
 
 // lastKnownExport returns an unreachable member's last export while within the grace period.
-func (r *Reconciler) lastKnownExport(cluster string, key federation.Key, now time.Time, grace time.Duration) (federation.Export, bool, time.Duration) {
+func (r *Reconciler) lastKnownExport(cluster string, key mcs.Key, now time.Time, grace time.Duration) (mcs.Export, bool, time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.lastKnown[cluster][key]
@@ -424,7 +424,7 @@ func (r *Reconciler) lastKnownExport(cluster string, key federation.Key, now tim
 	return e, true, left
 }
 
-func (r *Reconciler) clusterSetIP(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live []member, key federation.Key) (string, error) {
+func (r *Reconciler) clusterSetIP(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live []member, key mcs.Key) (string, error) {
 	current := ""
 	for _, m := range live {
 		si := &mcsv1beta1.ServiceImport{}
@@ -451,8 +451,8 @@ func (r *Reconciler) clusterSetIP(ctx context.Context, mi *meshv1alpha1.MeshInst
 
 // seedAllocator is a new allocator of the installation's range holding the IP of every
 // ServiceImport of the installation that the live members show.
-func seedAllocator(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live []member) (*federation.Allocator, error) {
-	a, err := federation.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange)
+func seedAllocator(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live []member) (*mcs.Allocator, error) {
+	a, err := mcs.NewAllocator(mi.Spec.ServiceFederation.ClusterSetIPRange)
 	if err != nil {
 		return nil, err
 	}
@@ -465,14 +465,14 @@ func seedAllocator(ctx context.Context, mi *meshv1alpha1.MeshInstallation, live 
 			if si := &imports.Items[i]; len(si.Spec.IPs) > 0 {
 				// An address out of range or already held (never so in a sound fleet) is left to
 				// Allocate when its service is federated.
-				a.Hold(federation.Key{Namespace: si.Namespace, Name: si.Name}, si.Spec.IPs[0])
+				a.Hold(mcs.Key{Namespace: si.Namespace, Name: si.Name}, si.Spec.IPs[0])
 			}
 		}
 	}
 	return a, nil
 }
 
-func (r *Reconciler) releaseIP(installation string, key federation.Key) {
+func (r *Reconciler) releaseIP(installation string, key mcs.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if a := r.allocators[installation]; a != nil {
@@ -483,10 +483,10 @@ func (r *Reconciler) releaseIP(installation string, key federation.Key) {
 // converge applies one service's desired import and slices to one member, and deletes the
 // slices (and import) of this installation that are no longer desired there. wrote tells whether
 // the member's copy had to change.
-func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, imp *federation.Import, ip string, key federation.Key, labels map[string]string) (wrote bool, _ error) {
-	var desired federation.Desired
+func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.MeshInstallation, imp *mcs.Import, ip string, key mcs.Key, labels map[string]string) (wrote bool, _ error) {
+	var desired mcs.Desired
 	if imp != nil && r.importsInto(ctx, m, mi, key.Namespace) {
-		desired = federation.ForMember(imp, m.id, ip, labels)
+		desired = mcs.ForMember(imp, m.id, ip, labels)
 	}
 	var errs []error
 	if desired.Import != nil {
@@ -520,7 +520,7 @@ func (r *Reconciler) converge(ctx context.Context, m member, mi *meshv1alpha1.Me
 	}
 	have := &discoveryv1.EndpointSliceList{}
 	if err := m.reader.List(ctx, have, client.InNamespace(key.Namespace), client.MatchingLabels{
-		mcsv1beta1.LabelServiceName: key.Name, discoveryv1.LabelManagedBy: federation.ManagedBy, meshv1alpha1.InstallationLabel: mi.Name,
+		mcsv1beta1.LabelServiceName: key.Name, discoveryv1.LabelManagedBy: mcs.ManagedBy, meshv1alpha1.InstallationLabel: mi.Name,
 	}); err != nil {
 		return wrote, fmt.Errorf("list MCS EndpointSlices of %s in %s: %w", key, m.id, err)
 	}
@@ -603,7 +603,7 @@ func contains(xs []string, x string) bool {
 }
 
 // writeExportStatus sets Valid, Conflict and Ready on the member's ServiceExport.
-func (r *Reconciler) writeExportStatus(ctx context.Context, m member, key federation.Key, v federation.Verdict, imported bool) error {
+func (r *Reconciler) writeExportStatus(ctx context.Context, m member, key mcs.Key, v mcs.Verdict, imported bool) error {
 	se := &mcsv1beta1.ServiceExport{}
 	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, se); err != nil {
 		return client.IgnoreNotFound(err)
@@ -638,15 +638,15 @@ func (r *Reconciler) writeExportStatus(ctx context.Context, m member, key federa
 }
 
 // reportMembers writes each member's export/import counts and ServicesSynced.
-func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshInstallation, mcs []meshv1alpha1.MeshCluster, syncErr error) error {
+func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshInstallation, meshClusters []meshv1alpha1.MeshCluster, syncErr error) error {
 	var errs []error
 	members := map[string]bool{}
-	for i := range mcs {
-		members[install.ClusterID(&mcs[i])] = true
+	for i := range meshClusters {
+		members[install.ClusterID(&meshClusters[i])] = true
 	}
 	metrics.Retain(metrics.Imports, mi.Name, "cluster", members) // members that left
-	for i := range mcs {
-		m := r.connected(ctx, &mcs[i])
+	for i := range meshClusters {
+		m := r.connected(ctx, &meshClusters[i])
 		if m.reader == nil {
 			continue
 		}
@@ -691,7 +691,7 @@ func (r *Reconciler) reportMembers(ctx context.Context, mi *meshv1alpha1.MeshIns
 func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *meshv1alpha1.MeshCluster) error {
 	key := client.ObjectKey{Namespace: mc.Namespace, Name: mc.Spec.ClusterRef.Name}
 	byName := func(_ context.Context, o client.Object) []Request {
-		return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: o.GetName()}}}
+		return []Request{{Installation: installation, Key: mcs.Key{Namespace: o.GetNamespace(), Name: o.GetName()}}}
 	}
 	// A source of a service changed: the propagation the metric times starts now.
 	sourceByName := func(ctx context.Context, o client.Object) []Request {
@@ -701,12 +701,12 @@ func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *m
 	}
 	bySliceLabel := func(_ context.Context, o client.Object) []Request {
 		if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" { // the member's own slice
-			req := Request{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: name}}
+			req := Request{Installation: installation, Key: mcs.Key{Namespace: o.GetNamespace(), Name: name}}
 			r.noteChange(req, r.Now())
 			return []Request{req}
 		}
 		if name := o.GetLabels()[mcsv1beta1.LabelServiceName]; name != "" { // an MCS slice
-			return []Request{{Installation: installation, Key: federation.Key{Namespace: o.GetNamespace(), Name: name}}}
+			return []Request{{Installation: installation, Key: mcs.Key{Namespace: o.GetNamespace(), Name: name}}}
 		}
 		return nil
 	}

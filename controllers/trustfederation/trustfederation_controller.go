@@ -51,12 +51,12 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/controllers"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // resync refreshes status and the expiry metric even when nothing changed;
@@ -148,7 +148,7 @@ type member struct {
 
 // loaded is the federated set the member's agent confirmed loading, nil if unknown.
 func (m *member) loaded() *trust.BundleSet {
-	if m.current == nil || m.agent[agent.StatusKeyFederated] != agent.Digest([]byte(m.currData[agent.FederatedKeyBundleMap])) {
+	if m.current == nil || m.agent[wire.StatusKeyFederated] != wire.Digest([]byte(m.currData[wire.FederatedKeyBundleMap])) {
 		return nil
 	}
 	return m.current
@@ -167,10 +167,10 @@ func rotationInputs(m *member, members []*member) map[string]string {
 				held = append(held, o.loaded())
 			}
 		}
-		out[agent.FederatedKeyHeldSequence] = strconv.FormatUint(trust.HeldSequence(m.td, own, held), 10)
+		out[wire.FederatedKeyHeldSequence] = strconv.FormatUint(trust.HeldSequence(m.td, own, held), 10)
 	}
 	if req := m.mc.Annotations[meshv1alpha1.RotateCAAnnotation]; req != "" {
-		out[agent.FederatedKeyRotateRequest] = req
+		out[wire.FederatedKeyRotateRequest] = req
 	}
 	return out
 }
@@ -290,31 +290,31 @@ func (r *Reconciler) read(ctx context.Context, installation string, m *member) e
 		}
 		return cm.Data, nil
 	}
-	published, err := get(agent.BundleConfigMap)
+	published, err := get(wire.BundleConfigMap)
 	if err != nil {
 		return err
 	}
 	if published != nil {
 		m.bundle, m.readErr = parsePublished(m.td, published)
 	}
-	if m.currData, err = get(agent.FederatedConfigMap); err != nil {
+	if m.currData, err = get(wire.FederatedConfigMap); err != nil {
 		return err
 	}
-	if doc := m.currData[agent.FederatedKeyBundleMap]; doc != "" {
+	if doc := m.currData[wire.FederatedKeyBundleMap]; doc != "" {
 		// What the operator wrote before; a map that no longer parses is simply replaced.
 		m.current, _ = trust.ParseBundleMap([]byte(doc))
 	}
-	m.agent, err = get(agent.StatusConfigMap)
+	m.agent, err = get(wire.StatusConfigMap)
 	return err
 }
 
 // parsePublished reads the bundle an agent published, which must be for the member's own
 // trust domain: an agent cannot speak for another member.
 func parsePublished(td spiffeid.TrustDomain, data map[string]string) (*spiffebundle.Bundle, error) {
-	if got := data[agent.BundleKeyTrustDomain]; got != td.Name() {
+	if got := data[wire.BundleKeyTrustDomain]; got != td.Name() {
 		return nil, fmt.Errorf("the agent published a bundle for trust domain %q, the member's is %q", got, td.Name())
 	}
-	return trust.ParseBundle(td, []byte(data[agent.BundleKeyDocument]))
+	return trust.ParseBundle(td, []byte(data[wire.BundleKeyDocument]))
 }
 
 func (r *Reconciler) forgetExcept(live map[client.ObjectKey]bool) {
@@ -361,19 +361,19 @@ func (r *Reconciler) write(ctx context.Context, installation string, m *member, 
 	if err != nil {
 		return "", err
 	}
-	data := map[string]string{agent.FederatedKeyBundleMap: string(bundleMap)}
+	data := map[string]string{wire.FederatedKeyBundleMap: string(bundleMap)}
 	maps.Copy(data, extra)
 	for td, d := range docs {
 		data[td+".json"] = string(d)
 	}
-	digest := agent.Digest(bundleMap)
+	digest := wire.Digest(bundleMap)
 	if maps.Equal(data, m.currData) {
 		return digest, nil
 	}
 	cm := &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name: agent.FederatedConfigMap, Namespace: install.Namespace,
+			Name: wire.FederatedConfigMap, Namespace: install.Namespace,
 			// Not the managed-by label of rendered objects: the install's prune must not take it.
 			Labels: map[string]string{"app.kubernetes.io/part-of": "fleetmesh", meshv1alpha1.InstallationLabel: installation},
 		},
@@ -413,19 +413,19 @@ func Verdict(reachable bool, own *spiffebundle.Bundle, readErr error, set *trust
 			"the member is unreachable: its last known bundle stays federated in the other members")
 	case readErr != nil:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundleInvalid,
-			"the agent's published bundle (ConfigMap %s/%s) is refused: %v", install.Namespace, agent.BundleConfigMap, readErr)
+			"the agent's published bundle (ConfigMap %s/%s) is refused: %v", install.Namespace, wire.BundleConfigMap, readErr)
 	case own == nil:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundleNotPublished,
-			"the agent has not published the member's bundle yet (ConfigMap %s/%s); check that the agent runs", install.Namespace, agent.BundleConfigMap)
+			"the agent has not published the member's bundle yet (ConfigMap %s/%s); check that the agent runs", install.Namespace, wire.BundleConfigMap)
 	case writeErr != nil:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, "writing the federated bundles failed, retrying: %v", writeErr)
 	case len(missing) > 0:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundlesMissing,
 			"no bundle is known yet for %s: calls from there are refused until it publishes one", strings.Join(missing, ", "))
-	case agentStatus[agent.StatusKeyFederatedError] != "":
+	case agentStatus[wire.StatusKeyFederatedError] != "":
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundlesRefused,
-			"the agent refused the federated bundles: %s", agentStatus[agent.StatusKeyFederatedError])
-	case agentStatus[agent.StatusKeyFederated] != digest:
+			"the agent refused the federated bundles: %s", agentStatus[wire.StatusKeyFederatedError])
+	case agentStatus[wire.StatusKeyFederated] != digest:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonPropagating,
 			"the agent has not loaded the current federated bundles (%d trust domains) yet", set.Len())
 	}
@@ -470,5 +470,5 @@ func equalBundle(a, b *meshv1alpha1.BundleStatus) bool {
 func (r *Reconciler) watchMember(ctx context.Context, installation string, mc *meshv1alpha1.MeshCluster) error {
 	return controllers.WatchMemberConfigMaps(ctx, r.ClusterCache, r.controller, "trustfederation-configmaps", mc,
 		reconcile.Request{NamespacedName: client.ObjectKey{Name: installation}},
-		agent.BundleConfigMap, agent.StatusConfigMap, agent.FederatedConfigMap)
+		wire.BundleConfigMap, wire.StatusConfigMap, wire.FederatedConfigMap)
 }

@@ -27,8 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func bundle(t *testing.T, name string) *spiffebundle.Bundle {
@@ -52,8 +52,8 @@ func TestVerdict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest := agent.Digest(m)
-	loaded := map[string]string{agent.StatusKeyFederated: digest}
+	digest := wire.Digest(m)
+	loaded := map[string]string{wire.StatusKeyFederated: digest}
 	for _, tc := range []struct {
 		name      string
 		reachable bool
@@ -72,8 +72,8 @@ func TestVerdict(t *testing.T) {
 		{name: "bad bundle", reachable: true, readErr: errors.New("no X.509 authorities"), agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundleInvalid, mentions: "no X.509 authorities"},
 		{name: "write failed", reachable: true, own: own, writeErr: errors.New("forbidden"), agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonApplyFailed, mentions: "forbidden"},
 		{name: "member missing", reachable: true, own: own, missing: []string{"fleet/c"}, agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundlesMissing, mentions: "fleet/c"},
-		{name: "agent behind", reachable: true, own: own, agent: map[string]string{agent.StatusKeyFederated: "old"}, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonPropagating, mentions: "1 trust domains"},
-		{name: "agent refused", reachable: true, own: own, agent: map[string]string{agent.StatusKeyFederatedError: "names the member's own trust domain"}, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundlesRefused, mentions: "own trust domain"},
+		{name: "agent behind", reachable: true, own: own, agent: map[string]string{wire.StatusKeyFederated: "old"}, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonPropagating, mentions: "1 trust domains"},
+		{name: "agent refused", reachable: true, own: own, agent: map[string]string{wire.StatusKeyFederatedError: "names the member's own trust domain"}, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundlesRefused, mentions: "own trust domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, bs := Verdict(tc.reachable, tc.own, tc.readErr, set, tc.missing, digest, tc.agent, tc.writeErr)

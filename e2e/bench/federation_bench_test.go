@@ -38,9 +38,9 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/cmd/manager/app"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/internal/federation"
-	"github.com/fleetmesh/fleetmesh/internal/operator"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 )
 
 const (
@@ -163,7 +163,7 @@ func federationRun(b *testing.B, members int) (burst, trickle, spread []time.Dur
 		b.Fatal(err)
 	}
 	defer func() { _ = f.Stop() }()
-	mgr, err := operator.NewManager(ctx, f.Management.Config, operator.Options{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
+	mgr, err := app.NewManager(ctx, f.Management.Config, app.Options{MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func watchArrivals(b *testing.B, ctx context.Context, f *fleet.Fleet, m *fleet.C
 			case *mcsv1beta1.ServiceImport:
 				arr.record(m.Name, "import", o.Name)
 			case *discoveryv1.EndpointSlice:
-				if o.Labels[discoveryv1.LabelManagedBy] == federation.ManagedBy {
+				if o.Labels[discoveryv1.LabelManagedBy] == mcs.ManagedBy {
 					arr.record(m.Name, "slice", o.Labels[mcsv1beta1.LabelServiceName])
 				}
 			}

@@ -50,6 +50,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -114,8 +115,8 @@ var _ = Describe("certManager CA source", Ordered, func() {
 
 			// The member's bundle is the issuer's root.
 			cm := &corev1.ConfigMap{}
-			Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, cm)).To(Succeed())
-			bundle, err := trust.ParseBundle(td, []byte(cm.Data[agent.BundleKeyDocument]))
+			Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.BundleConfigMap}, cm)).To(Succeed())
+			bundle, err := trust.ParseBundle(td, []byte(cm.Data[wire.BundleKeyDocument]))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(bundle.X509Authorities()).To(HaveLen(1))
 			Expect(bundle.X509Authorities()[0].Equal(root)).To(BeTrue(), "%s's bundle is not the issuer's root", m.Name)

@@ -185,7 +185,7 @@ func startEcho(m *fleet.Cluster) *echo {
 		var once sync.Once
 		s := bufio.NewScanner(out)
 		for s.Scan() {
-			fmt.Fprintf(GinkgoWriter, "echo %s: %s\n", m.Name, s.Text())
+			GinkgoWriter.Printf("echo %s: %s\n", m.Name, s.Text())
 			if strings.HasPrefix(s.Text(), "serving") {
 				once.Do(func() { close(serving) })
 			}
@@ -417,7 +417,7 @@ var _ = Describe("cross-member calls with mTLS and failover", Ordered, func() {
 				firstRemote = r.at.Sub(killed)
 			}
 		}
-		fmt.Fprintf(GinkgoWriter, "failover A -> %s: %d failed calls, first remote success %s after the kill\n", c.Name, failed, firstRemote)
+		GinkgoWriter.Printf("failover A -> %s: %d failed calls, first remote success %s after the kill\n", c.Name, failed, firstRemote)
 		AddReportEntry("failover", fmt.Sprintf("failed calls %d, kill -> first remote success %s", failed, firstRemote))
 		Expect(failed).To(BeZero())
 		Expect(firstRemote).To(BeNumerically("<", time.Second))

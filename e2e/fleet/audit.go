@@ -56,7 +56,7 @@ func (f *Fleet) SecretAccesses(userPrefix string) ([]SecretAccess, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer file.Close()
+	defer func() { _ = file.Close() }()
 	var out []SecretAccess
 	sc := bufio.NewScanner(file)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -178,7 +178,7 @@ func (f *Fleet) startComponents(ctx context.Context, c *Cluster) error {
 	if err := os.WriteFile(kubeconfig, c.Kubeconfig, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(rootCA, api.SecureServing.CA, 0o600); err != nil {
+	if err := os.WriteFile(rootCA, api.CA, 0o600); err != nil {
 		return err
 	}
 	if err := writeCA(c.Name+"-cluster-signing", signingCert, signingKey); err != nil {

@@ -46,10 +46,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // MeshClusterOf is the member's MeshCluster in the management cluster.
@@ -157,11 +157,11 @@ func (f *Fleet) ResignedToken(ctx context.Context, m *Cluster, ns, sa, audience 
 // authenticate its agent) and returns the file.
 func MemberRoots(ctx context.Context, m *Cluster, dir string) (string, error) {
 	cm := &corev1.ConfigMap{}
-	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, cm); err != nil {
+	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.BundleConfigMap}, cm); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, "roots.json")
-	return path, os.WriteFile(path, []byte(cm.Data[agent.BundleKeyDocument]), 0o600)
+	return path, os.WriteFile(path, []byte(cm.Data[wire.BundleKeyDocument]), 0o600)
 }
 
 // FetchSVID has the member's identity API sign an SVID for the holder of token, written into dir

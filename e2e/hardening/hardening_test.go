@@ -104,7 +104,7 @@ func agentRunning(m *fleet.Cluster) func() error {
 			return err
 		}
 		if !dep.DeletionTimestamp.IsZero() {
-			return apierrors.NewGone("agent Deployment is being deleted")
+			return apierrors.NewResourceExpired("agent Deployment is being deleted")
 		}
 		return nil
 	}

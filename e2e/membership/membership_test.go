@@ -52,10 +52,10 @@ import (
 	"github.com/fleetmesh/fleetmesh/e2e/argocd"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -181,7 +181,7 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 			if mf.Manager == argoCDManager || mf.FieldsV1 == nil {
 				continue
 			}
-			Expect(string(mf.FieldsV1.Raw)).NotTo(ContainSubstring(`"f:spec"`), "manager %s owns spec fields", mf.Manager)
+			Expect(mf.FieldsV1.GetRawString()).NotTo(ContainSubstring(`"f:spec"`), "manager %s owns spec fields", mf.Manager)
 		}
 		// Argo CD tracks the installation; nothing derived from it carries the tracking marks.
 		Expect(after.Labels).To(HaveKey(argoCDTrackingLabel))
@@ -280,13 +280,13 @@ var _ = Describe("one MeshInstallation over three Cluster API clusters", Ordered
 		// the labelled namespace for the proxies to authenticate it.
 		Eventually(func(g Gomega) {
 			bundle := &corev1.ConfigMap{}
-			g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, bundle)).To(Succeed())
+			g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.BundleConfigMap}, bundle)).To(Succeed())
 			root := &corev1.ConfigMap{}
 			g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: inject.DefaultRootConfigMap}, root)).To(Succeed())
-			g.Expect(root.Data[inject.RootKey]).To(Equal(bundle.Data[agent.BundleKeyDocument]))
-			td, err := spiffeid.TrustDomainFromString(bundle.Data[agent.BundleKeyTrustDomain])
+			g.Expect(root.Data[inject.RootKey]).To(Equal(bundle.Data[wire.BundleKeyDocument]))
+			td, err := spiffeid.TrustDomainFromString(bundle.Data[wire.BundleKeyTrustDomain])
 			g.Expect(err).NotTo(HaveOccurred())
-			b, err := trust.ParseBundle(td, []byte(bundle.Data[agent.BundleKeyDocument]))
+			b, err := trust.ParseBundle(td, []byte(bundle.Data[wire.BundleKeyDocument]))
 			g.Expect(err).NotTo(HaveOccurred())
 			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
 			g.Expect(m.Client.Get(ctx, client.ObjectKey{Name: install.WebhookConfigurationName}, mwc)).To(Succeed())

@@ -43,7 +43,7 @@ import (
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
-	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 )
 
@@ -142,7 +142,7 @@ func sources(m *fleet.Cluster, name string) func() map[string]int {
 	return func() map[string]int {
 		list := &discoveryv1.EndpointSliceList{}
 		Expect(m.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{
-			mcsv1beta1.LabelServiceName: name, discoveryv1.LabelManagedBy: federation.ManagedBy,
+			mcsv1beta1.LabelServiceName: name, discoveryv1.LabelManagedBy: mcs.ManagedBy,
 		})).To(Succeed())
 		out := map[string]int{}
 		for _, s := range list.Items {
@@ -281,7 +281,7 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 				Expect(m.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{mcsv1beta1.LabelServiceName: "late"})).To(Succeed())
 				var out []string
 				for _, s := range list.Items {
-					out = append(out, s.Labels[mcsv1beta1.LabelSourceCluster]+"="+s.Labels[federation.StaleLabel])
+					out = append(out, s.Labels[mcsv1beta1.LabelSourceCluster]+"="+s.Labels[mcs.StaleLabel])
 				}
 				sort.Strings(out)
 				if len(out) == 0 {
@@ -401,7 +401,7 @@ func kepSpecs() {
 	It("limits an export to the members its export-to annotation names", func() {
 		echo(b, "scoped", false, tcp("http", 8080))
 		Expect(b.Client.Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "scoped", Namespace: ns,
-			Annotations: map[string]string{federation.ExportToAnnotation: clusterID(a)}}})).To(Succeed())
+			Annotations: map[string]string{mcs.ExportToAnnotation: clusterID(a)}}})).To(Succeed())
 		for _, m := range []*fleet.Cluster{a, b} {
 			Eventually(sources(m, "scoped")).WithTimeout(30*time.Second).Should(Equal(map[string]int{clusterID(b): 2}), m.Name)
 		}

@@ -140,7 +140,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 			for _, p := range pods.Items {
 				for _, ctr := range []string{"fleetmesh-init", "fleetmesh-proxy", "app"} {
 					logs, _ := kubelets[m.Name].Logs(ns, p.Name, ctr)
-					fmt.Fprintf(GinkgoWriter, "--- %s %s/%s %s:\n%s\n", m.Name, ns, p.Name, ctr, logs)
+					GinkgoWriter.Printf("--- %s %s/%s %s:\n%s\n", m.Name, ns, p.Name, ctr, logs)
 				}
 			}
 		}
@@ -171,7 +171,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		want := "URI=spiffe://" + tdOf(a).Name() + "/ns/demo/sa/client"
 		Expect(xfcc(r)).To(ContainSubstring(want))
 		Expect(xfcc(r)).To(ContainSubstring("By=spiffe://" + map[string]string{b.Name: tdOf(b).Name(), c.Name: tdOf(c).Name()}[r.Member] + "/ns/demo/sa/echo"))
-		fmt.Fprintf(GinkgoWriter, "A -> %s: the server sidecar forwarded %s=%q\n", r.Member, proxy.HeaderXFCC, xfcc(r))
+		GinkgoWriter.Printf("A -> %s: the server sidecar forwarded %s=%q\n", r.Member, proxy.HeaderXFCC, xfcc(r))
 	})
 
 	It("carries raw TCP to the clusterset IP", func() {
@@ -238,7 +238,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		for _, r := range results {
 			if r.Status != http.StatusOK {
 				failed++
-				fmt.Fprintf(GinkgoWriter, "failed request: %+v\n", r)
+				GinkgoWriter.Printf("failed request: %+v\n", r)
 				continue
 			}
 			byMember[r.Member]++
@@ -247,7 +247,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 				firstRemote = at.Sub(killed)
 			}
 		}
-		fmt.Fprintf(GinkgoWriter, "failover %s -> %s: answers %v, failed %d, first answer from %s %s after the scale-down\n", c.Name, b.Name, byMember, failed, b.Name, firstRemote)
+		GinkgoWriter.Printf("failover %s -> %s: answers %v, failed %d, first answer from %s %s after the scale-down\n", c.Name, b.Name, byMember, failed, b.Name, firstRemote)
 		AddReportEntry("sidecar failover", fmt.Sprintf("answers %v, failed %d", byMember, failed))
 		Expect(failed).To(BeZero())
 		Expect(byMember[b.Name]).To(BeNumerically(">", 0))
@@ -262,7 +262,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 			Expect(err).NotTo(HaveOccurred())
 			for _, line := range strings.Split(string(status), "\n") {
 				if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
-					fmt.Fprintf(GinkgoWriter, "client sidecar %s\n", line)
+					GinkgoWriter.Printf("client sidecar %s\n", line)
 					AddReportEntry("client sidecar memory", line)
 				}
 			}

@@ -32,10 +32,10 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // outside is a trust domain outside the mesh, as a SPIRE server would run it: a CA, and its
@@ -90,8 +90,8 @@ func federatedTrustDomain(td spiffeid.TrustDomain) func() *meshv1alpha1.Federate
 // heldBy is the bundle of td in the federated set the operator wrote into m, nil if none.
 func heldBy(m *fleet.Cluster, td spiffeid.TrustDomain) *spiffebundle.Bundle {
 	cm := &corev1.ConfigMap{}
-	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.FederatedConfigMap}, cm)).To(Succeed())
-	set, err := trust.ParseBundleMap([]byte(cm.Data[agent.FederatedKeyBundleMap]))
+	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.FederatedConfigMap}, cm)).To(Succeed())
+	set, err := trust.ParseBundleMap([]byte(cm.Data[wire.FederatedKeyBundleMap]))
 	Expect(err).NotTo(HaveOccurred())
 	b, _ := set.Get(td)
 	return b

@@ -29,20 +29,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // holds tells whether m's agent has loaded a federated set carrying td's bundle at seq.
 func holds(m *fleet.Cluster, bundleOf *fleet.Cluster, seq uint64) bool {
 	fed, status := &corev1.ConfigMap{}, &corev1.ConfigMap{}
-	if m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.FederatedConfigMap}, fed) != nil ||
-		m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.StatusConfigMap}, status) != nil {
+	if m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.FederatedConfigMap}, fed) != nil ||
+		m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.StatusConfigMap}, status) != nil {
 		return false
 	}
-	doc := fed.Data[agent.FederatedKeyBundleMap]
-	if status.Data[agent.StatusKeyFederated] != agent.Digest([]byte(doc)) {
+	doc := fed.Data[wire.FederatedKeyBundleMap]
+	if status.Data[wire.StatusKeyFederated] != wire.Digest([]byte(doc)) {
 		return false // written, not loaded yet
 	}
 	set, err := trust.ParseBundleMap([]byte(doc))
@@ -65,10 +65,10 @@ var _ = Describe("bundle propagation", func() {
 		if os.Getenv("FLEETMESH_BENCH") == "" {
 			Skip("set FLEETMESH_BENCH=1 (make bench) to run the trust benchmark")
 		}
-		key := client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}
+		key := client.ObjectKey{Namespace: install.Namespace, Name: wire.BundleConfigMap}
 		original := &corev1.ConfigMap{}
 		Expect(a.Client.Get(ctx, key, original)).To(Succeed())
-		own, err := trust.ParseBundle(trustDomain(a), []byte(original.Data[agent.BundleKeyDocument]))
+		own, err := trust.ParseBundle(trustDomain(a), []byte(original.Data[wire.BundleKeyDocument]))
 		Expect(err).NotTo(HaveOccurred())
 		base, _ := own.SequenceNumber()
 		publish := func(seq uint64) {
@@ -79,7 +79,7 @@ var _ = Describe("bundle propagation", func() {
 			cm := &corev1.ConfigMap{}
 			Expect(a.Client.Get(ctx, key, cm)).To(Succeed())
 			cm.Data = maps.Clone(cm.Data)
-			cm.Data[agent.BundleKeyDocument] = string(doc)
+			cm.Data[wire.BundleKeyDocument] = string(doc)
 			Expect(a.Client.Update(ctx, cm)).To(Succeed())
 		}
 		// Put the agent's own bundle back, and wait until every member holds it again, so no
@@ -101,7 +101,7 @@ var _ = Describe("bundle propagation", func() {
 				// The agent re-publishes its bundle every 30 s: if it just did, publish again.
 				cm := &corev1.ConfigMap{}
 				if a.Client.Get(ctx, key, cm) == nil {
-					if cur, err := trust.ParseBundle(trustDomain(a), []byte(cm.Data[agent.BundleKeyDocument])); err == nil {
+					if cur, err := trust.ParseBundle(trustDomain(a), []byte(cm.Data[wire.BundleKeyDocument])); err == nil {
 						if s, _ := cur.SequenceNumber(); s != seq {
 							start = time.Now()
 							publish(seq)

@@ -30,11 +30,11 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // renewing is a workload running the identity client: it renews its SVID at half-life, and
@@ -90,11 +90,11 @@ func runWorkload(m *fleet.Cluster, sa string) *renewing {
 // caRotation is the phase of m's CA rotation and its bundle's fingerprint and root count.
 func caRotation(m *fleet.Cluster) (phase, fingerprint string, roots int) {
 	status, bundle := &corev1.ConfigMap{}, &corev1.ConfigMap{}
-	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.StatusConfigMap}, status)).To(Succeed())
-	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, bundle)).To(Succeed())
-	b, err := trust.ParseBundle(trustDomain(m), []byte(bundle.Data[agent.BundleKeyDocument]))
+	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.StatusConfigMap}, status)).To(Succeed())
+	Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.BundleConfigMap}, bundle)).To(Succeed())
+	b, err := trust.ParseBundle(trustDomain(m), []byte(bundle.Data[wire.BundleKeyDocument]))
 	Expect(err).NotTo(HaveOccurred())
-	return status.Data[agent.StatusKeyCARotation], trust.Fingerprint(b), len(b.X509Authorities())
+	return status.Data[wire.StatusKeyCARotation], trust.Fingerprint(b), len(b.X509Authorities())
 }
 
 var _ = Describe("CA rotation", func() {

@@ -43,11 +43,11 @@ import (
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
-	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -181,8 +181,8 @@ var _ = Describe("trust domains federated across the fleet", Ordered, func() {
 			Expect(mc.Status.Bundle.Expiry.Time).To(BeTemporally(">", time.Now().Add(24*time.Hour)))
 		}
 		cm := &corev1.ConfigMap{}
-		Expect(a.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.FederatedConfigMap}, cm)).To(Succeed())
-		set, err := trust.ParseBundleMap([]byte(cm.Data[agent.FederatedKeyBundleMap]))
+		Expect(a.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.FederatedConfigMap}, cm)).To(Succeed())
+		set, err := trust.ParseBundleMap([]byte(cm.Data[wire.FederatedKeyBundleMap]))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(set.TrustDomains()).To(ConsistOf(trustDomain(b), trustDomain(c)), "A holds B's and C's bundles, not its own")
 		Expect(cm.Data).To(HaveKey(trustDomain(b).Name() + ".json"))

@@ -38,13 +38,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
-
-// StatusConfigMap is the object in the agent's namespace through which it reports to the operator.
-const StatusConfigMap = "fleetmesh-agent-status"
-
-// StatusKeyVersion in StatusConfigMap is the version the agent runs.
-const StatusKeyVersion = "version"
 
 // Options configure an agent.
 type Options struct {
@@ -204,18 +200,18 @@ func (a *Agent) publishStatus(ctx context.Context) error {
 		return fmt.Errorf("reach the API server: %w", err)
 	}
 	data := map[string]string{
-		StatusKeyVersion:    a.opts.Version,
-		"kubernetesVersion": sv.GitVersion,
+		wire.StatusKeyVersion: a.opts.Version,
+		"kubernetesVersion":   sv.GitVersion,
 	}
 	if t := a.trust.Load(); t != nil {
 		maps.Copy(data, t.statusData())
 	}
-	cm := corev1ac.ConfigMap(StatusConfigMap, a.opts.Namespace).
+	cm := corev1ac.ConfigMap(wire.StatusConfigMap, a.opts.Namespace).
 		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
 		WithData(data)
 	_, err = a.client.CoreV1().ConfigMaps(a.opts.Namespace).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true})
 	if err != nil {
-		return fmt.Errorf("apply %s/%s: %w", a.opts.Namespace, StatusConfigMap, err)
+		return fmt.Errorf("apply %s/%s: %w", a.opts.Namespace, wire.StatusConfigMap, err)
 	}
 	return nil
 }

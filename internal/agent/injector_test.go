@@ -51,6 +51,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -143,16 +144,21 @@ func TestInjectorOnARealAPIServer(t *testing.T) {
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(agentCtx) }()
-	defer func() { stopAgent(); <-agentDone }()
+	defer func() {
+		stopAgent()
+		if err := <-agentDone; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	}()
 
 	// caBundle = the member's published roots; the root ConfigMap = its bundle document, owned
 	// by the webhook configuration.
 	poll(t, 30*time.Second, "the caBundle and the root ConfigMap", func() error {
 		bundle := &corev1.ConfigMap{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: agent.BundleConfigMap}, bundle); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.BundleConfigMap}, bundle); err != nil {
 			return err
 		}
-		b, err := trust.ParseBundle(spiffeid.RequireTrustDomainFromString("east.fleet.demo"), []byte(bundle.Data[agent.BundleKeyDocument]))
+		b, err := trust.ParseBundle(spiffeid.RequireTrustDomainFromString("east.fleet.demo"), []byte(bundle.Data[wire.BundleKeyDocument]))
 		if err != nil {
 			return err
 		}
@@ -167,7 +173,7 @@ func TestInjectorOnARealAPIServer(t *testing.T) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: inject.DefaultRootConfigMap}, root); err != nil {
 			return err
 		}
-		if root.Data[inject.RootKey] != bundle.Data[agent.BundleKeyDocument] {
+		if root.Data[inject.RootKey] != bundle.Data[wire.BundleKeyDocument] {
 			return errors.New("the root ConfigMap is not the member's bundle document")
 		}
 		if len(root.OwnerReferences) != 1 || root.OwnerReferences[0].UID != mwc.UID || root.OwnerReferences[0].Kind != "MutatingWebhookConfiguration" {
@@ -193,7 +199,7 @@ func TestInjectorOnARealAPIServer(t *testing.T) {
 		t.Error("the operator's apply removed or changed the agent's caBundle")
 	}
 	for _, mf := range mwc.ManagedFields {
-		owns := bytes.Contains(mf.FieldsV1.Raw, []byte(`"f:caBundle"`))
+		owns := bytes.Contains(mf.FieldsV1.GetRawBytes(), []byte(`"f:caBundle"`))
 		if owns != (mf.Manager == agent.InjectorFieldManager) {
 			t.Errorf("manager %s owns caBundle: %v", mf.Manager, owns)
 		}

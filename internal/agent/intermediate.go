@@ -32,32 +32,20 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // certManager mode: the agent generates its CA key in the member and publishes only a CSR; the
 // operator has it signed by a cert-manager issuer in the management cluster and writes the
 // certificate back. The key never leaves the member's CA Secret.
+// (The ConfigMaps are the wire package's.)
 const (
-	// CARequestConfigMap holds the member's intermediate CSR, published by the agent.
-	CARequestConfigMap = "fleetmesh-ca-request"
-	CARequestKeyCSR    = "csr.pem"
-	// CAIssuedConfigMap holds the signed intermediate, written by the operator: the certificate
-	// chain (cert-manager's status.certificate) and the issuer's root(s) (status.ca).
-	CAIssuedConfigMap = "fleetmesh-ca-issued"
-	CAIssuedKeyChain  = "chain.pem"
-	CAIssuedKeyRoots  = "ca.pem"
-	// CAKeyRequest, in both ConfigMaps, is CSRDigest of the CSR: it ties an answer to its request.
-	CAKeyRequest = "request"
-
 	caKeyPendingKey = "pending.key"
 	caKeyPendingCSR = "pending.csr"
 )
 
 // errAwaitingIntermediate: the CSR is published and not answered yet.
 var errAwaitingIntermediate = errors.New("waiting for the operator to bring back the signed intermediate CA")
-
-// CSRDigest identifies an intermediate CSR.
-func CSRDigest(csr []byte) string { return Digest(csr) }
 
 // pendingCA is a key and its CSR waiting for the signed intermediate; stored in the CA Secret.
 type pendingCA struct {
@@ -87,44 +75,44 @@ func pendingFromSecret(data map[string][]byte) *pendingCA {
 	return &pendingCA{keyPEM: data[caKeyPendingKey], csr: data[caKeyPendingCSR]}
 }
 
-// issuedInput is the operator's answer (CAIssuedConfigMap data), nil if there is none.
+// issuedInput is the operator's answer (wire.CAIssuedConfigMap data), nil if there is none.
 type issuedInput map[string]string
 
 // signed returns the CA the answer holds for p, nil if the answer is for another CSR.
 func (p *pendingCA) signed(td spiffeid.TrustDomain, issued issuedInput, now time.Time) (*trust.CA, error) {
-	if issued == nil || issued[CAKeyRequest] != CSRDigest(p.csr) {
+	if issued == nil || issued[wire.CAKeyRequest] != wire.CSRDigest(p.csr) {
 		return nil, nil
 	}
 	key, err := trust.ParseKeyPEM(p.keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("pending CA key: %w", err)
 	}
-	ca, err := trust.NewIntermediate(td, key, []byte(issued[CAIssuedKeyChain]), []byte(issued[CAIssuedKeyRoots]), now)
+	ca, err := trust.NewIntermediate(td, key, []byte(issued[wire.CAIssuedKeyChain]), []byte(issued[wire.CAIssuedKeyRoots]), now)
 	if err != nil {
-		return nil, fmt.Errorf("the intermediate in %s is refused: %w", CAIssuedConfigMap, err)
+		return nil, fmt.Errorf("the intermediate in %s is refused: %w", wire.CAIssuedConfigMap, err)
 	}
 	return ca, nil
 }
 
 // publishCSR publishes p's CSR for the operator.
 func publishCSR(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, p *pendingCA) error {
-	req := corev1ac.ConfigMap(CARequestConfigMap, ns).
+	req := corev1ac.ConfigMap(wire.CARequestConfigMap, ns).
 		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
-		WithData(map[string]string{BundleKeyTrustDomain: td.Name(), CARequestKeyCSR: string(p.csr), CAKeyRequest: CSRDigest(p.csr)})
+		WithData(map[string]string{wire.BundleKeyTrustDomain: td.Name(), wire.CARequestKeyCSR: string(p.csr), wire.CAKeyRequest: wire.CSRDigest(p.csr)})
 	if _, err := c.CoreV1().ConfigMaps(ns).Apply(ctx, req, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true}); err != nil {
-		return fmt.Errorf("publish the intermediate CSR in %s/%s: %w", ns, CARequestConfigMap, err)
+		return fmt.Errorf("publish the intermediate CSR in %s/%s: %w", ns, wire.CARequestConfigMap, err)
 	}
 	return nil
 }
 
 // issuedAnswer is the operator's current answer, nil if there is none.
 func issuedAnswer(ctx context.Context, c kubernetes.Interface, ns string) (issuedInput, error) {
-	issued, err := c.CoreV1().ConfigMaps(ns).Get(ctx, CAIssuedConfigMap, metav1.GetOptions{})
+	issued, err := c.CoreV1().ConfigMaps(ns).Get(ctx, wire.CAIssuedConfigMap, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get %s/%s: %w", ns, CAIssuedConfigMap, err)
+		return nil, fmt.Errorf("get %s/%s: %w", ns, wire.CAIssuedConfigMap, err)
 	}
 	return issuedInput(issued.Data), nil
 }

@@ -221,7 +221,7 @@ func (s *caStore) save(ctx context.Context, c kubernetes.Interface, ns string) e
 	return nil
 }
 
-// rotationInput is what the operator tells the agent about a rotation (FederatedConfigMap).
+// rotationInput is what the operator tells the agent about a rotation (wire.FederatedConfigMap).
 type rotationInput struct {
 	// held is the lowest sequence of this member's bundle every other member has loaded.
 	held    uint64

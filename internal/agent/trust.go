@@ -18,9 +18,7 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -47,46 +45,20 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // The trust objects in the agent's namespace. The CA Secret is the agent's alone: the operator
 // never reads it (its member clients do not even cache Secrets). The agent publishes its bundle
-// in BundleConfigMap; the operator writes every other member's bundle into FederatedConfigMap.
+// in wire.BundleConfigMap; the operator writes every other member's bundle into wire.FederatedConfigMap.
 const (
 	CASecret      = "fleetmesh-ca"
 	caTrustDomain = "trustDomain"
-
-	BundleConfigMap      = "fleetmesh-bundle"
-	BundleKeyTrustDomain = "trustDomain"
-	BundleKeyDocument    = "bundle.json"
-
-	FederatedConfigMap    = "fleetmesh-federated-bundles"
-	FederatedKeyBundleMap = "bundle-map.json"
-	// FederatedKeyHeldSequence is the lowest sequence of this member's bundle that every other
-	// member's agent has loaded: a CA rotation switches signing only once it has caught up.
-	FederatedKeyHeldSequence = "ownBundleSequenceHeld"
-	// FederatedKeyRotateRequest carries the MeshCluster's rotate-ca annotation: a new value
-	// starts a CA rotation.
-	FederatedKeyRotateRequest = "rotateCARequest"
-
-	// StatusKeyFederated in StatusConfigMap is Digest of the federated bundle map the agent
-	// loaded, so the operator knows the member really has what it wrote (TrustFederated).
-	StatusKeyFederated = "federatedBundles"
-	// StatusKeyFederatedError explains why the agent refused the federated bundle map.
-	StatusKeyFederatedError = "federatedBundlesError"
-	// StatusKeyCARotation is the phase of the member's CA rotation (trust.Phase).
-	StatusKeyCARotation = "caRotation"
 )
 
 // BundleRefreshHint is the refresh hint of the bundles the agent publishes: how often a
 // bundle-endpoint client outside the mesh polls. Members get new bundles by watch, not by it.
 const BundleRefreshHint = 5 * time.Minute
-
-// Digest identifies a federated bundle map by content, for StatusKeyFederated.
-func Digest(bundleMap []byte) string {
-	sum := sha256.Sum256(bundleMap)
-	return hex.EncodeToString(sum[:16])
-}
 
 // trustState is the agent's CA, issuer and the bundles it trusts.
 type trustState struct {
@@ -121,7 +93,7 @@ func (t *trustState) setFederated(data []byte) {
 		t.federatedError = err.Error()
 		return
 	}
-	t.federated, t.federatedHash, t.federatedError = set, Digest(data), ""
+	t.federated, t.federatedHash, t.federatedError = set, wire.Digest(data), ""
 	t.rebuildLocked()
 }
 
@@ -211,8 +183,8 @@ func (t *trustState) ownBundle() *spiffebundle.Bundle {
 
 // setRotationInput records what the operator wrote about rotations.
 func (t *trustState) setRotationInput(data map[string]string) {
-	in := rotationInput{request: data[FederatedKeyRotateRequest]}
-	in.held, _ = strconv.ParseUint(data[FederatedKeyHeldSequence], 10, 64)
+	in := rotationInput{request: data[wire.FederatedKeyRotateRequest]}
+	in.held, _ = strconv.ParseUint(data[wire.FederatedKeyHeldSequence], 10, 64)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.rotation = in
@@ -227,9 +199,9 @@ func (t *trustState) rotationInput() rotationInput {
 func (t *trustState) statusData() map[string]string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := map[string]string{StatusKeyFederated: t.federatedHash, StatusKeyCARotation: string(t.rotationPhase)}
+	out := map[string]string{wire.StatusKeyFederated: t.federatedHash, wire.StatusKeyCARotation: string(t.rotationPhase)}
 	if t.federatedError != "" {
-		out[StatusKeyFederatedError] = t.federatedError
+		out[wire.StatusKeyFederatedError] = t.federatedError
 	}
 	return out
 }
@@ -240,11 +212,11 @@ func publishBundle(ctx context.Context, c kubernetes.Interface, ns string, b *sp
 	if err != nil {
 		return err
 	}
-	cm := corev1ac.ConfigMap(BundleConfigMap, ns).
+	cm := corev1ac.ConfigMap(wire.BundleConfigMap, ns).
 		WithLabels(map[string]string{"app.kubernetes.io/name": "fleetmesh-agent", "app.kubernetes.io/part-of": "fleetmesh"}).
-		WithData(map[string]string{BundleKeyTrustDomain: b.TrustDomain().Name(), BundleKeyDocument: string(doc)})
+		WithData(map[string]string{wire.BundleKeyTrustDomain: b.TrustDomain().Name(), wire.BundleKeyDocument: string(doc)})
 	if _, err := c.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "fleetmesh-agent", Force: true}); err != nil {
-		return fmt.Errorf("apply %s/%s: %w", ns, BundleConfigMap, err)
+		return fmt.Errorf("apply %s/%s: %w", ns, wire.BundleConfigMap, err)
 	}
 	return nil
 }
@@ -284,7 +256,7 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
 		s, err := loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.Intermediate, time.Now())
 		if errors.Is(err, errAwaitingIntermediate) {
-			log.V(1).Info("the intermediate CSR is published", "configMap", CARequestConfigMap, "waitingFor", CAIssuedConfigMap)
+			log.V(1).Info("the intermediate CSR is published", "configMap", wire.CARequestConfigMap, "waitingFor", wire.CAIssuedConfigMap)
 			return false, nil
 		}
 		if err != nil {
@@ -408,7 +380,7 @@ func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts 
 			return nil
 		}
 		in.issued = issued
-		if issued[CAKeyRequest] != CSRDigest(store.pending.csr) && time.Since(a.csrPublished) > 10*time.Second {
+		if issued[wire.CAKeyRequest] != wire.CSRDigest(store.pending.csr) && time.Since(a.csrPublished) > 10*time.Second {
 			a.publishPendingCSR(ctx, log, store.pending) // again: someone may have deleted it
 		}
 	}
@@ -461,18 +433,18 @@ func (a *Agent) renewServingSVID(issuer *trust.Issuer, holder *identity.SVIDHold
 	return identityclient.RenewAt(svid.Certificates[0]), nil
 }
 
-// watchFederated loads FederatedConfigMap whenever the operator writes it.
+// watchFederated loads wire.FederatedConfigMap whenever the operator writes it.
 func (a *Agent) watchFederated(ctx context.Context, ts *trustState) {
 	factory := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithNamespace(a.opts.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", FederatedConfigMap).String()
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", wire.FederatedConfigMap).String()
 		}))
 	load := func(obj any) {
 		cm, ok := obj.(*corev1.ConfigMap)
 		if !ok {
 			return
 		}
-		ts.setFederated([]byte(cm.Data[FederatedKeyBundleMap]))
+		ts.setFederated([]byte(cm.Data[wire.FederatedKeyBundleMap]))
 		ts.setRotationInput(cm.Data)
 		a.publishSoon()
 	}

@@ -43,7 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/fleetmesh/fleetmesh/internal/federation"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/mcsdns"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
@@ -265,7 +265,7 @@ func readMember(ctx context.Context, objects crcache.Cache) (memberState, error)
 		local: map[string][]*discoveryv1.EndpointSlice{}, imported: map[string][]*discoveryv1.EndpointSlice{}}
 	for i := range slices.Items {
 		s := &slices.Items[i]
-		if name := s.Labels[mcsv1beta1.LabelServiceName]; name != "" && s.Labels[discoveryv1.LabelManagedBy] == federation.ManagedBy {
+		if name := s.Labels[mcsv1beta1.LabelServiceName]; name != "" && s.Labels[discoveryv1.LabelManagedBy] == mcs.ManagedBy {
 			st.imported[s.Namespace+"/"+name] = append(st.imported[s.Namespace+"/"+name], s)
 		} else if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
 			st.local[s.Namespace+"/"+name] = append(st.local[s.Namespace+"/"+name], s)

@@ -34,7 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Labels and annotations.
@@ -431,7 +431,7 @@ func volumes(cfg Config) []corev1.Volume {
 	return []corev1.Volume{
 		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: identityv1.Audience, ExpirationSeconds: ptr.To[int64](TokenExpirationSeconds), Path: TokenFile,
+				Audience: wire.IdentityAudience, ExpirationSeconds: ptr.To[int64](TokenExpirationSeconds), Path: TokenFile,
 			}}},
 		}}},
 		{Name: RootVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{

@@ -58,9 +58,10 @@ func NameTable(c *Config) map[string][]netip.Addr {
 	return out
 }
 
-// DNS answers A and AAAA queries for names in ClusterSetDomain from the proxy's config
-// (NXDOMAIN for a name it does not know) and forwards every other query, unchanged, to
-// Upstream, as Istio's DNS proxy does.
+// DNS answers A and AAAA queries for the ClusterSetIP names in ClusterSetDomain from the
+// proxy's config and forwards every other query, unchanged, to Upstream, as Istio's DNS proxy
+// does: the member's DNS, which forwards the rest of clusterset.local to the agent. With no
+// Upstream, a clusterset name it does not know is NXDOMAIN.
 type DNS struct {
 	Proxy *Proxy
 	// Upstream is the resolver of everything else (host:53), from the pod's resolv.conf.
@@ -133,9 +134,16 @@ func (d *DNS) answer(q []byte) []byte {
 	if !strings.HasSuffix(name, "."+ClusterSetDomain) {
 		return d.forward(q)
 	}
+	addrs, known := NameTable(d.Proxy.Config())[name]
+	addressQuery := question.Type == dnsmessage.TypeA || question.Type == dnsmessage.TypeAAAA
+	if (!known || !addressQuery) && d.Upstream != "" {
+		// Headless services, per-pod names, SRV and the rest of the zone: the member's DNS
+		// forwards clusterset.local to its agent, which serves the whole zone (internal/mcsdns)
+		// from the same imports this table comes from.
+		return d.forward(q)
+	}
 	resp := dnsmessage.Message{Header: dnsmessage.Header{ID: msg.ID, Response: true, Authoritative: true, RecursionDesired: msg.RecursionDesired},
 		Questions: msg.Questions}
-	addrs, known := NameTable(d.Proxy.Config())[name]
 	if !known {
 		resp.RCode = dnsmessage.RCodeNameError
 	}

@@ -22,6 +22,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func TestDNSAnswersClusterSetNames(t *testing.T) {
@@ -65,5 +67,61 @@ func TestDNSAnswersClusterSetNames(t *testing.T) {
 	}
 	if got := UpstreamFromResolvConf("# x\nsearch a\nnameserver 10.255.255.53\nnameserver 1.1.1.1\n"); got != "10.255.255.53:53" {
 		t.Errorf("upstream %q", got)
+	}
+}
+
+// A clusterset name the proxy's table does not hold (a headless service's per-pod name) and a
+// query type other than A/AAAA go upstream, where the member's DNS forwards them to the agent.
+func TestDNSForwardsTheRestOfTheClusterSetZoneUpstream(t *testing.T) {
+	p := New(Options{SVID: nil})
+	p.SetConfig(&Config{Outbound: map[netip.AddrPort]*Route{
+		netip.MustParseAddrPort("10.96.200.1:8080"): {Cluster: "outbound|8080||echo.demo.svc.clusterset.local"},
+	}})
+	upstream, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = upstream.Close() }()
+	asked := make(chan string, 4)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := upstream.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var m dnsmessage.Message
+			if m.Unpack(buf[:n]) != nil {
+				continue
+			}
+			asked <- m.Questions[0].Name.String()
+			m.Response, m.Authoritative = true, true
+			m.Answers = []dnsmessage.Resource{{Header: dnsmessage.ResourceHeader{Name: m.Questions[0].Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 5},
+				Body: &dnsmessage.AResource{A: [4]byte{10, 244, 1, 5}}}}
+			out, _ := m.Pack()
+			_, _ = upstream.WriteTo(out, from)
+		}
+	}()
+	d := &DNS{Proxy: p, Upstream: upstream.LocalAddr().String()}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pc.Close() }()
+	go func() { _ = d.ServeUDP(pc) }()
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addrs, err := r.LookupIPAddr(ctx, "db-0.member-1-fleet.db.demo.svc.clusterset.local")
+	if err != nil || len(addrs) == 0 || addrs[0].IP.String() != "10.244.1.5" {
+		t.Errorf("per-pod name: %v %v, want the upstream's 10.244.1.5", addrs, err)
+	}
+	if got := <-asked; got != "db-0.member-1-fleet.db.demo.svc.clusterset.local." {
+		t.Errorf("upstream asked %q", got)
+	}
+	if addrs, err := r.LookupHost(ctx, "echo.demo.svc.clusterset.local"); err != nil || len(addrs) != 1 || addrs[0] != "10.96.200.1" {
+		t.Errorf("a name the proxy holds is answered by it: %v %v", addrs, err)
 	}
 }

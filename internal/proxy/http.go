@@ -209,7 +209,7 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 				b.Report(host, false, cl.Outlier)
 			}
 			h.p.opts.Log.Info("upstream request failed", "cluster", cl.Name, "host", host.String(), "attempt", attempt, "error", err.Error())
-			if last || overflow || !(idempotent || errors.As(err, new(connectError))) {
+			if last || overflow || (!idempotent && !errors.As(err, new(connectError))) {
 				http.Error(w, "fleetmesh proxy: upstream failed: "+err.Error(), http.StatusServiceUnavailable)
 				return http.StatusServiceUnavailable
 			}

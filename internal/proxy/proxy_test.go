@@ -144,7 +144,6 @@ type fixture struct {
 	a, b, c   *member
 	snapshots cachev3.SnapshotCache
 	xdsAddr   string
-	in        xds.Input
 	inbound   map[string]net.Listener // server sidecar inbound listeners by member
 	// delta makes the sidecars' ADS clients incremental.
 	delta bool

@@ -38,7 +38,8 @@ func TestCachingReviewer(t *testing.T) {
 		return r
 	}
 
-	if !review("good", aud).Authenticated || !review("good", aud).Authenticated || next.calls != 1 {
+	first, second := review("good", aud), review("good", aud)
+	if !first.Authenticated || !second.Authenticated || next.calls != 1 {
 		t.Fatalf("an authenticated review was not cached: %d calls", next.calls)
 	}
 	review("good", []string{"other"}) // another audience is another question

@@ -95,7 +95,7 @@ func TestIssueHappyPath(t *testing.T) {
 	if got := set.TrustDomains(); len(got) != 2 {
 		t.Errorf("bundle map trust domains %v", got)
 	}
-	if ttl := svid.Certificates[0].NotAfter.Sub(time.Now()); ttl < 59*time.Minute || ttl > time.Hour {
+	if ttl := time.Until(svid.Certificates[0].NotAfter); ttl < 59*time.Minute || ttl > time.Hour {
 		t.Errorf("TTL %s, want 1h", ttl)
 	}
 	if a.reviewer.lastAud[0] != "fleetmesh" || len(a.reviewer.lastAud) != 1 {
@@ -244,7 +244,7 @@ func TestClientRefusesAnImpostor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer cc.Close()
+			defer func() { _ = cc.Close() }()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_, err = identityv1.NewClient(cc).IssueX509SVID(ctx, &identityv1.IssueRequest{CSR: newCSR(t, newKey(t)), Token: "web"})

@@ -42,7 +42,7 @@ func handshake(t *testing.T, serverSVID, clientSVID *x509svid.SVID, serverBundle
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
+	defer func() { _ = lis.Close() }()
 	type result struct {
 		id  spiffeid.ID
 		err error
@@ -54,7 +54,7 @@ func handshake(t *testing.T, serverSVID, clientSVID *x509svid.SVID, serverBundle
 			done <- result{err: err}
 			return
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		tc := c.(*tls.Conn)
 		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
 		if err := tc.Handshake(); err != nil {
@@ -71,7 +71,7 @@ func handshake(t *testing.T, serverSVID, clientSVID *x509svid.SVID, serverBundle
 	if err != nil {
 		clientErr = err
 	} else {
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		// TLS 1.3: the client learns of the server refusing its certificate on first read.
 		buf := make([]byte, 2)

@@ -354,7 +354,7 @@ func newPeerNetNS(t *testing.T) *netNS {
 	if err != nil {
 		t.Fatalf("creating the peer network namespace: %v", err)
 	}
-	t.Cleanup(func() { unix.Close(ns.fd) })
+	t.Cleanup(func() { _ = unix.Close(ns.fd) })
 	return ns
 }
 
@@ -389,7 +389,7 @@ func onLockedThread(f func() error) error {
 			errc <- err
 			return
 		}
-		defer unix.Close(home)
+		defer func() { _ = unix.Close(home) }()
 		err = f()
 		if rerr := unix.Setns(home, unix.CLONE_NEWNET); rerr != nil {
 			errc <- errors.Join(err, fmt.Errorf("returning to the pod namespace: %w", rerr))
@@ -408,7 +408,7 @@ func serveTCP(t *testing.T, addr, name string, origDst bool) error {
 	if err != nil {
 		return err
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { _ = l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -424,9 +424,9 @@ func serveTCP(t *testing.T, addr, name string, origDst bool) error {
 					greeting += " " + dst.String()
 				}
 			}
-			c.SetWriteDeadline(time.Now().Add(timeout))
-			fmt.Fprintln(c, greeting)
-			c.Close()
+			_ = c.SetWriteDeadline(time.Now().Add(timeout))
+			_, _ = fmt.Fprintln(c, greeting)
+			_ = c.Close()
 		}
 	}()
 	return nil
@@ -438,7 +438,7 @@ func serveUDP(t *testing.T, addr, name string) error {
 	if err != nil {
 		return err
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	go func() {
 		buf := make([]byte, 512)
 		for {
@@ -446,7 +446,7 @@ func serveUDP(t *testing.T, addr, name string) error {
 			if err != nil {
 				return
 			}
-			c.WriteTo([]byte(name), from)
+			_, _ = c.WriteTo([]byte(name), from)
 		}
 	}()
 	return nil
@@ -460,9 +460,9 @@ func exchange(network, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if network == "tcp" {
-		c.SetDeadline(deadline)
+		_ = c.SetDeadline(deadline)
 		line, err := bufio.NewReader(c).ReadString('\n')
 		return strings.TrimSuffix(line, "\n"), err
 	}
@@ -475,7 +475,7 @@ func exchange(network, addr string) (string, error) {
 		if retry.After(deadline) {
 			retry = deadline
 		}
-		c.SetReadDeadline(retry)
+		_ = c.SetReadDeadline(retry)
 		n, err := c.Read(buf)
 		if err == nil {
 			return string(buf[:n]), nil
@@ -513,7 +513,7 @@ func uidBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir); uidBin = "" })
+	t.Cleanup(func() { _ = os.RemoveAll(dir); uidBin = "" })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

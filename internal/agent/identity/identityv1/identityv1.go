@@ -50,6 +50,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Names on the wire.
@@ -67,7 +69,7 @@ const (
 )
 
 // Audience is the audience workloads' ServiceAccount tokens for this API must carry.
-const Audience = "fleetmesh"
+const Audience = wire.IdentityAudience
 
 // IssueRequest asks for an SVID.
 type IssueRequest struct {

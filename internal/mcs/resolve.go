@@ -14,11 +14,11 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package federation turns the ServiceExports of every member into the ServiceImports and MCS
+// Package mcs turns the ServiceExports of every member into the ServiceImports and MCS
 // EndpointSlices each member should have, by the rules of KEP-1645: namespace sameness, the
 // oldest export wins a conflict, ports are merged, only exported labels and annotations travel.
 // Pure functions: the controller gathers exports from the members' caches and applies the result.
-package federation
+package mcs
 
 import (
 	"fmt"

@@ -14,9 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package operator wires the fleetmesh operator: the manager, its caches, the cluster cache of
+// Package app wires the fleetmesh operator: the manager, its caches, the cluster cache of
 // members and the controllers. cmd/manager and the tests run exactly this.
-package operator
+package app
 
 import (
 	"context"
