@@ -33,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -69,6 +70,8 @@ type Reconciler struct {
 	APIReader    client.Reader
 	ClusterCache clustercache.ClusterCache
 	Recorder     events.EventRecorder
+	// Clock is the time source (the real clock when nil).
+	Clock clock.PassiveClock
 
 	controller controller.Controller
 	// written writes the MeshCluster status fields this controller owns.
@@ -79,6 +82,9 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	if r.Client == nil || r.APIReader == nil || r.ClusterCache == nil || r.Recorder == nil {
 		return errors.New("caissuer: Client, APIReader, ClusterCache and Recorder are required")
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	r.written = &status.Writer{Owner: "fleetmesh-caissuer"}
 	c, err := ctrl.NewControllerManagedBy(mgr).
@@ -196,7 +202,7 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 
 	switch v := Verdict(cr); v.Reason {
 	case meshv1alpha1.ReasonCAIssued:
-		if err := trust.CheckIntermediate(td, request, cr.Status.Certificate, cr.Status.CA, time.Now()); err != nil {
+		if err := trust.CheckIntermediate(td, request, cr.Status.Certificate, cr.Status.CA, r.Clock.Now()); err != nil {
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCARefused,
 				"CertificateRequest %s was signed, but the certificate is not given to the member: %v; the issuer must sign the CSR as asked (name constraints included), then delete the request to retry", client.ObjectKeyFromObject(cr), err), retryAfterPerson, nil
 		}

@@ -36,6 +36,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -82,8 +83,8 @@ type Reconciler struct {
 	SecretReader client.Reader
 	// UninstallTimeout: see DefaultUninstallTimeout.
 	UninstallTimeout time.Duration
-	// Now is the clock; injected for tests.
-	Now func() time.Time
+	// Clock is the time source (the real clock when nil).
+	Clock clock.PassiveClock
 
 	controller controller.Controller
 }
@@ -96,8 +97,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	if r.UninstallTimeout == 0 {
 		r.UninstallTimeout = DefaultUninstallTimeout
 	}
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1alpha1.MeshCluster{}, builder.WithPredicates(controllers.IgnoreServiceCounts())).
@@ -231,7 +232,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		st = metav1.ConditionTrue
 	}
 	r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, st, reason, msg)
-	now := metav1.NewTime(r.Now())
+	now := metav1.NewTime(r.Clock.Now())
 	mc.Status.LastSyncTime = &now
 	return ctrl.Result{}, nil
 }
@@ -472,7 +473,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		return done()
 	}
 	deadline := mc.DeletionTimestamp.Add(r.UninstallTimeout)
-	if now := r.Now(); now.After(deadline) {
+	if now := r.Clock.Now(); now.After(deadline) {
 		r.Recorder.Eventf(mc, nil, "Warning", meshv1alpha1.ReasonUninstallSkipped, "Uninstall",
 			"member %s unreachable for the whole uninstall timeout (%s): its fleetmesh objects (namespace %s, ClusterRole %s) are left in place",
 			clusterKey, r.UninstallTimeout, install.Namespace, install.ClusterRoleName(mc.Spec.Installation))

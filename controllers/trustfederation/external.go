@@ -27,6 +27,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
@@ -83,11 +84,12 @@ func endpoint(f meshv1alpha1.FederatedTrustDomain) (trust.Endpoint, error) {
 	return ep, nil
 }
 
-// refreshExternal fetches the outside bundles that are due and reports them in the
-// installation's status. It returns the bundles to distribute and when to look again.
-func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshInstallation, memberTDs map[string]bool) ([]*spiffebundle.Bundle, time.Duration, error) {
+// refreshExternal reports the outside bundles as last fetched in the installation's status and
+// returns the bundles to distribute. It does no I/O: the fetch loop (fetchExternal) fetches in
+// the background and wakes the installation when a fetch is done.
+func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshInstallation, memberTDs map[string]bool) ([]*spiffebundle.Bundle, error) {
 	endpoints, statuses := Endpoints(mi, memberTDs)
-	states, due := r.external.Refresh(ctx, mi.Name, endpoints, time.Now())
+	states := r.external.Snapshot(mi.Name, endpoints)
 	var bundles []*spiffebundle.Bundle
 	for i, st := range states {
 		s := meshv1alpha1.FederatedTrustDomainStatus{TrustDomain: endpoints[i].TrustDomain.Name()}
@@ -110,11 +112,32 @@ func (r *Reconciler) refreshExternal(ctx context.Context, mi *meshv1alpha1.MeshI
 	slices.SortFunc(statuses, func(a, b meshv1alpha1.FederatedTrustDomainStatus) int {
 		return strings.Compare(a.TrustDomain, b.TrustDomain)
 	})
-	var requeue time.Duration
-	if !due.IsZero() {
-		requeue = max(time.Until(due), time.Second)
+	return bundles, r.reportExternal(ctx, mi, statuses)
+}
+
+// fetchInterval is how often the fetch loop looks for due endpoints (the shortest refresh an
+// endpoint can ask for is trust.ExternalMinRefresh).
+const fetchInterval = time.Second
+
+// fetchExternal is the background fetch loop (a manager Runnable, so the leader's only): every
+// fetchInterval it starts the due fetches, and each finished one wakes its installation.
+func (r *Reconciler) fetchExternal(ctx context.Context) error {
+	t := time.NewTicker(fetchInterval)
+	defer t.Stop()
+	wake := func(installation string) {
+		select {
+		case r.fetched <- event.TypedGenericEvent[*meshv1alpha1.MeshInstallation]{Object: &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: installation}}}:
+		case <-ctx.Done():
+		}
 	}
-	return bundles, requeue, r.reportExternal(ctx, mi, statuses)
+	for {
+		r.external.FetchDue(ctx, r.Clock.Now(), wake)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // reportExternal writes status.federatedTrustDomains, which this controller owns (see

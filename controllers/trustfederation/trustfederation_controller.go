@@ -39,6 +39,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -46,8 +47,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/controllers"
@@ -71,6 +74,8 @@ type Reconciler struct {
 	Client       client.Client
 	ClusterCache clustercache.ClusterCache
 	Recorder     events.EventRecorder
+	// Clock is the time source (the real clock when nil).
+	Clock clock.PassiveClock
 
 	controller controller.Controller
 
@@ -78,8 +83,11 @@ type Reconciler struct {
 	// lastKnown is each member's last bundle read, so an unreachable member's bundle stays
 	// federated (its workloads still call and are called).
 	lastKnown map[client.ObjectKey]*spiffebundle.Bundle
-	// external holds the outside trust domains' bundles (spec.trust.federatesWith).
+	// external holds the outside trust domains' bundles (spec.trust.federatesWith); the
+	// fetch loop (fetchExternal) fetches them and sends each finished fetch's installation on
+	// fetched, a source of this controller.
 	external *trust.External
+	fetched  chan event.TypedGenericEvent[*meshv1alpha1.MeshInstallation]
 	// written writes the MeshCluster status fields this controller owns.
 	written *status.Writer
 }
@@ -89,8 +97,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil {
 		return errors.New("trustfederation: Client, ClusterCache and Recorder are required")
 	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
 	r.lastKnown = map[client.ObjectKey]*spiffebundle.Bundle{}
 	r.external = &trust.External{Fetch: countFetches(federation.FetchBundle)}
+	r.fetched = make(chan event.TypedGenericEvent[*meshv1alpha1.MeshInstallation])
+	if err := mgr.Add(manager.RunnableFunc(r.fetchExternal)); err != nil {
+		return err
+	}
 	r.written = &status.Writer{Owner: fieldOwner}
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("trustfederation").
@@ -113,6 +128,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 						o.Annotations[meshv1alpha1.RotateCAAnnotation] != n.Annotations[meshv1alpha1.RotateCAAnnotation]
 				},
 			})).
+		WatchesRawSource(source.Channel(r.fetched, &handler.TypedEnqueueRequestForObject[*meshv1alpha1.MeshInstallation]{})).
 		Build(r)
 	if err != nil {
 		return err
@@ -185,7 +201,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !mi.DeletionTimestamp.IsZero() {
-		r.external.Refresh(ctx, mi.Name, nil, time.Now()) // forget its outside trust domains
+		r.external.Snapshot(mi.Name, nil) // forget its outside trust domains
 		metrics.BundleExpiry.DeletePartialMatch(prometheus.Labels{"installation": mi.Name})
 		return ctrl.Result{}, nil
 	}
@@ -222,7 +238,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	for _, m := range members {
 		memberTDs[m.td.Name()] = true
 	}
-	external, externalDue, externalErr := r.refreshExternal(ctx, mi, memberTDs)
+	external, externalErr := r.refreshExternal(ctx, mi, memberTDs)
 	federated := maps.Clone(memberTDs)
 	for _, b := range external {
 		federated[b.TrustDomain().Name()] = true
@@ -230,9 +246,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	metrics.Retain(metrics.BundleExpiry, mi.Name, "trust_domain", federated)
 
 	requeue := resync
-	if externalDue > 0 {
-		requeue = min(requeue, externalDue)
-	}
 	errs = append(errs, externalErr)
 	// Members converge in parallel: a new bundle reaches the last member after the slowest
 	// write, not after the sum of them.

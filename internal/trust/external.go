@@ -55,14 +55,20 @@ type ExternalState struct {
 	LastFetched time.Time            // zero until a fetch succeeded
 	Err         error                // the last fetch's error, nil if it succeeded
 	next        time.Time
+	fetching    bool
 	endpoint    Endpoint
 }
 
 // FetchFunc fetches td's bundle from url; federation.FetchBundle in production.
 type FetchFunc func(ctx context.Context, td spiffeid.TrustDomain, url string, opts ...federation.FetchOption) (*spiffebundle.Bundle, error)
 
+// FetchTimeout bounds one fetch of an outside bundle endpoint.
+const FetchTimeout = 10 * time.Second
+
 // External keeps the bundles of outside trust domains per installation, refreshing each at its
-// refresh hint. A failing endpoint keeps its last good bundle and blocks no other.
+// refresh hint. Reconcilers read it (Snapshot, no I/O); a background loop fetches (FetchDue),
+// each endpoint on its own: a failing or hanging endpoint keeps its last good bundle and holds
+// up no other, of its installation or any other.
 type External struct {
 	Fetch FetchFunc
 
@@ -70,11 +76,10 @@ type External struct {
 	state map[string]map[spiffeid.TrustDomain]*ExternalState // installation -> trust domain
 }
 
-// Refresh fetches every endpoint that is due and returns the state of each, in the order given,
-// and when the next one is due (zero if there are none). Endpoints no longer listed are forgotten;
-// a changed endpoint (URL, profile, ID or bundle) starts over from its spec. Fetches run under
-// the lock, each bounded to 10 s: the trust federation controller calls it from one worker.
-func (e *External) Refresh(ctx context.Context, installation string, endpoints []Endpoint, now time.Time) ([]ExternalState, time.Time) {
+// Snapshot registers the installation's endpoints and returns the state of each, in the order
+// given. Endpoints no longer listed are forgotten; a new or changed endpoint (URL, profile, ID
+// or bundle) starts over from its spec and is due at once. It does no I/O.
+func (e *External) Snapshot(installation string, endpoints []Endpoint) []ExternalState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.state == nil {
@@ -83,49 +88,79 @@ func (e *External) Refresh(ctx context.Context, installation string, endpoints [
 	held := e.state[installation]
 	next := map[spiffeid.TrustDomain]*ExternalState{}
 	var out []ExternalState
-	var due time.Time
 	for _, ep := range endpoints {
 		st := held[ep.TrustDomain]
 		if st == nil || !sameEndpoint(st.endpoint, ep) {
 			st = &ExternalState{Bundle: ep.Bootstrap, endpoint: ep}
 		}
-		if !now.Before(st.next) {
-			e.fetch(ctx, st, now)
-		}
 		next[ep.TrustDomain] = st
 		out = append(out, *st)
-		if due.IsZero() || st.next.Before(due) {
-			due = st.next
-		}
 	}
 	if len(next) == 0 {
 		delete(e.state, installation)
 	} else {
 		e.state[installation] = next
 	}
-	return out, due
+	return out
 }
 
-func (e *External) fetch(ctx context.Context, st *ExternalState, now time.Time) {
-	ep := st.endpoint
+// FetchDue starts a fetch of every endpoint due at now and not being fetched already, each in
+// its own goroutine bounded by FetchTimeout, and returns at once. done(installation) is called
+// after each fetch that is still wanted has been recorded.
+func (e *External) FetchDue(ctx context.Context, now time.Time, done func(installation string)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for installation, held := range e.state {
+		for _, st := range held {
+			if st.fetching || now.Before(st.next) {
+				continue
+			}
+			st.fetching = true
+			ep, bundle := st.endpoint, st.Bundle
+			go func() {
+				b, err := e.fetch(ctx, ep, bundle)
+				e.mu.Lock()
+				st.fetching = false
+				wanted := e.state[installation][ep.TrustDomain] == st
+				if wanted {
+					st.record(b, err, now)
+				}
+				e.mu.Unlock()
+				if wanted {
+					done(installation)
+				}
+			}()
+		}
+	}
+}
+
+func (e *External) fetch(ctx context.Context, ep Endpoint, bundle *spiffebundle.Bundle) (*spiffebundle.Bundle, error) {
 	var opts []federation.FetchOption
 	if ep.SPIFFEAuth {
-		if st.Bundle == nil {
-			st.Err, st.next = fmt.Errorf("no bundle of %s to authenticate its endpoint %s", ep.TrustDomain, ep.EndpointID), now.Add(ExternalRetry)
-			return
+		if bundle == nil {
+			return nil, fmt.Errorf("no bundle of %s to authenticate its endpoint %s", ep.TrustDomain, ep.EndpointID)
 		}
 		// The endpoint's ID is usually in the trust domain it serves; it is authenticated with
 		// the last bundle of that trust domain.
-		opts = append(opts, federation.WithSPIFFEAuth(st.Bundle, ep.EndpointID))
+		opts = append(opts, federation.WithSPIFFEAuth(bundle, ep.EndpointID))
 	}
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, FetchTimeout)
 	defer cancel()
 	b, err := e.Fetch(fctx, ep.TrustDomain, ep.URL, opts...)
 	if err == nil && len(b.X509Authorities()) == 0 {
 		err = fmt.Errorf("the bundle of %s from %s has no X.509 authorities", ep.TrustDomain, ep.URL)
 	}
 	if err != nil {
-		st.Err, st.next = fmt.Errorf("fetch the bundle of %s from %s: %w", ep.TrustDomain, ep.URL, err), now.Add(ExternalRetry)
+		return nil, fmt.Errorf("fetch the bundle of %s from %s: %w", ep.TrustDomain, ep.URL, err)
+	}
+	return b, nil
+}
+
+// record is a fetch's result, started at now: a new bundle is refreshed at its hint (within
+// the bounds), a failure retried after ExternalRetry keeping the last good bundle.
+func (st *ExternalState) record(b *spiffebundle.Bundle, err error, now time.Time) {
+	if err != nil {
+		st.Err, st.next = err, now.Add(ExternalRetry)
 		return
 	}
 	refresh := ExternalDefaultRefresh

@@ -19,6 +19,7 @@ package trust
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,20 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
+// fetchNow runs FetchDue at now and waits for the fetches it starts (their done calls).
+func fetchNow(t *testing.T, e *External, now time.Time, want int) {
+	t.Helper()
+	done := make(chan string, 8)
+	e.FetchDue(context.Background(), now, func(installation string) { done <- installation })
+	for range want {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a due fetch did not finish")
+		}
+	}
+}
+
 // TestExternalRefresh: the bootstrap bundle is served until the first fetch, fetched bundles
 // replace it at their refresh hint, and a failing endpoint keeps the last good one.
 func TestExternalRefresh(t *testing.T) {
@@ -34,45 +49,98 @@ func TestExternalRefresh(t *testing.T) {
 	boot, fresh := testBundle(t, td.Name()), testBundle(t, td.Name())
 	fresh.SetRefreshHint(30 * time.Second)
 	var (
+		mu    sync.Mutex
 		serve error
 		calls int
 	)
 	e := &External{Fetch: func(_ context.Context, got spiffeid.TrustDomain, _ string, _ ...federation.FetchOption) (*spiffebundle.Bundle, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		calls++
 		if got != td {
-			t.Fatalf("fetched %s", got)
+			t.Errorf("fetched %s", got)
 		}
 		return fresh, serve
 	}}
 	ep := Endpoint{TrustDomain: td, URL: "https://spire.example.org:8443", SPIFFEAuth: true,
 		EndpointID: spiffeid.RequireFromPath(td, "/spire/server"), Bootstrap: boot}
 	now := time.Now()
-
-	serve = errors.New("connection refused")
-	st, due := e.Refresh(context.Background(), "mesh", []Endpoint{ep}, now)
-	if len(st) != 1 || !st[0].Bundle.Equal(boot) || st[0].Err == nil || !due.Equal(now.Add(ExternalRetry)) {
-		t.Fatalf("endpoint down at first: %+v due %s, want the bootstrap bundle, the error, a retry", st, due)
+	snapshot := func() ExternalState {
+		st := e.Snapshot("mesh", []Endpoint{ep})
+		if len(st) != 1 {
+			t.Fatalf("states %+v", st)
+		}
+		return st[0]
 	}
-	if st, _ := e.Refresh(context.Background(), "mesh", []Endpoint{ep}, now.Add(time.Second)); calls != 1 || st[0].Err == nil {
+
+	if st := snapshot(); !st.Bundle.Equal(boot) || st.Err != nil {
+		t.Fatalf("before any fetch: %+v, want the bootstrap bundle", st)
+	}
+	serve = errors.New("connection refused")
+	fetchNow(t, e, now, 1)
+	if st := snapshot(); !st.Bundle.Equal(boot) || st.Err == nil {
+		t.Fatalf("endpoint down at first: %+v, want the bootstrap bundle and the error", st)
+	}
+	fetchNow(t, e, now.Add(time.Second), 0)
+	if calls != 1 {
 		t.Fatalf("fetched again before the retry was due (%d calls)", calls)
 	}
 
+	mu.Lock()
 	serve = nil
-	st, due = e.Refresh(context.Background(), "mesh", []Endpoint{ep}, now.Add(ExternalRetry))
-	if !st[0].Bundle.Equal(fresh) || st[0].Err != nil || st[0].LastFetched.IsZero() || !due.Equal(now.Add(ExternalRetry+30*time.Second)) {
-		t.Fatalf("endpoint up: %+v due %s, want the fetched bundle, refreshed at its hint", st, due)
+	mu.Unlock()
+	fetchNow(t, e, now.Add(ExternalRetry), 1)
+	if st := snapshot(); !st.Bundle.Equal(fresh) || st.Err != nil || st.LastFetched.IsZero() {
+		t.Fatalf("endpoint up: %+v, want the fetched bundle", st)
 	}
-
+	fetchNow(t, e, now.Add(ExternalRetry+29*time.Second), 0) // refreshed at its hint, not before
+	mu.Lock()
 	serve = errors.New("bad certificate")
-	st, _ = e.Refresh(context.Background(), "mesh", []Endpoint{ep}, now.Add(time.Hour))
-	if !st[0].Bundle.Equal(fresh) || st[0].Err == nil {
-		t.Fatalf("endpoint failing later: %+v, want the last good bundle kept and the error", st)
+	mu.Unlock()
+	fetchNow(t, e, now.Add(ExternalRetry+30*time.Second), 1)
+	if st := snapshot(); !st.Bundle.Equal(fresh) || st.Err == nil || calls != 3 {
+		t.Fatalf("endpoint failing later: %+v (%d calls), want the last good bundle kept and the error", st, calls)
 	}
 
-	if st, due := e.Refresh(context.Background(), "mesh", nil, now.Add(time.Hour)); len(st) != 0 || !due.IsZero() {
-		t.Fatalf("no endpoints: %+v, %s", st, due)
+	if st := e.Snapshot("mesh", nil); len(st) != 0 {
+		t.Fatalf("no endpoints: %+v", st)
 	}
 	if len(e.state) != 0 {
 		t.Fatalf("a removed endpoint is still held: %v", e.state)
+	}
+}
+
+// A hanging endpoint of one installation holds up neither the other installation's fetch nor
+// Snapshot, which reconcilers call.
+func TestExternalHangingEndpointBlocksNoOther(t *testing.T) {
+	dead := spiffeid.RequireTrustDomainFromString("dead.example.org")
+	live := spiffeid.RequireTrustDomainFromString("live.example.org")
+	bundle := testBundle(t, live.Name())
+	release := make(chan struct{})
+	e := &External{Fetch: func(ctx context.Context, td spiffeid.TrustDomain, _ string, _ ...federation.FetchOption) (*spiffebundle.Bundle, error) {
+		if td == dead {
+			<-release
+			return nil, errors.New("timed out")
+		}
+		return bundle, nil
+	}}
+	e.Snapshot("a", []Endpoint{{TrustDomain: dead, URL: "https://dead.example.org"}})
+	e.Snapshot("b", []Endpoint{{TrustDomain: live, URL: "https://live.example.org"}})
+	done := make(chan string, 2)
+	e.FetchDue(context.Background(), time.Now(), func(installation string) { done <- installation })
+	select {
+	case got := <-done:
+		if got != "b" {
+			t.Fatalf("first done: %s, want b", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the live endpoint's fetch waited for the dead one")
+	}
+	if st := e.Snapshot("b", []Endpoint{{TrustDomain: live, URL: "https://live.example.org"}}); st[0].Bundle == nil {
+		t.Fatalf("b: %+v, want the fetched bundle", st)
+	}
+	close(release)
+	if got := <-done; got != "a" {
+		t.Fatalf("second done: %s", got)
 	}
 }

@@ -1,0 +1,197 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package mcs
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+)
+
+func exported(e Export) *Export { return &e }
+
+// slicesOf lists, per member, the source clusters of its desired slices ("-" for no import).
+func slicesOf(p Plan) string {
+	var out []string
+	for id, d := range p.Desired {
+		if d.Import == nil {
+			out = append(out, id+"=-")
+			continue
+		}
+		var src []string
+		for _, s := range d.Slices {
+			src = append(src, s.Labels[mcsv1beta1.LabelSourceCluster])
+		}
+		out = append(out, id+"="+strings.Join(src, "+"))
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+func TestPlanService(t *testing.T) {
+	clusterIP := svc("10.0.0.1", port("http", 8080, "TCP"))
+	headless := svc(corev1.ClusterIPNone, port("http", 8080, "TCP"))
+	stale := export("b", time.Hour, clusterIP, "10.244.2.5")
+	stale.Stale = true
+	tests := []struct {
+		name    string
+		in      PlanInput
+		want    string // slicesOf
+		ip      string // "" none, "*" any
+		creates string // members whose namespace is created
+	}{
+		{"an export reaches every member that has the namespace", PlanInput{Key: key, Members: []MemberView{
+			{ID: "a", Reachable: true, HasNamespace: true},
+			{ID: "b", Reachable: true, HasNamespace: true, Export: exported(export("b", time.Hour, clusterIP, "10.244.2.5"))},
+			{ID: "c", Reachable: true, HasNamespace: false},
+		}}, "a=b b=b c=-", "*", ""},
+		{"createNamespaces imports into a member without the namespace", PlanInput{Key: key, CreateNamespaces: true, Members: []MemberView{
+			{ID: "b", Reachable: true, HasNamespace: true, Export: exported(export("b", time.Hour, clusterIP, "10.244.2.5"))},
+			{ID: "c", Reachable: true},
+		}}, "b=b c=b", "*", "c"},
+		{"a namespace not federated is imported nowhere", PlanInput{Key: key, Namespaces: []string{"other"}, Members: []MemberView{
+			{ID: "a", Reachable: true, HasNamespace: true},
+			{ID: "b", Reachable: true, HasNamespace: true, Export: exported(export("b", time.Hour, clusterIP, "10.244.2.5"))},
+		}}, "a=- b=-", "*", ""},
+		{"an unreachable member's recalled export still reaches the others; nothing is written to it", PlanInput{Key: key, Members: []MemberView{
+			{ID: "a", Reachable: true, HasNamespace: true},
+			{ID: "b", Reachable: false, Export: &stale},
+		}}, "a=b", "*", ""},
+		{"no valid export: every member's import goes", PlanInput{Key: key, Members: []MemberView{
+			{ID: "a", Reachable: true, HasNamespace: true, IP: "240.245.0.9"},
+			{ID: "b", Reachable: true, HasNamespace: true, Export: exported(export("b", time.Hour, nil))},
+		}}, "a=- b=-", "", ""},
+		{"a headless import has no clusterset IP", PlanInput{Key: key, Members: []MemberView{
+			{ID: "a", Reachable: true, HasNamespace: true},
+			{ID: "b", Reachable: true, HasNamespace: true, Export: exported(export("b", time.Hour, headless, "10.244.2.5"))},
+		}}, "a=b b=b", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			alloc, _ := NewAllocator("240.245.0.0/16")
+			p, err := PlanService(tt.in, alloc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := slicesOf(p); got != tt.want {
+				t.Errorf("desired = %s, want %s", got, tt.want)
+			}
+			if (tt.ip == "") != (p.IP == "") {
+				t.Errorf("IP = %q, want %q", p.IP, tt.ip)
+			}
+			var creates []string
+			for id := range p.CreateNamespace {
+				creates = append(creates, id)
+			}
+			if strings.Join(creates, ",") != tt.creates {
+				t.Errorf("creates namespaces in %v, want %q", creates, tt.creates)
+			}
+		})
+	}
+}
+
+// The clusterset IP an import already shows is kept, and one held by another service (seeded
+// into the allocator before any allocation) is never handed out again.
+func TestPlanServiceKeepsShownIPsAndSeededOnes(t *testing.T) {
+	alloc, _ := NewAllocator("240.245.0.0/16")
+	other := Key{Namespace: "demo", Name: "other"}
+	if !alloc.Hold(other, "240.245.0.10") {
+		t.Fatal("seed")
+	}
+	e := exported(export("b", time.Hour, svc("10.0.0.1", port("http", 8080, "TCP"))))
+	in := func(shown string) PlanInput {
+		return PlanInput{Key: key, Members: []MemberView{{ID: "a", Reachable: true, HasNamespace: true, IP: shown}, {ID: "b", Reachable: true, HasNamespace: true, Export: e}}}
+	}
+	p, _ := PlanService(in("240.245.0.7"), alloc)
+	if p.IP != "240.245.0.7" || p.Desired["a"].Import.Spec.IPs[0] != "240.245.0.7" {
+		t.Errorf("the shown IP must be kept: %q", p.IP)
+	}
+	alloc.Release(key)
+	if p, _ = PlanService(in("240.245.0.10"), alloc); p.IP == "240.245.0.10" || p.IP == "" {
+		t.Errorf("an IP held by another service must not be reused: %q", p.IP)
+	}
+}
+
+func TestMemoryKeepsAnUnreachableMembersExportForTheGracePeriod(t *testing.T) {
+	m := NewMemory()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	grace := 20 * time.Second
+	m.Seen("b", key, export("b", time.Hour, nil), true)
+	steps := []struct {
+		after     time.Duration
+		reachable bool
+		want      bool
+		left      time.Duration
+	}{
+		{0, false, true, 20 * time.Second}, // first found unreachable: the grace starts
+		{15 * time.Second, false, true, 5 * time.Second},
+		{20 * time.Second, false, false, 0}, // over: forgotten
+		{25 * time.Second, false, false, 0}, // and stays forgotten
+	}
+	for _, s := range steps {
+		e, ok, left := m.Recall("b", key, t0.Add(s.after), grace)
+		if ok != s.want || left != s.left || (ok && !e.Stale) {
+			t.Errorf("at +%s: ok=%v left=%s stale=%v, want ok=%v left=%s", s.after, ok, left, e.Stale, s.want, s.left)
+		}
+	}
+	// Back, and gone again later: a new grace period.
+	m.Seen("b", key, export("b", time.Hour, nil), true)
+	if _, ok, left := m.Recall("b", key, t0.Add(time.Hour), grace); !ok || left != grace {
+		t.Errorf("a member back and gone again gets a new grace period: ok=%v left=%s", ok, left)
+	}
+}
+
+func TestThrottleReportsABurstOnceAndItsLastChangeLater(t *testing.T) {
+	th := &Throttle{Every: 2 * time.Second}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	steps := []struct {
+		after  time.Duration
+		failed bool
+		due    bool
+		defers time.Duration
+	}{
+		{0, false, true, 0},
+		{500 * time.Millisecond, false, false, 1500 * time.Millisecond}, // the first skipped is deferred
+		{time.Second, false, false, 0},                                  // the deferred one carries it
+		{1500 * time.Millisecond, true, true, 0},                        // a failure is always reported
+		{4 * time.Second, false, true, 0},
+	}
+	for _, s := range steps {
+		due, defers := th.Due("mesh", t0.Add(s.after), s.failed)
+		if due != s.due || defers != s.defers {
+			t.Errorf("at +%s: due=%v defer=%s, want %v %s", s.after, due, defers, s.due, s.defers)
+		}
+	}
+}
+
+func TestChangesKeepTheEarliestPendingChange(t *testing.T) {
+	var c Changes[Key]
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c.Note(key, t0.Add(time.Second))
+	c.Note(key, t0)
+	c.Note(key, t0.Add(2*time.Second))
+	if at, ok := c.Take(key); !ok || !at.Equal(t0) {
+		t.Errorf("take = %s %v, want the earliest", at, ok)
+	}
+	if _, ok := c.Take(key); ok {
+		t.Error("taken once")
+	}
+}
