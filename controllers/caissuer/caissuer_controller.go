@@ -150,45 +150,130 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(err, r.report(ctx, mc, cond))
 }
 
-// step reads the member's request and the CertificateRequest and does what comes next.
-func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) (metav1.Condition, time.Duration, error) {
-	reqCM, issuedCM := &corev1.ConfigMap{}, &corev1.ConfigMap{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.CARequestConfigMap}, reqCM); err != nil {
-		if apierrors.IsNotFound(err) {
-			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRPending,
-				"the agent has not published its CSR (ConfigMap %s/%s) yet; check that the agent runs", install.Namespace, wire.CARequestConfigMap), 0, nil
-		}
-		return cond(metav1.ConditionUnknown, meshv1alpha1.ReasonCARequestFail, "reading the member's CSR failed, retrying: %v", err), 0, err
+// caState is what one step of a member's intermediate issuance is decided from.
+type caState struct {
+	// Request is the data of the agent's CSR ConfigMap (nil: not published).
+	Request map[string]string
+	// Issued is the data of the signed-intermediate ConfigMap in the member (nil: none yet).
+	Issued map[string]string
+	// CR is the member's CertificateRequest in the management cluster (nil: none).
+	CR *cmapi.CertificateRequest
+}
+
+// caAction is what a step does after deciding.
+type caAction int
+
+const (
+	caReport  caAction = iota // report the condition only
+	caRequest                 // create the CertificateRequest (Decision.Request)
+	caDeliver                 // write the signed intermediate into the member (Decision.Deliver)
+)
+
+// Decision is the outcome of one step: the CAIssued condition, what to do, and when to look
+// again (0: on the next event).
+type Decision struct {
+	Condition metav1.Condition
+	Action    caAction
+	Request   *cmapi.CertificateRequest
+	Deliver   *corev1.ConfigMap
+	Requeue   time.Duration
+}
+
+// Decide is the pure step: the member's CSR must be for its own trust domain (anything else would
+// be signed by a root every member trusts); an intermediate already delivered for this CSR is
+// CAIssued; else the CertificateRequest is created, waited for, or its signed certificate checked
+// against the CSR and delivered.
+func Decide(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster, st caState, now time.Time) Decision {
+	report := func(s metav1.ConditionStatus, reason string, requeue time.Duration, format string, args ...any) Decision {
+		return Decision{Condition: cond(s, reason, format, args...), Requeue: requeue}
 	}
-	csr := []byte(reqCM.Data[wire.CARequestKeyCSR])
+	if st.Request == nil {
+		return report(metav1.ConditionFalse, meshv1alpha1.ReasonCSRPending, 0,
+			"the agent has not published its CSR (ConfigMap %s/%s) yet; check that the agent runs", install.Namespace, wire.CARequestConfigMap)
+	}
+	csr := []byte(st.Request[wire.CARequestKeyCSR])
 	digest := wire.CSRDigest(csr)
-	// A member may ask for a CA of its own trust domain only: anything else would be signed by
-	// a root every member trusts.
 	td, err := spiffeid.TrustDomainFromString(mc.Spec.TrustDomain)
 	if err != nil {
-		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's trust domain %q: %v", mc.Spec.TrustDomain, err), 0, nil
+		return report(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, 0, "the member's trust domain %q: %v", mc.Spec.TrustDomain, err)
 	}
 	request, err := trust.CheckIntermediateCSR(td, csr)
-	if err == nil && reqCM.Data[wire.BundleKeyTrustDomain] != td.Name() {
-		err = fmt.Errorf("it is for trust domain %q", reqCM.Data[wire.BundleKeyTrustDomain])
+	if err == nil && st.Request[wire.BundleKeyTrustDomain] != td.Name() {
+		err = fmt.Errorf("it is for trust domain %q", st.Request[wire.BundleKeyTrustDomain])
 	}
 	if err != nil {
-		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, "the member's CSR (ConfigMap %s/%s) is refused, nothing is sent to the issuer: %v", install.Namespace, wire.CARequestConfigMap, err), 0, nil
+		return report(metav1.ConditionFalse, meshv1alpha1.ReasonCSRInvalid, 0,
+			"the member's CSR (ConfigMap %s/%s) is refused, nothing is sent to the issuer: %v", install.Namespace, wire.CARequestConfigMap, err)
 	}
-	err = c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.CAIssuedConfigMap}, issuedCM)
-	if err == nil && issuedCM.Data[wire.CAKeyRequest] == digest {
-		return cond(metav1.ConditionTrue, meshv1alpha1.ReasonCAIssued, "the member's intermediate CA is signed by %s %q", issuerKind(mi), mi.Spec.Trust.CA.CertManager.IssuerRef.Name), 0, nil
+	if st.Issued != nil && st.Issued[wire.CAKeyRequest] == digest {
+		return report(metav1.ConditionTrue, meshv1alpha1.ReasonCAIssued, 0,
+			"the member's intermediate CA is signed by %s %q", issuerKind(mi), mi.Spec.Trust.CA.CertManager.IssuerRef.Name)
 	}
-	if err != nil && !apierrors.IsNotFound(err) {
-		return cond(metav1.ConditionUnknown, meshv1alpha1.ReasonCARequestFail, "reading the member's issued CA failed, retrying: %v", err), 0, err
-	}
-
 	want := CertificateRequest(mi, mc, csr, digest)
-	cr := &cmapi.CertificateRequest{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), cr); err != nil {
-		if !apierrors.IsNotFound(err) {
+	if st.CR == nil {
+		d := report(metav1.ConditionFalse, meshv1alpha1.ReasonCAPending, pendingRecheck,
+			"CertificateRequest %s created, waiting for %s %q to sign it", client.ObjectKeyFromObject(want), issuerKind(mi), want.Spec.IssuerRef.Name)
+		d.Action, d.Request = caRequest, want
+		return d
+	}
+	cr := st.CR
+	switch v := Verdict(cr); v.Reason {
+	case meshv1alpha1.ReasonCAIssued:
+		if err := trust.CheckIntermediate(td, request, cr.Status.Certificate, cr.Status.CA, now); err != nil {
+			return report(metav1.ConditionFalse, meshv1alpha1.ReasonCARefused, retryAfterPerson,
+				"CertificateRequest %s was signed, but the certificate is not given to the member: %v; the issuer must sign the CSR as asked (name constraints included), then delete the request to retry", client.ObjectKeyFromObject(cr), err)
+		}
+		return Decision{Condition: v, Action: caDeliver, Deliver: &corev1.ConfigMap{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: wire.CAIssuedConfigMap, Namespace: install.Namespace,
+				// Not the managed-by label of rendered objects: the install's prune must not take it.
+				Labels: map[string]string{"app.kubernetes.io/part-of": "fleetmesh", meshv1alpha1.InstallationLabel: mi.Name},
+			},
+			Data: map[string]string{wire.CAIssuedKeyChain: string(cr.Status.Certificate), wire.CAIssuedKeyRoots: string(cr.Status.CA), wire.CAKeyRequest: digest},
+		}}
+	case meshv1alpha1.ReasonCAPending:
+		return Decision{Condition: v, Requeue: pendingRecheck}
+	default:
+		// Denied or failed: a person acts and deletes the request; requests are not watched.
+		return Decision{Condition: v, Requeue: retryAfterPerson}
+	}
+}
+
+// step gathers the member's request and issued ConfigMaps and the CertificateRequest, decides
+// (Decide), and acts.
+func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) (metav1.Condition, time.Duration, error) {
+	var st caState
+	for _, read := range []struct {
+		name string
+		into *map[string]string
+	}{{wire.CARequestConfigMap, &st.Request}, {wire.CAIssuedConfigMap, &st.Issued}} {
+		cm := &corev1.ConfigMap{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: read.name}, cm)
+		switch {
+		case err == nil:
+			*read.into = cm.Data
+			if cm.Data == nil {
+				*read.into = map[string]string{}
+			}
+		case !apierrors.IsNotFound(err):
+			return cond(metav1.ConditionUnknown, meshv1alpha1.ReasonCARequestFail, "reading ConfigMap %s/%s of the member failed, retrying: %v", install.Namespace, read.name, err), 0, err
+		}
+	}
+	if st.Request != nil {
+		want := CertificateRequest(mi, mc, []byte(st.Request[wire.CARequestKeyCSR]), wire.CSRDigest([]byte(st.Request[wire.CARequestKeyCSR])))
+		cr := &cmapi.CertificateRequest{}
+		switch err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), cr); {
+		case err == nil:
+			st.CR = cr
+		case !apierrors.IsNotFound(err):
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCARequestFail, "reading CertificateRequest %s failed (is cert-manager installed?): %v", client.ObjectKeyFromObject(want), err), 0, err
 		}
+	}
+	d := Decide(mi, mc, st, r.Clock.Now())
+	switch d.Action {
+	case caRequest:
+		want := d.Request
 		if want.Namespace == mc.Namespace {
 			if err := controllerutil.SetControllerReference(mc, want, r.Client.Scheme()); err != nil {
 				return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCARequestFail, "%v", err), 0, err
@@ -197,35 +282,13 @@ func (r *Reconciler) step(ctx context.Context, c client.Client, mi *meshv1alpha1
 		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCARequestFail, "creating CertificateRequest %s failed (is cert-manager installed?): %v", client.ObjectKeyFromObject(want), err), 0, err
 		}
-		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCAPending, "CertificateRequest %s created, waiting for %s %q to sign it", client.ObjectKeyFromObject(want), issuerKind(mi), want.Spec.IssuerRef.Name), pendingRecheck, nil
-	}
-
-	switch v := Verdict(cr); v.Reason {
-	case meshv1alpha1.ReasonCAIssued:
-		if err := trust.CheckIntermediate(td, request, cr.Status.Certificate, cr.Status.CA, r.Clock.Now()); err != nil {
-			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonCARefused,
-				"CertificateRequest %s was signed, but the certificate is not given to the member: %v; the issuer must sign the CSR as asked (name constraints included), then delete the request to retry", client.ObjectKeyFromObject(cr), err), retryAfterPerson, nil
-		}
-		cm := &corev1.ConfigMap{
-			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{
-				Name: wire.CAIssuedConfigMap, Namespace: install.Namespace,
-				// Not the managed-by label of rendered objects: the install's prune must not take it.
-				Labels: map[string]string{"app.kubernetes.io/part-of": "fleetmesh", meshv1alpha1.InstallationLabel: mi.Name},
-			},
-			Data: map[string]string{wire.CAIssuedKeyChain: string(cr.Status.Certificate), wire.CAIssuedKeyRoots: string(cr.Status.CA), wire.CAKeyRequest: digest},
-		}
-		if err := ssa.Apply(ctx, c, cm); err != nil {
+	case caDeliver:
+		if err := ssa.Apply(ctx, c, d.Deliver); err != nil {
 			return cond(metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, "writing the signed intermediate into the member failed, retrying: %v", err), 0, err
 		}
-		metrics.IntermediateIssuance.WithLabelValues(mi.Name).Observe(time.Since(cr.CreationTimestamp.Time).Seconds())
-		return v, 0, nil
-	case meshv1alpha1.ReasonCAPending:
-		return v, pendingRecheck, nil
-	default:
-		// Denied or failed: a person acts and deletes the request; requests are not watched.
-		return v, retryAfterPerson, nil
+		metrics.IntermediateIssuance.WithLabelValues(mi.Name).Observe(r.Clock.Since(st.CR.CreationTimestamp.Time).Seconds())
 	}
+	return d.Condition, d.Requeue, nil
 }
 
 // CertificateRequest is the request for a member's intermediate: a CA certificate for the

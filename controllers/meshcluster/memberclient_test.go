@@ -19,14 +19,12 @@ package meshcluster
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -35,37 +33,17 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 // The operator skips an apply when the member already holds the object as rendered. On a real
 // API server, every rendered object must read back as held right after its apply (else the
 // operator would re-apply it on every wake-up), and a hand edit must not.
 func TestAppliedObjectsReadBackAsHeld(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	env := fleet.NewEnvironment("", 0, scheme)
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start kube-apiserver from KUBEBUILDER_ASSETS (make kube-binaries): %v", err)
-	}
-	defer func() { _ = env.Stop() }()
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, c := fleet.TestAPIServer(t, fleet.NewScheme(t, clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme), false)
 	m := memberClient{Client: c, live: c, dyn: dynamic.NewForConfigOrDie(cfg)}
 
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}

@@ -39,6 +39,7 @@ import (
 	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/cluster-api/util/finalizers"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -149,7 +150,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !controllers.Managed(mc, "") {
 		return ctrl.Result{}, r.reportNotManaged(ctx, mc)
 	}
-	if err := finalizer.Ensure(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer, true); err != nil {
+	if _, err := finalizers.EnsureFinalizer(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer); err != nil {
 		return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 	}
 
@@ -436,7 +437,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		return ctrl.Result{}, nil
 	}
 	done := func() (ctrl.Result, error) {
-		return ctrl.Result{}, client.IgnoreNotFound(finalizer.Ensure(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer, false))
+		return ctrl.Result{}, client.IgnoreNotFound(finalizer.Remove(ctx, r.Client, mc, meshv1alpha1.MeshClusterFinalizer))
 	}
 	if !controllers.Managed(mc, "") {
 		// A finalizer copied onto a hand-made MeshCluster: it may name a real member, whose control

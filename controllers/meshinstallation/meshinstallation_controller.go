@@ -31,9 +31,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/finalizers"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -92,7 +94,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !mi.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, mi)
 	}
-	if err := finalizer.Ensure(ctx, r.Client, mi, Finalizer, true); err != nil {
+	if _, err := finalizers.EnsureFinalizer(ctx, r.Client, mi, Finalizer); err != nil {
 		return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 	}
 
@@ -137,12 +139,12 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 			ObjectMeta: metav1.ObjectMeta{
 				Name: name, Namespace: ns,
 				Labels: map[string]string{meshv1alpha1.InstallationLabel: mi.Name},
-				OwnerReferences: []metav1.OwnerReference{{
-					APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshInstallation", Name: mi.Name, UID: mi.UID,
-					Controller: ptrTrue(), BlockOwnerDeletion: ptrTrue(),
-				}},
 			},
 			Spec: spec,
+		}
+		if err := controllerutil.SetControllerReference(mi, mc, r.Client.Scheme()); err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		// A MeshCluster of the same name may belong to another installation (a Cluster handed
 		// over): it must be gone before this one takes the name.
@@ -201,7 +203,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mi *meshv1alpha1.MeshI
 		// MeshCluster deletions wake this reconciler (Owns); the requeue is a safety net.
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 	}
-	if err := finalizer.Ensure(ctx, r.Client, mi, Finalizer, false); err != nil {
+	if err := finalizer.Remove(ctx, r.Client, mi, Finalizer); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, nil
@@ -216,11 +218,19 @@ func (r *Reconciler) patchStatus(ctx context.Context, mi *meshv1alpha1.MeshInsta
 	if apiequality.Semantic.DeepEqual(before.Status, mi.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, mi, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("patch status: %w", err)
-	}
-	return nil
+	// Server-side apply of the fields this controller owns, as every status writer does (the
+	// trust federation controller owns federatedTrustDomains).
+	return status.Apply(ctx, r.Client, mi, statusOwner, &meshv1alpha1.MeshInstallationStatus{
+		ObservedGeneration: mi.Status.ObservedGeneration,
+		Conditions: status.Owned(mi.Status.Conditions,
+			meshv1alpha1.ReadyCondition, meshv1alpha1.ProgressingCondition, meshv1alpha1.DegradedCondition),
+		SelectedClusters: mi.Status.SelectedClusters,
+		ReadyClusters:    mi.Status.ReadyClusters,
+	}, "selectedClusters", "readyClusters")
 }
+
+// statusOwner is this controller's field manager for the MeshInstallation status it writes.
+const statusOwner = "fleetmesh-meshinstallation"
 
 // recordMembers exports the members-by-condition gauge.
 func recordMembers(installation string, members []meshv1alpha1.MeshCluster) {
@@ -251,5 +261,3 @@ func ownedSpec(mc *meshv1alpha1.MeshCluster) (*unstructured.Unstructured, error)
 	}
 	return u, nil
 }
-
-func ptrTrue() *bool { t := true; return &t }

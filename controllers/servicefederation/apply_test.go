@@ -18,7 +18,6 @@ package servicefederation
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -35,15 +34,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 // The controller writes an import or slice only when the member's copy differs. On a real API
 // server: a second write of the same desired objects is skipped (no new resourceVersion), and a

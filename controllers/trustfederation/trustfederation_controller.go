@@ -358,7 +358,8 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 			metrics.BundleExpiry.WithLabelValues(mi.Name, m.td.Name()).Set(float64(exp.Unix()))
 		}
 	}
-	cond, bs := Verdict(m.c != nil, m.bundle, m.readErr, set, missing, digest, m.agent, writeErr)
+	cond, bs := Verdict(VerdictInput{Reachable: m.c != nil, Own: m.bundle, ReadErr: m.readErr, Set: set, Digest: digest,
+		Missing: missing, AgentStatus: m.agent, WriteErr: writeErr})
 	return cond.Status == metav1.ConditionTrue, errors.Join(writeErr, r.report(ctx, m, cond, bs))
 }
 
@@ -411,8 +412,27 @@ func bundleStatus(b *spiffebundle.Bundle) *meshv1alpha1.BundleStatus {
 	return bs
 }
 
+// VerdictInput is what a member's TrustFederated verdict is decided from.
+type VerdictInput struct {
+	// Reachable: the member's API server answers.
+	Reachable bool
+	// Own is the member's published bundle (nil: none yet), ReadErr why it was refused.
+	Own     *spiffebundle.Bundle
+	ReadErr error
+	// Set is the federated bundle set written for it, Digest its digest, and Missing the trust
+	// domains of members with no bundle known yet.
+	Set     *trust.BundleSet
+	Digest  string
+	Missing []string
+	// AgentStatus is the agent's status ConfigMap data (what it loaded).
+	AgentStatus map[string]string
+	// WriteErr is the error of writing the set, if any.
+	WriteErr error
+}
+
 // Verdict is a member's TrustFederated condition (without ObservedGeneration) and bundle status.
-func Verdict(reachable bool, own *spiffebundle.Bundle, readErr error, set *trust.BundleSet, missing []string, digest string, agentStatus map[string]string, writeErr error) (metav1.Condition, *meshv1alpha1.BundleStatus) {
+func Verdict(in VerdictInput) (metav1.Condition, *meshv1alpha1.BundleStatus) {
+	reachable, own, readErr, set, missing, digest, agentStatus, writeErr := in.Reachable, in.Own, in.ReadErr, in.Set, in.Missing, in.Digest, in.AgentStatus, in.WriteErr
 	var bs *meshv1alpha1.BundleStatus
 	if own != nil {
 		bs = bundleStatus(own)

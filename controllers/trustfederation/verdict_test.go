@@ -76,7 +76,8 @@ func TestVerdict(t *testing.T) {
 		{name: "agent refused", reachable: true, own: own, agent: map[string]string{wire.StatusKeyFederatedError: "names the member's own trust domain"}, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundlesRefused, mentions: "own trust domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, bs := Verdict(tc.reachable, tc.own, tc.readErr, set, tc.missing, digest, tc.agent, tc.writeErr)
+			c, bs := Verdict(VerdictInput{Reachable: tc.reachable, Own: tc.own, ReadErr: tc.readErr, Set: set, Missing: tc.missing,
+				Digest: digest, AgentStatus: tc.agent, WriteErr: tc.writeErr})
 			if c.Type != meshv1alpha1.TrustFederatedCondition || c.Status != tc.want || c.Reason != tc.reason || !strings.Contains(c.Message, tc.mentions) {
 				t.Fatalf("got %s=%s/%s %q, want %s/%s mentioning %q", c.Type, c.Status, c.Reason, c.Message, tc.want, tc.reason, tc.mentions)
 			}

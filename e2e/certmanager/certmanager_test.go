@@ -27,7 +27,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +44,6 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/install"
@@ -53,14 +51,10 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestCertManager(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "certManager CA e2e suite (local fleet: 1 management with cert-manager's CA issuer + 3 members)")
+	fleet.RunSuite(t, "certManager CA e2e suite (local fleet: 1 management with cert-manager's CA issuer + 3 members)")
 }
 
 const ns = "demo"

@@ -76,8 +76,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestDataPlane(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Data plane e2e suite (local fleet: 1 management + 3 members, proxyless gRPC)")
+	fleet.RunSuite(t, "Data plane e2e suite (local fleet: 1 management + 3 members, proxyless gRPC)")
 }
 
 const (

@@ -76,8 +76,7 @@ func crashWithRunningFleet() {
 }
 
 func TestFleet(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Local fleet suite")
+	fleet.RunSuite(t, "Local fleet suite")
 }
 
 var _ = Describe("a fleet of one management cluster and three members", Ordered, func() {

@@ -21,7 +21,6 @@ package hardening_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -40,18 +39,13 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestHardening(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Hardening e2e suite (local fleet: 1 management + 3 members)")
+	fleet.RunSuite(t, "Hardening e2e suite (local fleet: 1 management + 3 members)")
 }
 
 var (

@@ -51,21 +51,16 @@ import (
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/argocd"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
 	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestMembership(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Membership e2e suite (local fleet: 1 management + 3 members)")
+	fleet.RunSuite(t, "Membership e2e suite (local fleet: 1 management + 3 members)")
 }
 
 var (

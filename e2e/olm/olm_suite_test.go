@@ -20,7 +20,6 @@ limitations under the License.
 package olm_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -32,7 +31,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 )
 
 // bundleManifests is the committed bundle's manifests/ directory; envtest installs only the
@@ -44,14 +42,10 @@ var (
 	k8sClient client.Client
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestOLMBundle(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "OLM bundle suite (real kube-apiserver)")
+	fleet.RunSuite(t, "OLM bundle suite (real kube-apiserver)")
 }
 
 var _ = BeforeSuite(func() {

@@ -19,7 +19,6 @@ package services_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -42,19 +41,14 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
-	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/mcs"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestServices(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Service federation e2e suite (local fleet: 1 management + 3 members)")
+	fleet.RunSuite(t, "Service federation e2e suite (local fleet: 1 management + 3 members)")
 }
 
 const ns = "demo"

@@ -41,19 +41,14 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/proxy"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestSidecar(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Sidecar e2e suite (local fleet: 1 management + 3 members, plain HTTP and TCP workloads with injected proxies)")
+	fleet.RunSuite(t, "Sidecar e2e suite (local fleet: 1 management + 3 members, plain HTTP and TCP workloads with injected proxies)")
 }
 
 const (

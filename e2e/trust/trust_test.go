@@ -23,7 +23,6 @@ import (
 	"crypto/x509"
 	"net"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -42,7 +41,6 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
 	"github.com/fleetmesh/fleetmesh/internal/install"
@@ -50,14 +48,10 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestTrust(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Trust e2e suite (local fleet: 1 management + 3 members)")
+	fleet.RunSuite(t, "Trust e2e suite (local fleet: 1 management + 3 members)")
 }
 
 const ns = "demo"

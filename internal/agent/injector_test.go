@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -45,7 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
+	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/internal/agent"
 	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/install"
@@ -54,10 +53,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 // agentIP is the agent's "pod IP": inside the sandbox every 10.244.x.y is local.
 const agentIP = "10.244.0.130"

@@ -14,10 +14,11 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package finalizer adds and removes finalizers with a patch of metadata.finalizers alone. An
-// Update would send the whole object back, re-serialised from Go types ("1h" becomes "1h0m0s"),
-// and so take ownership of the user's spec fields away from their field manager: Argo CD would
-// then see the object perpetually OutOfSync and its next server-side apply would conflict.
+// Package finalizer removes a finalizer with a patch of metadata.finalizers alone, as Cluster
+// API's util/finalizers.EnsureFinalizer adds one (which the controllers use). An Update would
+// send the whole object back, re-serialised from Go types ("1h" becomes "1h0m0s"), and so take
+// ownership of the user's spec fields away from their field manager: Argo CD would then see the
+// object perpetually OutOfSync and its next server-side apply would conflict.
 package finalizer
 
 import (
@@ -27,17 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
 
-// Ensure adds (present) or removes (!present) the finalizer; it writes only when that changes
-// the object, with an optimistic lock.
-func Ensure(ctx context.Context, c client.Client, obj client.Object, finalizer string, present bool) error {
+// Remove removes the finalizer; it writes only when the object has it, with an optimistic lock.
+func Remove(ctx context.Context, c client.Client, obj client.Object, finalizer string) error {
 	before := obj.DeepCopyObject().(client.Object)
-	changed := false
-	if present {
-		changed = controllerutil.AddFinalizer(obj, finalizer)
-	} else {
-		changed = controllerutil.RemoveFinalizer(obj, finalizer)
-	}
-	if !changed {
+	if !controllerutil.RemoveFinalizer(obj, finalizer) {
 		return nil
 	}
 	return c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))

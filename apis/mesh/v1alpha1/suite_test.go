@@ -17,7 +17,6 @@ limitations under the License.
 package v1alpha1_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -30,7 +29,6 @@ import (
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
-	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 )
 
 var (
@@ -38,14 +36,10 @@ var (
 	k8sClient client.Client
 )
 
-func TestMain(m *testing.M) {
-	sandbox.Enter()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { fleet.Main(m) }
 
 func TestAPIs(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "API validation suite (real kube-apiserver)")
+	fleet.RunSuite(t, "API validation suite (real kube-apiserver)")
 }
 
 var _ = BeforeSuite(func() {
