@@ -25,6 +25,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/mcs"
+	"github.com/fleetmesh/fleetmesh/internal/ssa"
 )
 
 type member struct {
@@ -62,24 +64,15 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 	grace := sf.EndpointGracePeriodOrDefault()
 	in = mcs.PlanInput{Key: key, Namespaces: sf.Namespaces, CreateNamespaces: sf.CreateNamespaces,
 		Labels: map[string]string{meshv1alpha1.ManagedByLabel: meshv1alpha1.ManagedByValue, meshv1alpha1.InstallationLabel: mi.Name}}
+	var away []member
 	for i := range meshClusters {
 		m := r.connected(ctx, &meshClusters[i])
-		v := mcs.MemberView{ID: m.id, Reachable: m.reader != nil}
 		if m.reader == nil {
-			// Unreachable: its last known export stays, marked stale, for the grace period.
-			r.mu.Lock()
-			e, ok, left := r.memory.Recall(m.id, key, now, grace)
-			r.mu.Unlock()
-			if ok {
-				v.Export = &e
-				if requeue == 0 || left < requeue {
-					requeue = left
-				}
-			}
-			in.Members = append(in.Members, v)
+			away = append(away, m)
 			continue
 		}
 		live = append(live, m)
+		v := mcs.MemberView{ID: m.id, Reachable: true}
 		v.HasNamespace = m.reader.Get(ctx, client.ObjectKey{Name: key.Namespace}, &corev1.Namespace{}) == nil
 		si := &mcsv1beta1.ServiceImport{}
 		if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si); err == nil && len(si.Spec.IPs) > 0 {
@@ -98,7 +91,61 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 		}
 		in.Members = append(in.Members, v)
 	}
+	for _, m := range away {
+		// Unreachable: its last known export stays, marked stale, for the grace period; after an
+		// operator restart it is rebuilt from what the live members import of it.
+		v := mcs.MemberView{ID: m.id}
+		r.mu.Lock()
+		known := r.memory.Knows(m.id, key)
+		r.mu.Unlock()
+		if !known {
+			if e, ok := reconstruct(ctx, live, mi.Name, m, key); ok {
+				r.mu.Lock()
+				r.memory.Restore(m.id, key, e, awaySince(m.mc, now))
+				r.mu.Unlock()
+			}
+		}
+		r.mu.Lock()
+		e, ok, left := r.memory.Recall(m.id, key, now, grace)
+		r.mu.Unlock()
+		if ok {
+			v.Export = &e
+			if requeue == 0 || left < requeue {
+				requeue = left
+			}
+		}
+		in.Members = append(in.Members, v)
+	}
 	return in, live, requeue, errs
+}
+
+// reconstruct rebuilds an unreachable member's export of key from the first live member that
+// imports it with a slice from that member (mcs.Reconstruct).
+func reconstruct(ctx context.Context, live []member, installation string, away member, key mcs.Key) (mcs.Export, bool) {
+	for _, m := range live {
+		slices := &discoveryv1.EndpointSliceList{}
+		if err := m.reader.List(ctx, slices, client.InNamespace(key.Namespace), client.MatchingLabels{
+			mcsv1beta1.LabelServiceName: key.Name, mcsv1beta1.LabelSourceCluster: away.id,
+			discoveryv1.LabelManagedBy: mcs.ManagedBy, meshv1alpha1.InstallationLabel: installation,
+		}); err != nil || len(slices.Items) == 0 {
+			continue
+		}
+		si := &mcsv1beta1.ServiceImport{}
+		if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si); err != nil {
+			continue
+		}
+		return mcs.Reconstruct(away.id, si, &slices.Items[0],
+			[]string{meshv1alpha1.ManagedByLabel, meshv1alpha1.InstallationLabel}, []string{ssa.AppliedHashAnnotation}), true
+	}
+	return mcs.Export{}, false
+}
+
+// awaySince is when a member's MeshCluster stopped being Connected (now if it says nothing).
+func awaySince(mc *meshv1alpha1.MeshCluster, now time.Time) time.Time {
+	if c := meta.FindStatusCondition(mc.Status.Conditions, meshv1alpha1.ConnectedCondition); c != nil && c.Status != metav1.ConditionTrue && !c.LastTransitionTime.IsZero() {
+		return c.LastTransitionTime.Time
+	}
+	return now
 }
 
 // readExport builds a member's Export of a service from its cache.

@@ -29,6 +29,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/types"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -61,7 +62,8 @@ var (
 
 var _ = BeforeSuite(func() {
 	f = fleet.StartMeshSuite(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
-		mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: 20 * time.Second}
+		// Long enough for an operator restart inside it (the disruptive spec).
+		mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: 45 * time.Second}
 	})
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
 })
@@ -266,7 +268,7 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 	Context("clusterset DNS", dnsSpecs)
 	Context("clusterset DNS benchmark", dnsBench)
 
-	It("keeps an unreachable member's endpoints, marked stale, for the grace period, then withdraws them; they return with it", Label("disruptive"), func() {
+	It("keeps an unreachable member's endpoints, marked stale, for the grace period (across an operator restart), then withdraws them; they return with it", Label("disruptive"), func() {
 		Eventually(sources(a, "late")).Should(Equal(map[string]int{clusterID(b): 2}))
 		Expect(f.StopAPIServer(b)).To(Succeed())
 		staleIn := func(m *fleet.Cluster) func() string {
@@ -286,6 +288,23 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 		}
 		for _, m := range []*fleet.Cluster{a, c} {
 			Eventually(staleIn(m)).WithTimeout(60*time.Second).Should(Equal(clusterID(b)+"=true"), m.Name)
+		}
+		// The operator restarts while B is away: the new one has no memory of B's export and
+		// rebuilds it from what A and C import, so B's endpoints stay for the rest of the grace.
+		lease := &coordinationv1.Lease{}
+		leaseKey := client.ObjectKey{Namespace: fleet.OperatorNamespace, Name: "fleetmesh-manager.mesh.fleetmesh.io"}
+		Expect(f.Management.Client.Get(ctx, leaseKey, lease)).To(Succeed())
+		oldLeader := ptr.Deref(lease.Spec.HolderIdentity, "")
+		Expect(f.RestartOperator(ctx)).To(Succeed())
+		Eventually(func() string {
+			l := &coordinationv1.Lease{}
+			if err := f.Management.Client.Get(ctx, leaseKey, l); err != nil {
+				return oldLeader
+			}
+			return ptr.Deref(l.Spec.HolderIdentity, "")
+		}).WithTimeout(40*time.Second).ShouldNot(Or(Equal(oldLeader), BeEmpty()), "a new operator leads")
+		for _, m := range []*fleet.Cluster{a, c} {
+			Consistently(staleIn(m)).WithTimeout(4*time.Second).Should(Equal(clusterID(b)+"=true"), "kept across the restart in %s", m.Name)
 		}
 		for _, m := range []*fleet.Cluster{a, c} {
 			Eventually(staleIn(m)).WithTimeout(60*time.Second).Should(Equal("none"), "withdrawn after the grace period from %s", m.Name)

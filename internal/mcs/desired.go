@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"sort"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -239,4 +240,42 @@ func (a *Allocator) Release(k Key) {
 func (a *Allocator) hold(k Key, ip netip.Addr) {
 	a.byKey[k] = ip
 	a.byIP[ip] = k
+}
+
+// Reconstruct rebuilds a member's export of a service from what another member imports of it:
+// the import's spec (type, ports and the other properties the oldest export decided) and the MCS
+// slice of that member (its ready endpoints, region and zone, created when its export was first
+// federated). An operator that restarts while a member is unreachable has no memory of the
+// member's export; this stands in for it for the rest of the grace period. dropLabels and
+// dropAnnotations are the keys fleetmesh adds to imports (ownership labels, the applied hash).
+func Reconstruct(cluster string, si *mcsv1beta1.ServiceImport, slice *discoveryv1.EndpointSlice, dropLabels, dropAnnotations []string) Export {
+	svc := &corev1.Service{Spec: corev1.ServiceSpec{
+		Type:                  corev1.ServiceTypeClusterIP,
+		SessionAffinity:       si.Spec.SessionAffinity,
+		SessionAffinityConfig: si.Spec.SessionAffinityConfig,
+		InternalTrafficPolicy: si.Spec.InternalTrafficPolicy,
+		TrafficDistribution:   si.Spec.TrafficDistribution,
+		IPFamilies:            si.Spec.IPFamilies,
+	}}
+	if si.Spec.Type == mcsv1beta1.Headless {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
+	for _, p := range si.Spec.Ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port})
+	}
+	without := func(m map[string]string, keys []string) map[string]string {
+		out := maps.Clone(m)
+		for _, k := range keys {
+			delete(out, k)
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	return Export{
+		Cluster: cluster, Key: Key{Namespace: si.Namespace, Name: si.Name}, Created: slice.CreationTimestamp.Time,
+		Service: svc, ExportedLabels: without(si.Labels, dropLabels), ExportedAnnotations: without(si.Annotations, dropAnnotations),
+		Slices: []discoveryv1.EndpointSlice{*slice}, Region: slice.Labels[RegionLabel], Zone: slice.Labels[ZoneLabel], Stale: true,
+	}
 }

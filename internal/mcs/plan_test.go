@@ -195,3 +195,42 @@ func TestChangesKeepTheEarliestPendingChange(t *testing.T) {
 		t.Error("taken once")
 	}
 }
+
+// After an operator restart an unreachable member's export is rebuilt from another member's
+// import and MCS slice: it resolves to the same import, with the same endpoints, and its grace
+// period counts from when the member went away.
+func TestReconstructedExportKeepsTheImportForTheRestOfTheGrace(t *testing.T) {
+	b := export("b", time.Hour, svc("10.0.0.1", port("http", 8080, "TCP")), "10.244.2.5")
+	b.ExportedLabels = map[string]string{"tier": "web"}
+	imp, _ := Resolve([]Export{b})
+	owned := map[string]string{"mesh.fleetmesh.io/installation": "mesh"}
+	d := ForMember(imp, "a", "240.245.0.7", owned)
+	d.Import.Annotations = map[string]string{"mesh.fleetmesh.io/applied-hash": "x"}
+	rebuilt := Reconstruct("b", d.Import, d.Slices[0], []string{"mesh.fleetmesh.io/installation"}, []string{"mesh.fleetmesh.io/applied-hash"})
+	again, v := Resolve([]Export{rebuilt})
+	if !v["b"].Valid || v["b"].Conflict || again.Type != imp.Type || len(again.Ports) != 1 || again.Ports[0] != imp.Ports[0] || again.Labels["tier"] != "web" || len(again.Labels) != 1 {
+		t.Fatalf("rebuilt import = %+v (verdict %+v), want %+v", again, v["b"], imp)
+	}
+	if got := ForMember(again, "a", "240.245.0.7", owned).Slices[0]; len(got.Endpoints) != 1 || got.Endpoints[0].Addresses[0] != "10.244.2.5" || got.Labels[StaleLabel] != "true" {
+		t.Errorf("rebuilt slice = %+v", got)
+	}
+
+	m := NewMemory()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	away := t0.Add(-15 * time.Second) // the member went away 15 s before the restart
+	m.Restore("b", key, rebuilt, away)
+	if _, ok, left := m.Recall("b", key, t0, 20*time.Second); !ok || left != 5*time.Second {
+		t.Errorf("restored: ok=%v left=%s, want the 5 s left of the grace", ok, left)
+	}
+	if _, ok, _ := m.Recall("b", key, t0.Add(5*time.Second), 20*time.Second); ok {
+		t.Error("kept past the grace period")
+	}
+	m.Restore("b", key, rebuilt, t0.Add(5*time.Second))
+	if _, ok, _ := m.Recall("b", key, t0.Add(6*time.Second), 20*time.Second); ok {
+		t.Error("an expired export must not be restored again until the member is back")
+	}
+	m.Seen("b", key, Export{}, false)
+	if m.Knows("b", key) {
+		t.Error("a member seen again clears what was held")
+	}
+}

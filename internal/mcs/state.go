@@ -26,16 +26,20 @@ import "time"
 type Memory struct {
 	exports   map[string]map[Key]Export
 	goneSince map[string]time.Time
+	// expired are the exports whose grace period ended while their member stayed away: never
+	// restored until the member is seen again.
+	expired map[string]map[Key]bool
 }
 
 // NewMemory is an empty Memory.
 func NewMemory() *Memory {
-	return &Memory{exports: map[string]map[Key]Export{}, goneSince: map[string]time.Time{}}
+	return &Memory{exports: map[string]map[Key]Export{}, goneSince: map[string]time.Time{}, expired: map[string]map[Key]bool{}}
 }
 
 // Seen records what a reachable member exports of key (ok false: nothing).
 func (m *Memory) Seen(cluster string, key Key, e Export, ok bool) {
 	delete(m.goneSince, cluster)
+	delete(m.expired, cluster)
 	if m.exports[cluster] == nil {
 		m.exports[cluster] = map[Key]Export{}
 	}
@@ -62,10 +66,37 @@ func (m *Memory) Recall(cluster string, key Key, now time.Time, grace time.Durat
 	left := since.Add(grace).Sub(now)
 	if left <= 0 {
 		delete(m.exports[cluster], key)
+		if m.expired[cluster] == nil {
+			m.expired[cluster] = map[Key]bool{}
+		}
+		m.expired[cluster][key] = true
 		return e, false, 0
 	}
 	e.Stale = true
 	return e, true, left
+}
+
+// Knows tells whether anything is held of an unreachable member's export of key: a last known
+// export, or the end of its grace period.
+func (m *Memory) Knows(cluster string, key Key) bool {
+	_, held := m.exports[cluster][key]
+	return held || m.expired[cluster][key]
+}
+
+// Restore holds e as a member's last known export, unreachable since then (the grace period
+// counts from there): how an operator that restarted while a member was away keeps its
+// endpoints for the rest of the grace period (see Reconstruct). Something already known wins.
+func (m *Memory) Restore(cluster string, key Key, e Export, since time.Time) {
+	if m.Knows(cluster, key) {
+		return
+	}
+	if m.exports[cluster] == nil {
+		m.exports[cluster] = map[Key]Export{}
+	}
+	m.exports[cluster][key] = e
+	if _, ok := m.goneSince[cluster]; !ok {
+		m.goneSince[cluster] = since
+	}
 }
 
 // Changes remembers when a change of each key was first seen and not yet carried out: the start
