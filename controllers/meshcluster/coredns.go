@@ -30,11 +30,11 @@ import (
 // pointCoreDNS puts the clusterset.local block (install.CorefileWith) into the member's
 // CoreDNS Corefile, forwarding to the agent Service's cluster IP, and tells what it found. A
 // member without kube-system/coredns (another DNS server) is left alone: docs/mcs.md says how to
-// forward the zone by hand. Reads go to the API server: the operator caches no ConfigMaps of
-// kube-system.
+// forward the zone by hand. The agent Service comes from the cluster cache (it holds every
+// Service); the Corefile from the API server (the operator caches no ConfigMaps of kube-system).
 func pointCoreDNS(ctx context.Context, c memberClient) (string, error) {
 	svc := &corev1.Service{}
-	if err := c.live.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, svc); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: install.AgentName}, svc); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
 	ip := svc.Spec.ClusterIP

@@ -65,6 +65,7 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 	in = mcs.PlanInput{Key: key, Namespaces: sf.Namespaces, CreateNamespaces: sf.CreateNamespaces,
 		Labels: map[string]string{meshv1alpha1.ManagedByLabel: meshv1alpha1.ManagedByValue, meshv1alpha1.InstallationLabel: mi.Name}}
 	var away []member
+	shown := false // a member's import already showed the clusterset IP (PlanService keeps the first)
 	for i := range meshClusters {
 		m := r.connected(ctx, &meshClusters[i])
 		if m.reader == nil {
@@ -74,9 +75,11 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 		live = append(live, m)
 		v := mcs.MemberView{ID: m.id, Reachable: true}
 		v.HasNamespace = m.reader.Get(ctx, client.ObjectKey{Name: key.Namespace}, &corev1.Namespace{}) == nil
-		si := &mcsv1beta1.ServiceImport{}
-		if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si); err == nil && len(si.Spec.IPs) > 0 {
-			v.IP = si.Spec.IPs[0]
+		if !shown {
+			si := &mcsv1beta1.ServiceImport{}
+			if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si); err == nil && len(si.Spec.IPs) > 0 {
+				v.IP, shown = si.Spec.IPs[0], true
+			}
 		}
 		e, ok, err := readExport(ctx, m, key)
 		if err != nil {
@@ -98,14 +101,16 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 		r.mu.Lock()
 		known := r.memory.Knows(m.id, key)
 		r.mu.Unlock()
+		var rebuilt *mcs.Export
 		if !known {
-			if e, ok := reconstruct(ctx, live, mi.Name, m, key); ok {
-				r.mu.Lock()
-				r.memory.Restore(m.id, key, e, awaySince(m.mc, now))
-				r.mu.Unlock()
+			if e, ok := reconstruct(ctx, live, mi.Name, m, key); ok { // cache reads: not under the lock
+				rebuilt = &e
 			}
 		}
 		r.mu.Lock()
+		if rebuilt != nil {
+			r.memory.Restore(m.id, key, *rebuilt, awaySince(m.mc, now))
+		}
 		e, ok, left := r.memory.Recall(m.id, key, now, grace)
 		r.mu.Unlock()
 		if ok {

@@ -88,9 +88,8 @@ func ServiceName(namespace, name string) string {
 
 // endpoint is one ready address of a headless import, from one source cluster.
 type endpoint struct {
-	ip      netip.Addr
-	host    string // <hostname>.<clusterid>.<svc>.<ns>.svc.<zone>
-	cluster string
+	ip   netip.Addr
+	host string // <hostname>.<clusterid>.<svc>.<ns>.svc.<zone>
 }
 
 // Build derives the zone from a member's imports and their MCS slices.
@@ -118,8 +117,9 @@ func Build(t Table) *Zone {
 			// 2.3.2: _<port>._<proto>.<service>.<ns>.svc.<zone>. IN SRV <weight> <priority>
 			// <port-number> <service>.<ns>.svc.<zone>. "Unnamed ports do not have an SRV record."
 			for _, p := range ports {
-				srv := &dns.SRV{Hdr: header(srvName(p, svc), dns.TypeSRV, TTL), Priority: 0, Weight: 100, Port: uint16(p.Port), Target: svc}
-				z.set(srvName(p, svc)).srv = append(z.set(srvName(p, svc)).srv, srv)
+				name := srvName(p, svc)
+				srv := &dns.SRV{Hdr: header(name, dns.TypeSRV, TTL), Priority: 0, Weight: 100, Port: uint16(p.Port), Target: svc}
+				z.set(name).srv = append(z.set(name).srv, srv)
 				set.srv = append(set.srv, srv) // the bare name answers SRV too, as cluster.local's does
 			}
 		case mcsv1beta1.Headless:
@@ -137,9 +137,10 @@ func Build(t Table) *Zone {
 			set.a = addresses(svc, ips)
 			// 2.4.2: one SRV per ready endpoint and named port, targeting the endpoint's name.
 			for _, p := range ports {
+				name := srvName(p, svc)
 				for _, e := range eps {
-					srv := &dns.SRV{Hdr: header(srvName(p, svc), dns.TypeSRV, TTL), Priority: 0, Weight: 100, Port: uint16(p.Port), Target: e.host}
-					z.set(srvName(p, svc)).srv = append(z.set(srvName(p, svc)).srv, srv)
+					srv := &dns.SRV{Hdr: header(name, dns.TypeSRV, TTL), Priority: 0, Weight: 100, Port: uint16(p.Port), Target: e.host}
+					z.set(name).srv = append(z.set(name).srv, srv)
 					set.srv = append(set.srv, srv)
 				}
 			}
@@ -217,7 +218,7 @@ func readyEndpoints(si *mcsv1beta1.ServiceImport, slices []*discoveryv1.Endpoint
 				host := strings.ToLower(label + "." + cluster + "." + svc)
 				if key := host + "|" + ip.String(); !seen[key] {
 					seen[key] = true
-					out = append(out, endpoint{ip: ip, host: host, cluster: cluster})
+					out = append(out, endpoint{ip: ip, host: host})
 				}
 			}
 		}

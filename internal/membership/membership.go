@@ -172,7 +172,8 @@ func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster
 		}
 		p.Specs[key] = spec
 		byTD[spec.TrustDomain] = append(byTD[spec.TrustDomain], key)
-		byID[ClusterID(c.Name, c.Namespace)] = append(byID[ClusterID(c.Name, c.Namespace)], key)
+		id := ClusterID(c.Name, c.Namespace)
+		byID[id] = append(byID[id], key)
 	}
 	p.refuseCollisions(byTD, tdHolder, "trust domain", "make spec.trust.trustDomainTemplate distinguish them, using {cluster} and {namespace}")
 	p.refuseCollisions(byID, idHolder, "cluster ID", "cluster IDs join the Cluster's name and namespace with '-' and dots become '-': rename one Cluster")
