@@ -108,5 +108,4 @@ func (d *dnsServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	d.queries.WithLabelValues(dns.RcodeToString[m.Rcode]).Inc()
 	_ = w.WriteMsg(m) // a failure means the client went away: there is no one to tell
-
 }
