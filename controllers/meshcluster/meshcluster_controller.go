@@ -54,6 +54,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/finalizer"
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/membership"
+	"github.com/fleetmesh/fleetmesh/internal/readiness"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
@@ -528,7 +529,7 @@ func (r *Reconciler) setCondition(mc *meshv1alpha1.MeshCluster, t string, s meta
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, mc *meshv1alpha1.MeshCluster) error {
-	status.Set(&mc.Status.Conditions, r.Recorder, mc, membership.MemberReady(mc.Generation, mc.Status.Conditions))
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, readiness.MemberReady(mc))
 	mc.Status.ObservedGeneration = mc.Generation
 	// LastSyncTime alone is not worth a write on every wake-up.
 	if before.Status.LastSyncTime != nil && mc.Status.LastSyncTime != nil && mc.Status.LastSyncTime.Sub(before.Status.LastSyncTime.Time) < time.Minute {

@@ -320,26 +320,6 @@ func Summarize(generation int64, selected int, members []meshv1alpha1.MeshCluste
 	return s
 }
 
-// MemberReady is the MeshCluster's summary Ready condition, CAPI style: true when every other
-// condition the current version sets is true, else the first false one's reason.
-func MemberReady(generation int64, conds []metav1.Condition) metav1.Condition {
-	order := []string{meshv1alpha1.ConnectedCondition, meshv1alpha1.ControlPlaneReadyCondition, meshv1alpha1.TrustFederatedCondition, meshv1alpha1.ServicesSyncedCondition}
-	for _, t := range order {
-		c := meta.FindStatusCondition(conds, t)
-		if c == nil {
-			continue
-		}
-		if c.Status != metav1.ConditionTrue {
-			return metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: c.Reason,
-				Message: fmt.Sprintf("%s: %s", t, c.Message), ObservedGeneration: generation}
-		}
-	}
-	if meta.FindStatusCondition(conds, meshv1alpha1.ConnectedCondition) == nil {
-		return metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "Pending", Message: "not connected yet", ObservedGeneration: generation}
-	}
-	return metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: meshv1alpha1.ReasonReconciled, Message: "member is ready", ObservedGeneration: generation}
-}
-
 // ControlPlaneReady decides whether the member's agent runs as desired: its Deployment rolled out
 // and available, and the agent itself reporting the desired version.
 func ControlPlaneReady(dep *appsv1.Deployment, agentVersion, wantVersion string) (ready bool, reason, msg string) {

@@ -206,23 +206,6 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestMemberReadyTakesTheFirstFalseCondition(t *testing.T) {
-	c := MemberReady(3, []metav1.Condition{
-		{Type: "Connected", Status: "True", Reason: "Connected"},
-		{Type: "ControlPlaneReady", Status: "False", Reason: "AgentVersionMismatch", Message: "the agent reports v1"},
-	})
-	if c.Status != "False" || c.Reason != "AgentVersionMismatch" || !strings.Contains(c.Message, "ControlPlaneReady: the agent reports v1") {
-		t.Errorf("Ready = %+v", c)
-	}
-	c = MemberReady(3, []metav1.Condition{{Type: "Connected", Status: "True"}, {Type: "ControlPlaneReady", Status: "True"}})
-	if c.Status != "True" {
-		t.Errorf("Ready = %+v, want True", c)
-	}
-	if c := MemberReady(3, nil); c.Status != "False" || c.Reason != "Pending" {
-		t.Errorf("Ready without conditions = %+v", c)
-	}
-}
-
 func TestControlPlaneReady(t *testing.T) {
 	dep := func(gen, observed int64, replicas, updated, available int32) *appsv1.Deployment {
 		return &appsv1.Deployment{

@@ -103,7 +103,8 @@ type MeshClusterStatus struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Observed Generation",xDescriptors={"urn:alm:descriptor:text"}
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (summary), Connected, ControlPlaneReady, TrustFederated, ServicesSynced.
+	// conditions: Ready (summary of the others: the reason of the first not True, in this order),
+	// Connected, CAIssued (certManager mode), ControlPlaneReady, TrustFederated, ServicesSynced.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -164,6 +165,12 @@ type MeshCluster struct {
 	Spec   MeshClusterSpec   `json:"spec"`
 	Status MeshClusterStatus `json:"status,omitempty"`
 }
+
+// GetConditions returns the MeshCluster's conditions (Cluster API's util/conditions Getter).
+func (m *MeshCluster) GetConditions() []metav1.Condition { return m.Status.Conditions }
+
+// SetConditions sets the MeshCluster's conditions (Cluster API's util/conditions Setter).
+func (m *MeshCluster) SetConditions(c []metav1.Condition) { m.Status.Conditions = c }
 
 // MeshClusterList is a list of MeshClusters.
 // +kubebuilder:object:root=true
