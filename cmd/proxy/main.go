@@ -21,11 +21,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"k8s.io/klog/v2"
+	"github.com/go-logr/logr"
 
 	"github.com/fleetmesh/fleetmesh/internal/proxy"
 	"github.com/fleetmesh/fleetmesh/internal/proxy/capture"
@@ -47,11 +48,14 @@ func main() {
 	case "init":
 		err = capture.RunInit(os.Args[2:])
 	case "sidecar":
+		tuneRuntime(os.Getenv, cgroupMemoryMax)
 		var o proxy.SidecarOptions
 		if o, err = proxy.ParseSidecarFlags(os.Args[2:]); err == nil {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			err = proxy.RunSidecar(ctx, o, klog.Background())
+			// The standard library's structured text log on stderr (V(0) and errors, as
+			// klog's default verbosity had it): the proxy links no logging library.
+			err = proxy.RunSidecar(ctx, o, logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 		}
 	case "version":
 		fmt.Println(version.Version)

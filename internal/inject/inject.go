@@ -208,28 +208,22 @@ func hasContainer(pod *corev1.Pod, name string) bool {
 }
 
 // AppProbersEnv, on the proxy container, holds the application's HTTP probes the proxy answers
-// for (JSON AppProbers), as Istio's ISTIO_KUBE_APP_PROBERS.
-const AppProbersEnv = "FLEETMESH_APP_PROBERS"
+// for (JSON AppProbers), as Istio's ISTIO_KUBE_APP_PROBERS. It and the probe types live in
+// internal/wire, the agent's contract with the proxy, so that the proxy links no Kubernetes API.
+const AppProbersEnv = wire.AppProbersEnv
 
 // AppProbePrefix is the path prefix of rewritten probes on the proxy's AdminPort:
 // /app-health/<container>/<readyz|livez|startupz>.
-const AppProbePrefix = "/app-health/"
+const AppProbePrefix = wire.AppProbePrefix
 
 // AppProbe is an application's original probe: the proxy runs it against the application on
 // the pod's loopback. An httpGet probe has Path and Scheme; a tcpSocket probe has TCP set (the
 // probe passes when the port accepts a connection); a gRPC probe has GRPC set and Service (the
 // standard gRPC health check).
-type AppProbe struct {
-	Port    int32  `json:"port"`
-	Path    string `json:"path,omitempty"`
-	Scheme  string `json:"scheme,omitempty"`
-	TCP     bool   `json:"tcp,omitempty"`
-	GRPC    bool   `json:"grpc,omitempty"`
-	Service string `json:"service,omitempty"`
-}
+type AppProbe = wire.AppProbe
 
 // AppProbers maps a rewritten probe's path to the application's original probe.
-type AppProbers map[string]AppProbe
+type AppProbers = wire.AppProbers
 
 // rewriteProbes points the app containers' httpGet, tcpSocket and gRPC probes at the proxy's
 // AdminPort, as Istio's probe rewrite does: the kubelet's plaintext probes then never need the

@@ -37,7 +37,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/fleetmesh/fleetmesh/internal/xds"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // ADS is a state-of-the-world ADS client. It subscribes to every Listener and Cluster, to the
@@ -55,12 +55,8 @@ type ADS struct {
 	// OnNACK, if set, is called for every rejected response.
 	OnNACK func(typeURL string, err error)
 
-	// Accepted state, by type.
-	listeners map[string]*listenerv3.Listener
-	clusters  map[string]*clusterv3.Cluster
-	endpoints map[string]*endpointv3.ClusterLoadAssignment
-	secrets   map[string]*tlsv3.Secret
-	// Translated parts of the accepted state.
+	// The translated parts of the accepted state, by type (the decoded resources are not kept:
+	// a new response of a type replaces all of that type's, and only the translation is used).
 	cfg Config
 }
 
@@ -172,7 +168,7 @@ type subscription struct {
 // from a previous stream (later ones follow each accepted Cluster response).
 func (a *ADS) initialSubscriptions(wildcard []string) []subscription {
 	subs := []subscription{
-		{resourcev3.ListenerType, wildcard}, {resourcev3.ClusterType, wildcard}, {resourcev3.SecretType, []string{xds.ValidationSecretName}},
+		{resourcev3.ListenerType, wildcard}, {resourcev3.ClusterType, wildcard}, {resourcev3.SecretType, []string{wire.ValidationSecretName}},
 	}
 	if names := a.edsNames(); len(names) > 0 {
 		subs = append(subs, subscription{resourcev3.EndpointType, names})
@@ -216,7 +212,7 @@ func (a *ADS) acceptResources(typeURL string, items []*anypb.Any) error {
 		if err != nil {
 			return err
 		}
-		a.listeners, a.cfg.Outbound, a.cfg.Inbound = m, out, policy
+		a.cfg.Outbound, a.cfg.Inbound = out, policy
 	case resourcev3.ClusterType:
 		m, err := decode(items, func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, (*clusterv3.Cluster).GetName)
 		if err != nil {
@@ -226,7 +222,7 @@ func (a *ADS) acceptResources(typeURL string, items []*anypb.Any) error {
 		if err != nil {
 			return err
 		}
-		a.clusters, a.cfg.Clusters = m, cs
+		a.cfg.Clusters = cs
 	case resourcev3.EndpointType:
 		m, err := decode(items, func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 		if err != nil {
@@ -236,7 +232,7 @@ func (a *ADS) acceptResources(typeURL string, items []*anypb.Any) error {
 		if err != nil {
 			return err
 		}
-		a.endpoints, a.cfg.Endpoints = m, eps
+		a.cfg.Endpoints = eps
 	case resourcev3.SecretType:
 		m, err := decode(items, func() *tlsv3.Secret { return &tlsv3.Secret{} }, (*tlsv3.Secret).GetName)
 		if err != nil {
@@ -246,7 +242,7 @@ func (a *ADS) acceptResources(typeURL string, items []*anypb.Any) error {
 		if err != nil {
 			return err
 		}
-		a.secrets, a.cfg.Bundles = m, b
+		a.cfg.Bundles = b
 	default:
 		return fmt.Errorf("type %s was not asked for", typeURL)
 	}

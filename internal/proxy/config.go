@@ -45,7 +45,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/fleetmesh/fleetmesh/internal/xds"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Route is where an outbound filter chain sends a connection.
@@ -92,6 +92,7 @@ type Priority struct {
 // ID matches one principal) or a cluster's server identities.
 type Policy struct {
 	prefixes []string
+	exact    []string
 	regexps  []*regexp.Regexp
 	// httpOnly are the inbound ports that take HTTP from a client sidecar only (their filter
 	// chains name the port and ALPN fleetmesh-h2): an opaque TCP connection to one is refused,
@@ -112,6 +113,9 @@ func (p *Policy) Allows(id spiffeid.ID) bool {
 		if strings.HasPrefix(s, pre) {
 			return true
 		}
+	}
+	if slices.Contains(p.exact, s) {
+		return true
 	}
 	for _, re := range p.regexps {
 		if re.MatchString(s) {
@@ -149,24 +153,24 @@ func Listeners(ls []*listenerv3.Listener) (map[netip.AddrPort]*Route, *Policy, e
 			return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
 		}
 		switch l.GetName() {
-		case xds.OutboundListenerName:
+		case wire.OutboundListenerName:
 			r, err := outboundRoutes(l)
 			if err != nil {
 				return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
 			}
 			out = r
-		case xds.InboundListenerName:
+		case wire.InboundListenerName:
 			p, err := inboundPolicy(l)
 			if err != nil {
 				return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
 			}
 			policy = p
 		default:
-			return nil, nil, fmt.Errorf("listener %q: unknown to this proxy (want %q and %q)", l.GetName(), xds.OutboundListenerName, xds.InboundListenerName)
+			return nil, nil, fmt.Errorf("listener %q: unknown to this proxy (want %q and %q)", l.GetName(), wire.OutboundListenerName, wire.InboundListenerName)
 		}
 	}
 	if out == nil || policy == nil {
-		return nil, nil, fmt.Errorf("listeners %q and %q are both required", xds.OutboundListenerName, xds.InboundListenerName)
+		return nil, nil, fmt.Errorf("listeners %q and %q are both required", wire.OutboundListenerName, wire.InboundListenerName)
 	}
 	return out, policy, nil
 }
@@ -236,7 +240,7 @@ func inboundPolicy(l *listenerv3.Listener) (*Policy, error) {
 			return nil, fmt.Errorf("filter chain %q: inbound chains must require TLS", fc.GetName())
 		}
 		for _, f := range fc.GetFilters() {
-			if f.GetName() != xds.NetworkRBACFilterName {
+			if f.GetName() != wire.NetworkRBACFilterName {
 				continue
 			}
 			rb := &netrbacv3.RBAC{}
@@ -251,7 +255,7 @@ func inboundPolicy(l *listenerv3.Listener) (*Policy, error) {
 		}
 	}
 	if policy == nil {
-		return nil, fmt.Errorf("no %s filter: refusing to accept inbound traffic without an authorization policy", xds.NetworkRBACFilterName)
+		return nil, fmt.Errorf("no %s filter: refusing to accept inbound traffic without an authorization policy", wire.NetworkRBACFilterName)
 	}
 	for _, fc := range l.GetFilterChains() {
 		m := fc.GetFilterChainMatch()
@@ -259,8 +263,8 @@ func inboundPolicy(l *listenerv3.Listener) (*Policy, error) {
 		if port == 0 {
 			continue
 		}
-		if port > 65535 || !slices.Equal(m.GetApplicationProtocols(), []string{xds.InboundHTTPALPN}) {
-			return nil, fmt.Errorf("filter chain %q: a port-specific inbound chain must be HTTP only (port 1-65535, ALPN %s)", fc.GetName(), xds.InboundHTTPALPN)
+		if port > 65535 || !slices.Equal(m.GetApplicationProtocols(), []string{wire.InboundHTTPALPN}) {
+			return nil, fmt.Errorf("filter chain %q: a port-specific inbound chain must be HTTP only (port 1-65535, ALPN %s)", fc.GetName(), wire.InboundHTTPALPN)
 		}
 		if policy.httpOnly == nil {
 			policy.httpOnly = map[uint16]bool{}
@@ -275,6 +279,7 @@ func rbacPolicy(rules *rbacv3.RBAC) (*Policy, error) {
 		return nil, fmt.Errorf("RBAC action %s is not supported (want ALLOW)", rules.GetAction())
 	}
 	p := &Policy{}
+	memo := regexpMemo{}
 	for name, pol := range rules.GetPolicies() {
 		// The proxy matches principals only: a permission narrower than "any" (a port, a
 		// destination) would be silently widened, so it is refused.
@@ -288,7 +293,7 @@ func rbacPolicy(rules *rbacv3.RBAC) (*Policy, error) {
 			if m == nil {
 				return nil, fmt.Errorf("RBAC policy %q: only authenticated principal names are supported", name)
 			}
-			if err := p.add(m); err != nil {
+			if err := p.add(m, memo); err != nil {
 				return nil, fmt.Errorf("RBAC policy %q: %w", name, err)
 			}
 		}
@@ -296,21 +301,38 @@ func rbacPolicy(rules *rbacv3.RBAC) (*Policy, error) {
 	return p, nil
 }
 
-// add adds a string matcher with Envoy's meaning: a safe_regex must match the whole string.
-func (p *Policy) add(m *matcherv3.StringMatcher) error {
+// regexpMemo compiles each expression of one translation once: the clusters of one namespace
+// all carry the same server identity expression, and a compiled one is safe to share.
+type regexpMemo map[string]*regexp.Regexp
+
+func (c regexpMemo) compile(expr string) (*regexp.Regexp, error) {
+	if re := c[expr]; re != nil {
+		return re, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, err
+	}
+	c[expr] = re
+	return re, nil
+}
+
+// add adds a string matcher with Envoy's meaning: a safe_regex must match the whole string, an
+// exact one is the whole string.
+func (p *Policy) add(m *matcherv3.StringMatcher, memo regexpMemo) error {
 	switch {
 	case m.GetIgnoreCase():
 		return fmt.Errorf("matcher %v: ignore_case is not supported", m)
 	case m.GetPrefix() != "":
 		p.prefixes = append(p.prefixes, m.GetPrefix())
 	case m.GetSafeRegex().GetRegex() != "":
-		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
+		re, err := memo.compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
 		if err != nil {
 			return err
 		}
 		p.regexps = append(p.regexps, re)
 	case m.GetExact() != "":
-		p.regexps = append(p.regexps, regexp.MustCompile("^"+regexp.QuoteMeta(m.GetExact())+"$"))
+		p.exact = append(p.exact, m.GetExact())
 	default:
 		return fmt.Errorf("matcher %v is not supported", m)
 	}
@@ -318,7 +340,7 @@ func (p *Policy) add(m *matcherv3.StringMatcher) error {
 }
 
 // serverIDs reads the SPIFFE IDs an upstream TLS context accepts from its server (nil: any).
-func serverIDs(tc *tlsv3.CommonTlsContext) (*Policy, error) {
+func serverIDs(tc *tlsv3.CommonTlsContext, memo regexpMemo) (*Policy, error) {
 	sans := tc.GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
 	if len(sans) == 0 {
 		return nil, nil
@@ -328,7 +350,7 @@ func serverIDs(tc *tlsv3.CommonTlsContext) (*Policy, error) {
 		if san.GetSanType() != tlsv3.SubjectAltNameMatcher_URI {
 			return nil, fmt.Errorf("subject alt name type %s is not supported (want URI)", san.GetSanType())
 		}
-		if err := p.add(san.GetMatcher()); err != nil {
+		if err := p.add(san.GetMatcher(), memo); err != nil {
 			return nil, err
 		}
 	}
@@ -338,6 +360,7 @@ func serverIDs(tc *tlsv3.CommonTlsContext) (*Policy, error) {
 // Clusters translates Clusters: EDS clusters with SDS mTLS, and the ORIGINAL_DST passthroughs.
 func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 	out := map[string]*Cluster{}
+	memo := regexpMemo{}
 	for _, c := range cs {
 		if err := c.ValidateAll(); err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
@@ -357,7 +380,7 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		if ps := up.GetCommonTlsContext().GetAlpnProtocols(); len(ps) > 0 {
 			alpn = ps[0]
 		}
-		ids, err := serverIDs(up.GetCommonTlsContext())
+		ids, err := serverIDs(up.GetCommonTlsContext(), memo)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 		}
@@ -423,15 +446,15 @@ func Endpoints(clas []*endpointv3.ClusterLoadAssignment) (map[string][]Priority,
 // Bundles translates the validation Secret's SPIFFE validator into a bundle set.
 func Bundles(secrets []*tlsv3.Secret) (*x509bundle.Set, error) {
 	for _, s := range secrets {
-		if s.GetName() != xds.ValidationSecretName {
+		if s.GetName() != wire.ValidationSecretName {
 			continue
 		}
 		if err := s.ValidateAll(); err != nil {
 			return nil, fmt.Errorf("secret %q: %w", s.GetName(), err)
 		}
 		cv := s.GetValidationContext().GetCustomValidatorConfig()
-		if cv.GetName() != xds.SPIFFEValidatorName {
-			return nil, fmt.Errorf("secret %q: want the %s validator", s.GetName(), xds.SPIFFEValidatorName)
+		if cv.GetName() != wire.SPIFFEValidatorName {
+			return nil, fmt.Errorf("secret %q: want the %s validator", s.GetName(), wire.SPIFFEValidatorName)
 		}
 		cfg := &tlsv3.SPIFFECertValidatorConfig{}
 		if err := cv.GetTypedConfig().UnmarshalTo(cfg); err != nil {
@@ -451,7 +474,7 @@ func Bundles(secrets []*tlsv3.Secret) (*x509bundle.Set, error) {
 		}
 		return set, nil
 	}
-	return nil, fmt.Errorf("secret %q is missing", xds.ValidationSecretName)
+	return nil, fmt.Errorf("secret %q is missing", wire.ValidationSecretName)
 }
 
 func parsePEM(data []byte) ([]*x509.Certificate, error) {

@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +66,8 @@ type routed struct {
 	net.Conn
 	route   *Route
 	cluster *Cluster
+	// series counts the connection's requests (resolved once per connection).
+	series *requestSeries
 }
 
 // httpOutbound serves the pod's HTTP/1.1 and cleartext HTTP/2 connections to HTTP services: each
@@ -100,7 +101,7 @@ func newHTTPOutbound(p *Proxy) *httpOutbound {
 
 func (h *httpOutbound) serve(c net.Conn, r *Route, cl *Cluster) {
 	h.once.Do(func() { go func() { _ = h.server.Serve(chanListener(h.conns)) }() })
-	h.conns <- &routed{Conn: c, route: r, cluster: cl}
+	h.conns <- &routed{Conn: c, route: r, cluster: cl, series: h.p.opts.Metrics.requestSeries("outbound", cl.Name, "")}
 }
 
 func (h *httpOutbound) transport(cl *Cluster) *http2.Transport {
@@ -145,7 +146,7 @@ func (h *httpOutbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set(HeaderTraceparent, newTraceparent()) // started here: logged and sent upstream
 	}
 	code := h.forward(w, r, rc.route, cl)
-	h.p.record("outbound", cl.Name, "", r, code, start)
+	h.p.record(rc.series, "", r, code, start)
 }
 
 // forward sends r upstream with retries and writes the answer; it returns the status sent.
@@ -173,22 +174,22 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 	// (RFC 9110 9.2.2); one that never left for it (connect failure, refused by the app's port)
 	// always may be.
 	idempotent := isIdempotent(r)
+	// The headers sent upstream, the same for every attempt (no transport changes a request's
+	// headers): the client's without the hop-by-hop ones and without x-forwarded-client-cert,
+	// which only the server sidecar sets.
+	header := r.Header.Clone()
+	removeHopHeaders(header)
+	header.Del(HeaderXFCC)
 	tried := map[netip.AddrPort]bool{}
 	t := h.transport(cl)
 	for attempt := 0; ; attempt++ {
-		host, ok := b.Pick(tried)
+		host, hostAddr, ok := b.pick(tried)
 		if !ok {
 			http.Error(w, "fleetmesh proxy: no healthy upstream for "+cl.Name, http.StatusServiceUnavailable)
 			return http.StatusServiceUnavailable
 		}
 		tried[host] = true
-		out := r.Clone(r.Context())
-		out.RequestURI = ""
-		out.URL.Scheme = "https"
-		out.URL.Host = host.String()
-		out.Host = r.Host
-		removeHopHeaders(out.Header)
-		out.Header.Del(HeaderXFCC) // only the server sidecar sets it
+		out := outboundRequest(r, header, "https", hostAddr)
 		if replayable {
 			setReplayableBody(out, body)
 		}
@@ -229,6 +230,23 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 	}
 }
 
+// outboundRequest is r as sent to scheme://host with header: what r.Clone and rewriting its
+// URL, Host and headers gave, without copying what no transport changes. The URL is a copy;
+// the trailer map is a copy as well (as Clone's), and the body is r's.
+func outboundRequest(r *http.Request, header http.Header, scheme, host string) *http.Request {
+	out := r.WithContext(r.Context()) // a shallow copy
+	u := *r.URL
+	u.Scheme, u.Host = scheme, host
+	out.URL = &u
+	out.RequestURI = ""
+	out.Host = r.Host
+	out.Header = header
+	if r.Trailer != nil {
+		out.Trailer = r.Trailer.Clone()
+	}
+	return out
+}
+
 // isIdempotent reports whether sending r twice has the effect of sending it once: its method
 // says so (RFC 9110 9.2.2), or it carries an idempotency key (as net/http's Transport takes it).
 func isIdempotent(r *http.Request) bool {
@@ -250,11 +268,21 @@ func bufferBody(r *http.Request) ([]byte, bool, error) {
 	if r.ContentLength < 0 || r.ContentLength > maxRetryBody {
 		return nil, false, nil
 	}
-	data, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, false, err
+	// io.ReadAll's loop, into a slice sized for the declared length and the read that sees EOF.
+	data := make([]byte, 0, r.ContentLength+1)
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := r.Body.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err != nil {
+			if err == io.EOF {
+				return data, true, nil
+			}
+			return nil, false, err
+		}
 	}
-	return data, true, nil
 }
 
 // setReplayableBody gives out the buffered body and a GetBody, so that the request can be sent
@@ -266,9 +294,20 @@ func setReplayableBody(out *http.Request, body []byte) {
 		out.Body, out.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
 		return
 	}
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	out.Body, _ = out.GetBody()
+	out.GetBody = func() (io.ReadCloser, error) { return newBodyReader(body), nil }
+	out.Body = newBodyReader(body)
 }
+
+// bodyReader is io.NopCloser(bytes.NewReader(body)) in one allocation.
+type bodyReader struct{ bytes.Reader }
+
+func newBodyReader(body []byte) *bodyReader {
+	r := &bodyReader{}
+	r.Reset(body)
+	return r
+}
+
+func (*bodyReader) Close() error { return nil }
 
 // removeHopHeaders deletes the connection-specific headers (RFC 9110 7.6.1): the usual ones and
 // those the Connection header names. "TE: trailers" is kept: HTTP/2 allows it and gRPC wants it.
@@ -294,28 +333,45 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
+// copyBuffers are writeResponse's buffers: one per response in flight, not one allocated each.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// writeResponse sends resp on w: its headers less the hop-by-hop ones, its body as it comes
+// (each chunk flushed, so a stream is not held back) and its trailers. The chunk that completes
+// a body of declared length is not flushed on its own: the end of the handler sends it with the
+// end of the response (in HTTP/2, in the DATA frame that ends the stream), one write fewer.
 func writeResponse(w http.ResponseWriter, resp *http.Response) {
 	defer func() { _ = resp.Body.Close() }()
+	h := w.Header()
 	for k, vs := range resp.Header {
-		for _, v := range vs {
-			w.Header().Add(k, v)
+		// resp is this proxy's own: its value slices are handed over, not copied value by
+		// value (Header.Add's result, without its allocations).
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		if have := h[k]; len(have) > 0 {
+			h[k] = append(have, vs...)
+		} else if len(vs) > 0 {
+			h[k] = vs
 		}
 	}
-	removeHopHeaders(w.Header())
-	w.Header().Del("Te")
+	removeHopHeaders(h)
+	h.Del("Te")
 	for k := range resp.Trailer {
-		w.Header().Add("Trailer", k)
+		h.Add("Trailer", k)
 	}
 	w.WriteHeader(resp.StatusCode)
 	fl, _ := w.(http.Flusher)
-	buf := make([]byte, 32<<10)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	var written int64
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return
 			}
-			if fl != nil {
+			written += int64(n)
+			if fl != nil && (resp.ContentLength < 0 || written < resp.ContentLength) {
 				fl.Flush()
 			}
 		}
@@ -325,15 +381,22 @@ func writeResponse(w http.ResponseWriter, resp *http.Response) {
 	}
 	for k, vs := range resp.Trailer {
 		for _, v := range vs {
-			w.Header().Add(http.TrailerPrefix+k, v)
+			h.Add(http.TrailerPrefix+k, v)
 		}
 	}
 }
 
+// newTraceparent is "00-<random 16-byte trace ID>-<random 8-byte parent ID>-01" (W3C).
 func newTraceparent() string {
 	var id [24]byte
 	_, _ = rand.Read(id[:])
-	return "00-" + hex.EncodeToString(id[:16]) + "-" + hex.EncodeToString(id[16:]) + "-01"
+	var b [55]byte
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], id[:16])
+	b[35] = '-'
+	hex.Encode(b[36:52], id[16:])
+	copy(b[52:], "-01")
+	return string(b[:])
 }
 
 // serveInboundHTTP serves HTTP/2 from a client sidecar on an authorized mTLS connection and
@@ -346,6 +409,11 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 	if s, err := p.opts.SVID.GetX509SVID(); err == nil {
 		own = s.ID.String()
 	}
+	// What every request of the connection shares: its identity header, the application's
+	// address and its metric series.
+	xfcc := []string{"By=" + own + ";URI=" + peer.String()}
+	appHost := dst.String()
+	series := p.opts.Metrics.requestSeries("inbound", portLabel(dst), peer.TrustDomain().Name())
 	app := p.appTransport(dst)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -354,15 +422,12 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 		if !p.cfg.Load().Inbound.Allows(peer) {
 			p.opts.Metrics.denied.WithLabelValues(peer.TrustDomain().Name()).Inc()
 			http.Error(w, "fleetmesh proxy: "+peer.String()+" is not authorized by the mesh's policy", http.StatusForbidden)
-			p.record("inbound", portLabel(dst), peer.String(), r, http.StatusForbidden, start)
+			p.record(series, peer.String(), r, http.StatusForbidden, start)
 			return
 		}
-		out := r.Clone(r.Context())
-		out.RequestURI = ""
-		out.URL.Scheme = "http"
-		out.URL.Host = dst.String()
-		out.Host = r.Host
-		out.Header.Set(HeaderXFCC, "By="+own+";URI="+peer.String())
+		header := r.Header.Clone()
+		header[HeaderXFCC] = xfcc // Set, without a slice per request (no transport changes it)
+		out := outboundRequest(r, header, "http", appHost)
 		// A small body of known length can be replayed by the transport when a kept-alive
 		// connection to the application turns out closed before anything was written to it.
 		if body, ok, err := bufferBody(r); err != nil {
@@ -387,7 +452,7 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 			resp.Header.Del(headerAppUnreached) // only this proxy says so
 			writeResponse(w, resp)
 		}
-		p.record("inbound", portLabel(dst), peer.String(), r, code, start)
+		p.record(series, peer.String(), r, code, start)
 	})
 	srv := &http2.Server{IdleTimeout: 5 * time.Minute}
 	srv.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})
@@ -436,14 +501,6 @@ func (l chanListener) Accept() (net.Conn, error) {
 func (l chanListener) Close() error   { return nil }
 func (l chanListener) Addr() net.Addr { return &net.TCPAddr{} }
 
-// statusClass is 2xx, 3xx, 4xx or 5xx.
-func statusClass(code int) string {
-	if code < 100 || code > 599 {
-		return "5xx"
-	}
-	return strconv.Itoa(code/100) + "xx"
-}
-
 // accessLogEntry is one line of the access log (JSON, one object per request).
 type accessLogEntry struct {
 	Time        string  `json:"time"`
@@ -458,20 +515,17 @@ type accessLogEntry struct {
 	Traceparent string  `json:"traceparent,omitempty"`
 }
 
-// record counts a request in the golden metrics and, when an access log is set, writes its line.
-// peer is the caller's SPIFFE ID (inbound) or "".
-func (p *Proxy) record(direction, destination, peer string, r *http.Request, code int, start time.Time) {
+// record counts a request in the golden metrics (series: its direction, destination and caller
+// trust domain) and, when an access log is set, writes its line. peer is the caller's SPIFFE ID
+// (inbound) or "".
+func (p *Proxy) record(series *requestSeries, peer string, r *http.Request, code int, start time.Time) {
 	d := time.Since(start)
-	td := ""
-	if id, err := spiffeid.FromString(peer); err == nil {
-		td = id.TrustDomain().Name()
-	}
-	p.opts.Metrics.request(direction, destination, td, code, d)
+	series.observe(code, d)
 	if p.opts.AccessLog == nil {
 		return
 	}
 	line, _ := json.Marshal(accessLogEntry{ // strings and numbers: always marshals
-		Time: start.UTC().Format(time.RFC3339Nano), Direction: direction, Destination: destination, Peer: peer,
+		Time: start.UTC().Format(time.RFC3339Nano), Direction: series.key.direction, Destination: series.key.destination, Peer: peer,
 		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Status: code, DurationMS: float64(d.Microseconds()) / 1000,
 		Traceparent: r.Header.Get(HeaderTraceparent),
 	})

@@ -26,6 +26,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
@@ -251,5 +252,18 @@ func TestReadyNeedsAnUnexpiredSVID(t *testing.T) {
 		if got := p.Ready(); got != want {
 			t.Errorf("SVID valid until %s: Ready() = %v, want %v", notAfter.Format(time.RFC3339), got, want)
 		}
+	}
+}
+
+// A started trace context is W3C's version 00: a random trace ID and parent ID, sampled.
+func TestNewTraceparentIsW3C(t *testing.T) {
+	shape := regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-01$`)
+	seen := map[string]bool{}
+	for range 100 {
+		tp := newTraceparent()
+		if !shape.MatchString(tp) || seen[tp] {
+			t.Fatalf("traceparent %q: not W3C's shape, or repeated", tp)
+		}
+		seen[tp] = true
 	}
 }

@@ -54,6 +54,8 @@ func (g *gate) leave() { g.n.Add(-1) }
 type hostState struct {
 	fails        int
 	ejectedUntil time.Time
+	// addr is the host's address as a string (a request's URL host), made once.
+	addr string
 }
 
 // NewBalancer returns a balancer with no hosts; now nil means time.Now.
@@ -76,7 +78,7 @@ func (b *Balancer) Update(ps []Priority) {
 			if st := b.hosts[h]; st != nil {
 				hosts[h] = st
 			} else {
-				hosts[h] = &hostState{}
+				hosts[h] = &hostState{addr: h.String()}
 			}
 		}
 	}
@@ -87,25 +89,44 @@ func (b *Balancer) Update(ps []Priority) {
 // host is ejected, from the first level with any (Envoy's panic mode). ok is false when no host
 // is left.
 func (b *Balancer) Pick(exclude map[netip.AddrPort]bool) (netip.AddrPort, bool) {
+	h, _, ok := b.pick(exclude)
+	return h, ok
+}
+
+// pick is Pick, with the host's address as a string too. The candidates of a level are counted,
+// then the chosen one found by a second pass: no slice per pick.
+func (b *Balancer) pick(exclude map[netip.AddrPort]bool) (netip.AddrPort, string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	for _, strict := range []bool{true, false} {
+	for _, strict := range [2]bool{true, false} {
 		for _, level := range b.levels {
-			var cands []netip.AddrPort
+			available := func(h netip.AddrPort) bool {
+				return !exclude[h] && (!strict || !now.Before(b.hosts[h].ejectedUntil))
+			}
+			n := 0
 			for _, h := range level {
-				if exclude[h] || (strict && now.Before(b.hosts[h].ejectedUntil)) {
+				if available(h) {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			b.next++
+			k := int(b.next % uint64(n))
+			for _, h := range level {
+				if !available(h) {
 					continue
 				}
-				cands = append(cands, h)
-			}
-			if len(cands) > 0 {
-				b.next++
-				return cands[b.next%uint64(len(cands))], true
+				if k == 0 {
+					return h, b.hosts[h].addr, true
+				}
+				k--
 			}
 		}
 	}
-	return netip.AddrPort{}, false
+	return netip.AddrPort{}, "", false
 }
 
 // Report records the outcome of a connection or request to h: n failures in a row eject it for

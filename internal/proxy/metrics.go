@@ -17,6 +17,8 @@ limitations under the License.
 package proxy
 
 import (
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +37,13 @@ type Metrics struct {
 	denied            *prometheus.CounterVec
 	handshakeFailures prometheus.Counter
 	nacks             *prometheus.CounterVec
+
+	// series are the request series by label values, resolved once (see requestSeries).
+	seriesMu sync.Mutex
+	series   map[seriesKey]*requestSeries
 }
+
+type seriesKey struct{ direction, destination, sourceTD string }
 
 // NewMetrics registers the proxy's series with reg (nil: a private registry).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -77,9 +85,54 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 // NACK counts a rejected xDS response.
 func (m *Metrics) NACK(typeURL string) { m.nacks.WithLabelValues(typeURL).Inc() }
 
-func (m *Metrics) request(direction, destination, sourceTD string, code int, d time.Duration) {
-	m.requests.WithLabelValues(direction, destination, sourceTD, statusClass(code)).Inc()
-	m.duration.WithLabelValues(direction, destination).Observe(d.Seconds())
+// requestSeries is the request counters and latency histogram of one direction, destination and
+// caller trust domain. A connection resolves it once and every request on it counts through it,
+// so a request costs no label hashing or lookup. Each child is still created on its first
+// request, as WithLabelValues per request would: no series appears before it has a sample.
+func (m *Metrics) requestSeries(direction, destination, sourceTD string) *requestSeries {
+	k := seriesKey{direction, destination, sourceTD}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	s := m.series[k]
+	if s == nil {
+		if m.series == nil {
+			m.series = map[seriesKey]*requestSeries{}
+		}
+		s = &requestSeries{m: m, key: k}
+		m.series[k] = s
+	}
+	return s
+}
+
+// responseClasses are the response_class label values, by status code / 100 - 1.
+var responseClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+type requestSeries struct {
+	m        *Metrics
+	key      seriesKey
+	classes  [len(responseClasses)]atomic.Pointer[prometheus.Counter]
+	duration atomic.Pointer[prometheus.Observer]
+}
+
+func (s *requestSeries) observe(code int, d time.Duration) {
+	i := 4 // statusClass: anything outside 100-599 is a 5xx
+	if code >= 100 && code <= 599 {
+		i = code/100 - 1
+	}
+	c := s.classes[i].Load()
+	if c == nil {
+		v := prometheus.Counter(s.m.requests.WithLabelValues(s.key.direction, s.key.destination, s.key.sourceTD, responseClasses[i]))
+		c = &v
+		s.classes[i].Store(c)
+	}
+	(*c).Inc()
+	o := s.duration.Load()
+	if o == nil {
+		v := s.m.duration.WithLabelValues(s.key.direction, s.key.destination)
+		o = &v
+		s.duration.Store(o)
+	}
+	(*o).Observe(d.Seconds())
 }
 
 type counter interface{ Add(float64) }

@@ -67,7 +67,7 @@ type member struct {
 	iss  *trust.Issuer
 }
 
-func newMember(t *testing.T, name string) *member {
+func newMember(t testing.TB, name string) *member {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString(name + ".fleet")
 	key, err := trust.NewKey()
@@ -85,7 +85,7 @@ func newMember(t *testing.T, name string) *member {
 	return &member{name: name, ca: ca, iss: iss}
 }
 
-func (m *member) svid(t *testing.T, ns, sa string) *x509svid.SVID {
+func (m *member) svid(t testing.TB, ns, sa string) *x509svid.SVID {
 	t.Helper()
 	s, err := m.iss.NewSVID(trust.Workload{Namespace: ns, ServiceAccount: sa})
 	if err != nil {
@@ -98,7 +98,7 @@ type staticSVID struct{ s *x509svid.SVID }
 
 func (s staticSVID) GetX509SVID() (*x509svid.SVID, error) { return s.s, nil }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,7 +140,7 @@ func startApp(t *testing.T, name string) *app {
 func (a *app) stop() { _ = a.srv.Close(); _ = a.http.Close(); _ = a.tcp.Close() }
 
 type fixture struct {
-	t         *testing.T
+	t         testing.TB
 	a, b, c   *member
 	snapshots cachev3.SnapshotCache
 	xdsAddr   string
@@ -149,7 +149,7 @@ type fixture struct {
 	delta bool
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{t: t, a: newMember(t, "a"), b: newMember(t, "b"), c: newMember(t, "c"), inbound: map[string]net.Listener{}}
 	f.snapshots = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	srv := serverv3.NewServer(context.Background(), f.snapshots, nil)
@@ -211,7 +211,7 @@ func bundles(ms ...*member) map[string][]*x509.Certificate {
 	return out
 }
 
-func eventually(t *testing.T, what string, cond func() error) {
+func eventually(t testing.TB, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -609,3 +609,47 @@ func TestInboundRefusesAnExpiredSVID(t *testing.T) {
 		t.Errorf("an expired SVID got through: %v", err)
 	}
 }
+
+// A response of declared length that the application sends in parts reaches the client part by
+// part through both sidecars: only the part that completes it waits for the response's end.
+func TestAResponseOfKnownLengthIsNotHeldBack(t *testing.T) {
+	f := newFixture(t)
+	second := make(chan struct{})
+	l := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		_, _ = io.WriteString(w, "hello")
+		http.NewResponseController(w).Flush() //nolint:errcheck // the client's read is the check
+		select {
+		case <-second: // the client has read the first part
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = io.WriteString(w, "world")
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	in := f.serverSidecar(f.b, "b", "demo", l.Addr().(*net.TCPAddr).AddrPort())
+	_, out := f.clientSidecar("a", f.clientInput("http", xds.Failover{}, endpointsAt("b", "r1", "http", in)), proxy.Options{})
+
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Get("http://" + out.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.ContentLength != 10 {
+		t.Errorf("content length %d, want 10", resp.ContentLength)
+	}
+	first := make([]byte, 5)
+	start := time.Now()
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "hello" {
+		t.Fatalf("first part: %q, %v", first, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the first part arrived after %s: held back until the application's timeout", d)
+	}
+	close(second)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != "world" {
+		t.Errorf("second part: %q, %v", rest, err)
+	}
+}

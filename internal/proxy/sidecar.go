@@ -49,9 +49,8 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/internal/agent/identity/identityv1"
 	"github.com/fleetmesh/fleetmesh/internal/identityclient"
-	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/proxy/capture"
-	"github.com/fleetmesh/fleetmesh/internal/xds"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // SidecarOptions are the flags of `proxy sidecar`.
@@ -86,8 +85,8 @@ func ParseSidecarFlags(args []string) (SidecarOptions, error) {
 	fs.StringVar(&o.WorkDir, "work-dir", "", "where the SVID is written")
 	fs.IntVar(&o.AdminPort, "admin-port", 15021, "port of /healthz/ready")
 	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
-	fs.IntVar(&o.OutboundPort, "outbound-port", xds.OutboundPort, "port of the captured outbound traffic")
-	fs.IntVar(&o.InboundPort, "inbound-port", xds.InboundPort, "port of the captured inbound traffic")
+	fs.IntVar(&o.OutboundPort, "outbound-port", wire.OutboundPort, "port of the captured outbound traffic")
+	fs.IntVar(&o.InboundPort, "inbound-port", wire.InboundPort, "port of the captured inbound traffic")
 	fs.BoolVar(&o.AccessLog, "access-log", false, "write a JSON line per HTTP request to stdout")
 	fs.BoolVar(&o.Delta, "xds-delta", false, "use incremental (delta) ADS instead of the state of the world")
 	fs.IntVar(&o.DNSPort, "dns-port", 15053, "port of the captured DNS queries (0: no DNS answerer)")
@@ -111,21 +110,21 @@ func ParseSidecarFlags(args []string) (SidecarOptions, error) {
 	return o, nil
 }
 
-// appProbeHandler answers the kubelet's rewritten probes (inject.AppProbePrefix) by sending
+// appProbeHandler answers the kubelet's rewritten probes (wire.AppProbePrefix) by sending
 // each to the application on the pod's loopback: its answer is the probe's.
 type appProbeHandler struct {
-	probes inject.AppProbers
+	probes wire.AppProbers
 	client *http.Client
 }
 
 func appProbers(env string) (*appProbeHandler, error) {
-	h := &appProbeHandler{probes: inject.AppProbers{}, client: &http.Client{Timeout: 5 * time.Second,
+	h := &appProbeHandler{probes: wire.AppProbers{}, client: &http.Client{Timeout: 5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}} //nolint:gosec // the kubelet does not verify probe certificates either
 	if env == "" {
 		return h, nil
 	}
 	if err := json.Unmarshal([]byte(env), &h.probes); err != nil {
-		return nil, fmt.Errorf("%s: %w", inject.AppProbersEnv, err)
+		return nil, fmt.Errorf("%s: %w", wire.AppProbersEnv, err)
 	}
 	return h, nil
 }
@@ -259,7 +258,7 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 	}
 	defer func() { _ = conn.Close() }()
 	md, err := structpb.NewStruct(map[string]any{
-		xds.ProxyMetadataKey: xds.ProxyRoleSidecar, "NAMESPACE": o.PodNamespace, "SERVICE_ACCOUNT": o.ServiceAccount, "POD_NAME": o.PodName,
+		wire.ProxyMetadataKey: wire.ProxyRoleSidecar, "NAMESPACE": o.PodNamespace, "SERVICE_ACCOUNT": o.ServiceAccount, "POD_NAME": o.PodName,
 	})
 	if err != nil {
 		return err
@@ -311,11 +310,11 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	probers, err := appProbers(os.Getenv(inject.AppProbersEnv))
+	probers, err := appProbers(os.Getenv(wire.AppProbersEnv))
 	if err != nil {
 		return err
 	}
-	admin.Handle(inject.AppProbePrefix, probers)
+	admin.Handle(wire.AppProbePrefix, probers)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	servers := []*http.Server{

@@ -31,7 +31,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // MaxCSRSize bounds the CSRs Sign reads: a P-256 CSR is a few hundred bytes.
@@ -57,10 +56,10 @@ func WorkloadFromUsername(username string) (Workload, error) {
 	if !ok || strings.Contains(sa, ":") {
 		return Workload{}, fmt.Errorf("ServiceAccount user name %q is not %s<namespace>:<name>", username, serviceAccountPrefix)
 	}
-	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+	if errs := isDNS1123Label(ns); len(errs) > 0 {
 		return Workload{}, fmt.Errorf("ServiceAccount user name %q: namespace: %s", username, strings.Join(errs, "; "))
 	}
-	if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
+	if errs := isDNS1123Subdomain(sa); len(errs) > 0 {
 		return Workload{}, fmt.Errorf("ServiceAccount user name %q: name: %s", username, strings.Join(errs, "; "))
 	}
 	return Workload{Namespace: ns, ServiceAccount: sa}, nil

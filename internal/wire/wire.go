@@ -18,7 +18,8 @@ limitations under the License.
 // member's fleetmesh-system namespace through which they talk (the operator never reaches an
 // agent any other way), their keys, and the digests that tie an answer to what it answers.
 // Both binaries use it; it depends on the standard library only, so the manager links none of
-// the agent's xDS or identity code.
+// the agent's xDS or identity code. It also holds the agent's contract with the sidecar proxy
+// (sidecar.go), so that the proxy links neither.
 package wire
 
 import (

@@ -49,15 +49,17 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Envoy extension names the proxy set uses (and fleetmesh's proxy understands).
 const (
-	OriginalDstFilterName   = "envoy.filters.listener.original_dst"
-	TLSInspectorFilterName  = "envoy.filters.listener.tls_inspector"
-	NetworkRBACFilterName   = "envoy.filters.network.rbac"
-	SPIFFEValidatorName     = "envoy.tls.cert_validator.spiffe"
-	HTTPProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	OriginalDstFilterName   = wire.OriginalDstFilterName
+	TLSInspectorFilterName  = wire.TLSInspectorFilterName
+	NetworkRBACFilterName   = wire.NetworkRBACFilterName
+	SPIFFEValidatorName     = wire.SPIFFEValidatorName
+	HTTPProtocolOptionsName = wire.HTTPProtocolOptionsName
 )
 
 // BuildProxy returns the member's proxy resource set (see the proxy resource set in

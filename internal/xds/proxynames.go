@@ -21,6 +21,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // The proxy resource set: what the agent serves to a sidecar proxy (fleetmesh's own, cmd/proxy,
@@ -51,28 +53,31 @@ import (
 //     authorities. The certificate secret CertSecretName is NOT served by the agent: the
 //     workload's key never leaves its pod. fleetmesh's proxy fills it from the identity API; an
 //     Envoy in its place needs a local SDS server for it (as Istio's pilot-agent is).
+//
+// The names live in internal/wire, the agent's contract with the proxy, so that the proxy
+// binary links none of this package; these are the same constants.
 const (
 	// ProxyMetadataKey in the node's metadata selects the proxy resource set; its value is the
 	// proxy's role (ProxyRoleSidecar).
-	ProxyMetadataKey = "fleetmesh.io/proxy"
-	ProxyRoleSidecar = "sidecar"
+	ProxyMetadataKey = wire.ProxyMetadataKey
+	ProxyRoleSidecar = wire.ProxyRoleSidecar
 
-	OutboundListenerName = "outbound"
-	InboundListenerName  = "inbound"
+	OutboundListenerName = wire.OutboundListenerName
+	InboundListenerName  = wire.InboundListenerName
 	// OutboundPort receives the pod's captured outbound TCP, InboundPort its captured inbound TCP.
-	OutboundPort = 15001
-	InboundPort  = 15006
+	OutboundPort = wire.OutboundPort
+	InboundPort  = wire.InboundPort
 
-	PassthroughCluster        = "PassthroughCluster"
-	InboundPassthroughCluster = "InboundPassthroughCluster"
+	PassthroughCluster        = wire.PassthroughCluster
+	InboundPassthroughCluster = wire.InboundPassthroughCluster
 
-	CertSecretName       = "default"
-	ValidationSecretName = "spiffe-validation"
+	CertSecretName       = wire.CertSecretName
+	ValidationSecretName = wire.ValidationSecretName
 
 	// ALPN values a client sidecar offers an inbound listener (Istio's istio-h2 / istio
 	// convention): HTTP/2 between sidecars, or opaque TCP.
-	InboundHTTPALPN = "fleetmesh-h2"
-	InboundTCPALPN  = "fleetmesh-tcp"
+	InboundHTTPALPN = wire.InboundHTTPALPN
+	InboundTCPALPN  = wire.InboundTCPALPN
 )
 
 // Protocol is how the proxy treats a port.

@@ -19,7 +19,6 @@ package capture
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +36,8 @@ import (
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
+
+	"github.com/fleetmesh/fleetmesh/internal/netnstest"
 )
 
 // The integration test runs in network namespaces of its own: the test binary re-executes
@@ -82,11 +83,9 @@ func TestMain(m *testing.M) {
 }
 
 func TestCaptureInNetNS(t *testing.T) {
-	if os.Getenv(netnsEnv) == "" {
-		runInNewNetNS(t)
+	if inside, _ := netnstest.Run(t, netnstest.Options{Env: netnsEnv, Unshare: []string{"--mount"}, Tools: []string{"ip", "nsenter"}}); !inside {
 		return
 	}
-	requireFreshNetNS(t)
 
 	ipCmd(t, "link", "set", "lo", "up")
 	peer := newPeerNetNS(t)
@@ -258,68 +257,6 @@ func TestCaptureInNetNS(t *testing.T) {
 	}
 	if got, want := tableNames(t), []string{other}; !slices.Equal(got, want) {
 		t.Errorf("tables after Remove of ip and ip6 tables: %q, want %q", got, want)
-	}
-}
-
-// runInNewNetNS runs the calling test again in a new network (and mount) namespace.
-func runInNewNetNS(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating network namespaces needs root")
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skipf("no unshare (util-linux) to create network namespaces: %v", err)
-	}
-	for _, tool := range []string{"ip", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s to set the namespaces up: %v", tool, err)
-		}
-	}
-	if out, err := exec.Command(unshare, "--net", "--mount", "true").CombinedOutput(); err != nil {
-		t.Skipf("cannot create network namespaces here: unshare: %v: %s", err, out)
-	}
-
-	ctx := context.Background()
-	if deadline, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-5*time.Second))
-		defer cancel()
-	}
-	args := []string{"--net", "--mount", "--", os.Args[0], "-test.run=^" + t.Name() + "$", "-test.count=1"}
-	if testing.Verbose() {
-		args = append(args, "-test.v")
-	}
-	// unshare execs the test binary in its own process, so the context kills the test itself.
-	cmd := exec.CommandContext(ctx, unshare, args...)
-	launcher, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		t.Fatalf("cannot tell which network namespace this is: %v", err)
-	}
-	cmd.Env = append(os.Environ(), netnsEnv+"="+launcher)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("in new network namespaces: %v\n%s", err, out)
-	}
-	if !bytes.Contains(out, []byte("PASS")) || bytes.Contains(out, []byte("no tests to run")) {
-		t.Fatalf("in new network namespaces, the test did not run:\n%s", out)
-	}
-	t.Logf("in new network namespaces:\n%s", out)
-}
-
-// requireFreshNetNS stops the test unless this process is in a namespace it may change: not
-// the one of the process that launched it, and with no interface but loopback.
-func requireFreshNetNS(t *testing.T) {
-	self, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		t.Fatalf("cannot tell which network namespace this is: %v", err)
-	}
-	launcher := os.Getenv(netnsEnv)
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if self == launcher || len(ifaces) != 1 || ifaces[0].Flags&net.FlagLoopback == 0 {
-		t.Fatalf("%s is set but this is not a fresh network namespace (%s, launched from %s, %d interfaces): refusing to change it", netnsEnv, self, launcher, len(ifaces))
 	}
 }
 
