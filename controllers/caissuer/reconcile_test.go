@@ -34,7 +34,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -48,18 +47,6 @@ import (
 )
 
 func TestMain(m *testing.M) { fleet.Main(m) }
-
-// oneCluster is the cluster cache of a fleet whose member is the test's own API server.
-type oneCluster struct {
-	clustercache.ClusterCache
-	c client.Client
-}
-
-func (o oneCluster) GetClient(context.Context, client.ObjectKey) (client.Client, error) {
-	return o.c, nil
-}
-
-func (oneCluster) Watch(context.Context, client.ObjectKey, clustercache.Watcher) error { return nil }
 
 // Reconcile on a real API server (management and member at once): the member's CSR becomes a
 // CertificateRequest the MeshCluster controls (CAIssued=False/CAPending); once the issuer has
@@ -77,10 +64,6 @@ func TestReconcileIssuesTheMembersIntermediate(t *testing.T) {
 	if err := c.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	kubeSystem := &corev1.Namespace{}
-	if err := c.Get(ctx, client.ObjectKey{Name: "kube-system"}, kubeSystem); err != nil {
-		t.Fatal(err)
-	}
 	mc := &meshv1alpha1.MeshCluster{ObjectMeta: metav1.ObjectMeta{Name: "east", Namespace: "default", Labels: map[string]string{meshv1alpha1.InstallationLabel: "demo"}},
 		Spec: meshv1alpha1.MeshClusterSpec{ClusterRef: meshv1alpha1.ClusterReference{Name: "east"}, Installation: "demo", TrustDomain: td.Name()}}
 	if err := controllerutil.SetControllerReference(mi, mc, scheme); err != nil {
@@ -89,7 +72,7 @@ func TestReconcileIssuesTheMembersIntermediate(t *testing.T) {
 	if err := c.Create(ctx, mc); err != nil {
 		t.Fatal(err)
 	}
-	mc.Status.KubeSystemUID = string(kubeSystem.UID)
+	mc.Status.KubeSystemUID = fleet.KubeSystemUID(t, c)
 	meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{Type: meshv1alpha1.ConnectedCondition, Status: metav1.ConditionTrue, Reason: "Connected"})
 	if err := c.Status().Update(ctx, mc); err != nil {
 		t.Fatal(err)
@@ -110,7 +93,7 @@ func TestReconcileIssuesTheMembersIntermediate(t *testing.T) {
 		}
 	}
 
-	r := &Reconciler{Client: c, APIReader: c, ClusterCache: oneCluster{c: c}, Recorder: events.NewFakeRecorder(20),
+	r := &Reconciler{Client: c, APIReader: c, ClusterCache: fleet.MemberCache{Clients: map[client.ObjectKey]client.Client{{Namespace: "default", Name: "east"}: c}}, Recorder: events.NewFakeRecorder(20),
 		Clock: clocktesting.NewFakePassiveClock(now), written: &status.Writer{Owner: "fleetmesh-caissuer"}}
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(mc)}
 	caIssued := func() string {

@@ -172,15 +172,21 @@ func (m *member) loaded() *trust.BundleSet {
 
 // rotationInputs are what a member's agent needs to drive a CA rotation, written beside its
 // federated set: the lowest sequence of its own bundle that every other member holds, and the
-// rotation asked for by the MeshCluster's annotation.
-func rotationInputs(m *member, members []*member) map[string]string {
+// rotation asked for by the MeshCluster's annotation. behind lists the other members that do not
+// hold the member's current bundle yet (what a rotation waits for).
+func rotationInputs(m *member, members []*member) (map[string]string, []Behind) {
 	out := map[string]string{}
+	var behind []Behind
 	if m.bundle != nil {
 		own, _ := m.bundle.SequenceNumber()
 		var held []*trust.BundleSet
 		for _, o := range members {
-			if o != m {
-				held = append(held, o.loaded())
+			if o == m {
+				continue
+			}
+			held = append(held, o.loaded())
+			if trust.HeldSequence(m.td, own, []*trust.BundleSet{o.loaded()}) < own {
+				behind = append(behind, Behind{Member: o.mc.Name, Reachable: o.c != nil})
 			}
 		}
 		out[wire.FederatedKeyHeldSequence] = strconv.FormatUint(trust.HeldSequence(m.td, own, held), 10)
@@ -188,7 +194,7 @@ func rotationInputs(m *member, members []*member) map[string]string {
 	if req := m.mc.Annotations[meshv1alpha1.RotateCAAnnotation]; req != "" {
 		out[wire.FederatedKeyRotateRequest] = req
 	}
-	return out
+	return out, behind
 }
 
 // Reconcile federates one installation's trust domains.
@@ -254,9 +260,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		wg sync.WaitGroup
 	)
 	for _, m := range members {
-		extra := rotationInputs(m, members)
+		extra, behind := rotationInputs(m, members)
 		wg.Go(func() {
-			federated, err := r.converge(ctx, mi, m, bundles, external, extra)
+			federated, err := r.converge(ctx, mi, m, bundles, external, extra, behind)
 			mu.Lock()
 			defer mu.Unlock()
 			errs = append(errs, err)
@@ -342,7 +348,7 @@ func (r *Reconciler) forgetExcept(live map[client.ObjectKey]bool) {
 
 // converge writes a reachable member's federated set and reports every member's status; it
 // returns whether the member is federated.
-func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle, external []*spiffebundle.Bundle, extra map[string]string) (bool, error) {
+func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstallation, m *member, all []trust.MemberBundle, external []*spiffebundle.Bundle, extra map[string]string, behind []Behind) (bool, error) {
 	var (
 		writeErr error
 		digest   string
@@ -360,7 +366,8 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 	}
 	cond, bs := Verdict(VerdictInput{Reachable: m.c != nil, Own: m.bundle, ReadErr: m.readErr, Set: set, Digest: digest,
 		Missing: missing, AgentStatus: m.agent, WriteErr: writeErr})
-	return cond.Status == metav1.ConditionTrue, errors.Join(writeErr, r.report(ctx, m, cond, bs))
+	rotation := RotationVerdict(RotationInput{Reachable: m.c != nil, AgentStatus: m.agent, Behind: behind, Now: r.Clock.Now()})
+	return cond.Status == metav1.ConditionTrue, errors.Join(writeErr, r.report(ctx, m, bs, cond, rotation))
 }
 
 // write applies the member's federated set: gRPC's bundle-map file and one SPIFFE bundle
@@ -472,18 +479,23 @@ func Verdict(in VerdictInput) (metav1.Condition, *meshv1alpha1.BundleStatus) {
 // report writes a member's bundle status and TrustFederated, with an Event on a transition.
 // Other controllers write the MeshCluster's status too; this one owns only these fields (see
 // status.Apply).
-func (r *Reconciler) report(ctx context.Context, m *member, c metav1.Condition, bs *meshv1alpha1.BundleStatus) error {
+func (r *Reconciler) report(ctx context.Context, m *member, bs *meshv1alpha1.BundleStatus, conds ...metav1.Condition) error {
 	mc := m.mc.DeepCopy()
-	c.ObservedGeneration = mc.Generation
 	if bs != nil {
 		mc.Status.Bundle = bs
 	}
-	old := meta.FindStatusCondition(m.mc.Status.Conditions, c.Type)
-	cacheHolds := old != nil && status.Equal(*old, c) && equalBundle(m.mc.Status.Bundle, mc.Status.Bundle)
-	status.Set(&mc.Status.Conditions, r.Recorder, mc, c)
+	cacheHolds := equalBundle(m.mc.Status.Bundle, mc.Status.Bundle)
+	types := make([]string, 0, len(conds))
+	for i := range conds {
+		conds[i].ObservedGeneration = mc.Generation
+		old := meta.FindStatusCondition(m.mc.Status.Conditions, conds[i].Type)
+		cacheHolds = cacheHolds && old != nil && status.Equal(*old, conds[i])
+		types = append(types, conds[i].Type)
+	}
+	status.Set(&mc.Status.Conditions, r.Recorder, mc, conds...)
 	// Not woken by its own status writes: the cache alone must not decide to skip (status.Writer).
 	return r.written.Write(ctx, r.Client, mc, cacheHolds, &meshv1alpha1.MeshClusterStatus{
-		Conditions: status.Owned(mc.Status.Conditions, meshv1alpha1.TrustFederatedCondition),
+		Conditions: status.Owned(mc.Status.Conditions, types...),
 		Bundle:     mc.Status.Bundle,
 	})
 }

@@ -16,7 +16,8 @@ limitations under the License.
 
 // Package hardening_test is the e2e suite of what a mistaken or hostile hand must not break: a
 // swapped or broken kubeconfig Secret, hand-made and hand-edited MeshClusters, a Cluster that
-// collides with a member's trust domain, and the Secrets the operator may read.
+// collides with a member's trust domain, the Secrets the operator may read, a deleted CA Secret
+// and a CA rotation that unreachable members stall.
 package hardening_test
 
 import (
@@ -40,6 +41,7 @@ import (
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func TestMain(m *testing.M) { fleet.Main(m) }
@@ -247,6 +249,33 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 		}, HavePrefix("False/")))
 	})
 
+	It("writes a deleted CA Secret again from the agent's memory, keeping the CA, and says so", func() {
+		m := f.Members[2]
+		before := &corev1.Secret{}
+		Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.CASecret}, before)).To(Succeed())
+		mc, err := meshCluster(m.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mc.Status.Bundle).NotTo(BeNil())
+		fingerprint := mc.Status.Bundle.Fingerprint
+
+		Expect(m.Client.Delete(ctx, before)).To(Succeed())
+		Eventually(func(g Gomega) {
+			after := &corev1.Secret{}
+			g.Expect(m.Client.Get(ctx, client.ObjectKey{Namespace: install.Namespace, Name: wire.CASecret}, after)).To(Succeed())
+			g.Expect(after.UID).NotTo(Equal(before.UID))
+			for k, v := range before.Data {
+				if strings.HasSuffix(k, ".crt") || strings.HasSuffix(k, ".key") {
+					g.Expect(after.Data).To(HaveKeyWithValue(k, v), "the restored Secret holds another CA")
+				}
+			}
+		}).WithTimeout(time.Minute).Should(Succeed())
+		Eventually(meshCluster(m.Name)).WithTimeout(time.Minute).Should(And(
+			WithTransform(condition(meshv1alpha1.CARotationCondition), Equal("True/CASecretRestored")),
+			WithTransform(conditionMessage(meshv1alpha1.CARotationCondition), ContainSubstring("audit log")),
+			HaveField("Status.Bundle.Fingerprint", Equal(fingerprint)),
+		))
+	})
+
 	It("writes nothing into another cluster that a member's kubeconfig Secret reaches, and names a broken Secret", func() {
 		swapped, other, broken := f.Members[0], f.Members[1], f.Members[2]
 		// Member 1's Secret now holds member 2's credentials; member 3's holds garbage.
@@ -271,10 +300,29 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 		Expect(cm.Data).NotTo(ContainElement(ContainSubstring(swapped.Name + ".mesh")))
 		Expect(meshCluster(other.Name)()).To(WithTransform(condition(meshv1alpha1.ConnectedCondition), Equal("True/Connected")))
 
+		// With members 1 and 3 out of reach, a CA rotation of member 2 waits for them and says so,
+		// naming them and when it switches anyway.
+		mc, err = meshCluster(other.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		patch := client.MergeFrom(mc.DeepCopy())
+		if mc.Annotations == nil {
+			mc.Annotations = map[string]string{}
+		}
+		mc.Annotations[meshv1alpha1.RotateCAAnnotation] = time.Now().Format(time.RFC3339Nano)
+		Expect(f.Management.Client.Patch(ctx, mc, patch)).To(Succeed())
+		Eventually(meshCluster(other.Name)).WithTimeout(time.Minute).Should(And(
+			WithTransform(condition(meshv1alpha1.CARotationCondition), Equal("False/RotationStalled")),
+			WithTransform(conditionMessage(meshv1alpha1.CARotationCondition), And(
+				ContainSubstring(swapped.Name), ContainSubstring(broken.Name), ContainSubstring("switches anyway at"))),
+		))
+
 		// Put both Secrets right; the operator reconnects (here on its restart) and both heal.
 		Expect(f.WriteKubeconfigSecret(ctx, swapped, swapped.Kubeconfig)).To(Succeed())
 		Expect(f.WriteKubeconfigSecret(ctx, broken, broken.Kubeconfig)).To(Succeed())
 		Expect(f.RestartOperator(ctx)).To(Succeed())
 		allReady()
+		// Every member holds member 2's new bundle again: its rotation goes on.
+		Eventually(meshCluster(other.Name)).WithTimeout(2 * time.Minute).Should(
+			WithTransform(condition(meshv1alpha1.CARotationCondition), HavePrefix("True/")))
 	})
 })

@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"maps"
 	"slices"
@@ -33,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // The CA Secret holds the rotation state (caKeyState) and, for each CA it names, the CA's
@@ -50,6 +52,20 @@ type caState struct {
 	Rotation trust.Rotation `json:"rotation"`
 	// LastRequest is the last rotate-ca request acted on; a different one starts a rotation.
 	LastRequest string `json:"lastRequest,omitempty"`
+	// Lost, after the Secret was lost while no agent ran (so none could restore it), holds the
+	// roots the member published before: the new CA's bundle keeps them until Lost.Until, so
+	// that SVIDs they signed keep verifying in the other members until they expire.
+	Lost *lostCA `json:"lost,omitempty"`
+	// RestoredAt is when a running agent found the Secret deleted and wrote it again from its
+	// memory (the CA did not change).
+	RestoredAt time.Time `json:"restoredAt,omitzero"`
+}
+
+// lostCA are the roots of a CA whose key was lost with the CA Secret.
+type lostCA struct {
+	Roots []byte    `json:"roots"` // PEM
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
 }
 
 // caStore is the member's CA Secret, parsed: the rotation state and every CA it publishes.
@@ -58,12 +74,40 @@ type caStore struct {
 	state caState
 	cas   map[string]*trust.CA
 	// pending is the next intermediate's key and CSR while the operator has it signed.
-	pending         *pendingCA
+	pending *pendingCA
+	// lostRoots are state.Lost's roots, parsed.
+	lostRoots       []*x509.Certificate
 	resourceVersion string
 }
 
 // signing is the CA that signs SVIDs now.
 func (s *caStore) signing() *trust.CA { return s.cas[s.state.Rotation.Signing] }
+
+// switchDeadline is when a rotation switches signing even if some member is behind.
+func (s *caStore) switchDeadline() time.Time {
+	return trust.SwitchDeadline(s.signing().Certificate())
+}
+
+// rotationStatus is what the agent's status says of the rotation: its phase, and the switch
+// deadline while publishing or whether the switch was forced while retiring.
+func (s *caStore) rotationStatus() map[string]string {
+	r := s.state.Rotation
+	out := map[string]string{wire.StatusKeyCARotation: string(r.Phase)}
+	switch {
+	case r.Phase == trust.PhasePublishing:
+		out[wire.StatusKeyCARotationDeadline] = s.switchDeadline().UTC().Format(time.RFC3339)
+	case r.Phase == trust.PhaseRetiring && r.Forced:
+		out[wire.StatusKeyCARotationForced] = "true"
+	}
+	if l := s.state.Lost; l != nil {
+		out[wire.StatusKeyCALostSince] = l.Since.UTC().Format(time.RFC3339)
+		out[wire.StatusKeyCALostUntil] = l.Until.UTC().Format(time.RFC3339)
+	}
+	if !s.state.RestoredAt.IsZero() {
+		out[wire.StatusKeyCASecretRestoredAt] = s.state.RestoredAt.UTC().Format(time.RFC3339)
+	}
+	return out
+}
 
 // bundle is the member's bundle: every published CA's roots, at the rotation's sequence.
 func (s *caStore) bundle() *spiffebundle.Bundle {
@@ -71,6 +115,7 @@ func (s *caStore) bundle() *spiffebundle.Bundle {
 	for _, id := range s.state.Rotation.Published() {
 		roots = append(roots, s.cas[id].Roots()...)
 	}
+	roots = append(roots, s.lostRoots...)
 	return trust.NewBundle(s.td, roots, s.state.Rotation.Sequence, BundleRefreshHint)
 }
 
@@ -102,6 +147,13 @@ func parseCAStore(td spiffeid.TrustDomain, s *corev1.Secret, now time.Time) (*ca
 	store := &caStore{td: td, cas: map[string]*trust.CA{}, pending: pendingFromSecret(s.Data), resourceVersion: s.ResourceVersion}
 	if err := json.Unmarshal(s.Data[caKeyState], &store.state); err != nil {
 		return nil, fmt.Errorf("key %s: %w", caKeyState, err)
+	}
+	if l := store.state.Lost; l != nil {
+		roots, err := trust.ParseCertificatesPEM(l.Roots)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: the lost CA's roots: %w", caKeyState, err)
+		}
+		store.lostRoots = roots
 	}
 	for _, id := range store.state.Rotation.Published() {
 		kc, kk, kr := caKeys(id)
@@ -145,7 +197,11 @@ func newStore(td spiffeid.TrustDomain, id string, ca *trust.CA, now time.Time) (
 // none: self-signed, or (intermediate) a key and CSR whose signed certificate the operator
 // brings back (errAwaitingIntermediate until it has). Two replicas racing both try to create;
 // the loser loads the winner's.
-func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, ttl time.Duration, intermediate bool, now time.Time) (*caStore, error) {
+//
+// A self-signed CA made while the member has published a bundle before (the Secret was lost)
+// keeps that bundle's roots published for overlap (svidTTL and the margin): the SVIDs the lost
+// CA signed keep verifying in the other members until they have expired.
+func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td spiffeid.TrustDomain, ttl, overlap time.Duration, intermediate bool, now time.Time) (*caStore, error) {
 	for range 2 {
 		s, err := c.CoreV1().Secrets(ns).Get(ctx, CASecret, metav1.GetOptions{})
 		if err == nil {
@@ -175,6 +231,9 @@ func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td s
 			if store, err = newStore(td, id, ca, now); err != nil {
 				return nil, err
 			}
+			if err := store.keepLostRoots(ctx, c, ns, now, overlap); err != nil {
+				return nil, err
+			}
 			data, err := store.secretData()
 			if err != nil {
 				return nil, err
@@ -194,6 +253,38 @@ func loadOrCreateCA(ctx context.Context, c kubernetes.Interface, ns string, td s
 		}
 	}
 	return nil, fmt.Errorf("secret %s/%s: created and deleted concurrently, retrying", ns, CASecret)
+}
+
+// keepLostRoots adds the roots of the bundle the member published before (ConfigMap
+// wire.BundleConfigMap, which outlives the CA Secret) to a new store, until now+overlap.
+func (s *caStore) keepLostRoots(ctx context.Context, c kubernetes.Interface, ns string, now time.Time, overlap time.Duration) error {
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, wire.BundleConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil // the member's first CA
+	}
+	if err != nil {
+		return fmt.Errorf("get configmap %s/%s (the bundle published before): %w", ns, wire.BundleConfigMap, err)
+	}
+	if cm.Data[wire.BundleKeyTrustDomain] != s.td.Name() {
+		return nil
+	}
+	prev, err := trust.ParseBundle(s.td, []byte(cm.Data[wire.BundleKeyDocument]))
+	if err != nil {
+		return nil //nolint:nilerr // nothing usable was published: nothing to keep
+	}
+	var roots []*x509.Certificate
+	var pemRoots []byte
+	for _, r := range prev.X509Authorities() {
+		if !r.Equal(s.signing().Certificate()) && now.Before(r.NotAfter) {
+			roots = append(roots, r)
+			pemRoots = append(pemRoots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})...)
+		}
+	}
+	if len(roots) == 0 {
+		return nil
+	}
+	s.state.Lost, s.lostRoots = &lostCA{Roots: pemRoots, Since: now, Until: now.Add(overlap)}, roots
+	return nil
 }
 
 // caSecret is the CA Secret holding data; resourceVersion (empty to create) makes an update
@@ -238,7 +329,13 @@ type rotationInput struct {
 // the store for the operator's answer, and the rotation begins when it arrives. With the same
 // issuer the roots do not change; the phases are the same, so an issuer's new root is safe too.
 func nextRotation(s *caStore, in rotationInput, svidTTL, caTTL time.Duration, intermediate bool, now time.Time) (*caStore, error) {
-	next := &caStore{td: s.td, state: s.state, cas: maps.Clone(s.cas), pending: s.pending, resourceVersion: s.resourceVersion}
+	next := &caStore{td: s.td, state: s.state, cas: maps.Clone(s.cas), pending: s.pending, lostRoots: s.lostRoots, resourceVersion: s.resourceVersion}
+	if l := s.state.Lost; l != nil && now.After(l.Until) {
+		// The lost CA's SVIDs have expired: its roots go (one step; the next check goes on).
+		next.state.Lost, next.lostRoots = nil, nil
+		next.state.Rotation.Sequence++
+		return next, nil
+	}
 	r := s.state.Rotation
 	var err error
 	switch r.Phase {
@@ -272,7 +369,7 @@ func nextRotation(s *caStore, in rotationInput, svidTTL, caTTL time.Duration, in
 		}
 		next.cas[id] = ca
 	case trust.PhasePublishing:
-		if r, err = r.Confirm(in.held, now, svidTTL/2+rotationMargin); err != nil {
+		if r, err = r.Confirm(in.held, now, svidTTL/2+rotationMargin, s.switchDeadline()); err != nil {
 			return nil, err
 		}
 	case trust.PhaseRetiring:

@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // TestRotationSteps walks a requested rotation through its phases and checks, at each step,
@@ -105,5 +106,48 @@ func TestRotationSteps(t *testing.T) {
 	// A CA two thirds through its life rotates unasked.
 	if next := step(rotationInput{held: 102, request: "r1"}, now.Add(caTTL*2/3+time.Minute)); next == nil || next.state.Rotation.Phase != trust.PhasePublishing {
 		t.Fatal("an ageing CA did not start a rotation")
+	}
+}
+
+// TestRotationStalledByAMemberSwitchesAtTheDeadline: a member that never catches up (held stays
+// below the rotation's sequence) delays the switch only until five sixths of the signing CA's
+// life; the status says the deadline while waiting and that the switch was forced after it.
+func TestRotationStalledByAMemberSwitchesAtTheDeadline(t *testing.T) {
+	const svidTTL, caTTL = time.Minute, 24 * time.Hour
+	td := spiffeid.RequireTrustDomainFromString("member-1.fleet.mesh")
+	now := time.Now()
+	id, ca, err := newCA(td, caTTL, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := trust.NewRotation(id)
+	s := &caStore{td: td, state: caState{Rotation: r}, cas: map[string]*trust.CA{id: ca}}
+	due := now.Add(caTTL*2/3 + time.Minute)
+	if s, err = nextRotation(s, rotationInput{held: 1}, svidTTL, caTTL, false, due); err != nil || s == nil || s.state.Rotation.Phase != trust.PhasePublishing {
+		t.Fatalf("an ageing CA did not start a rotation: %+v %v", s, err)
+	}
+	deadline := trust.SwitchDeadline(ca.Certificate())
+	if got := s.rotationStatus()[wire.StatusKeyCARotationDeadline]; got != deadline.UTC().Format(time.RFC3339) {
+		t.Errorf("status while publishing: deadline %q, want %s", got, deadline)
+	}
+	// One member still holds sequence 1: no switch until the deadline.
+	if next, err := nextRotation(s, rotationInput{held: 1}, svidTTL, caTTL, false, deadline.Add(-time.Second)); err != nil || next != nil {
+		t.Fatalf("switched before the deadline with a member behind: %+v %v", next, err)
+	}
+	next, err := nextRotation(s, rotationInput{held: 1}, svidTTL, caTTL, false, deadline)
+	if err != nil || next == nil || next.state.Rotation.Phase != trust.PhaseRetiring || !next.state.Rotation.Forced || next.signing() == ca {
+		t.Fatalf("at the deadline: %+v %v, want Retiring, forced, the new CA signing", next, err)
+	}
+	if st := next.rotationStatus(); st[wire.StatusKeyCARotationForced] != "true" || st[wire.StatusKeyCARotation] != string(trust.PhaseRetiring) {
+		t.Errorf("status after a forced switch: %v", st)
+	}
+	// The forced flag survives the Secret (a restarted agent still says so).
+	data, err := next.secretData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := parseCAStore(td, &corev1.Secret{Data: data}, deadline)
+	if err != nil || !loaded.state.Rotation.Forced {
+		t.Fatalf("loaded back: %+v %v", loaded, err)
 	}
 }

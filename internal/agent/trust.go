@@ -21,6 +21,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -52,7 +53,7 @@ import (
 // never reads it (its member clients do not even cache Secrets). The agent publishes its bundle
 // in wire.BundleConfigMap; the operator writes every other member's bundle into wire.FederatedConfigMap.
 const (
-	CASecret      = "fleetmesh-ca"
+	CASecret      = wire.CASecret
 	caTrustDomain = "trustDomain"
 )
 
@@ -67,9 +68,9 @@ type trustState struct {
 
 	mu             sync.RWMutex
 	own            *spiffebundle.Bundle // the member's bundle: every root its CA store publishes
-	rotationPhase  trust.Phase
-	rotation       rotationInput    // what the operator last said about rotations
-	federated      *trust.BundleSet // other trust domains, as the operator wrote them
+	rotationStatus map[string]string    // the rotation's keys of the agent's status (statusData)
+	rotation       rotationInput        // what the operator last said about rotations
+	federated      *trust.BundleSet     // other trust domains, as the operator wrote them
 	federatedHash  string
 	federatedError string
 	bundleMap      []byte // own + federated, gRPC's bundle-map format
@@ -170,7 +171,7 @@ func (t *trustState) GetBundleForTrustDomain(td spiffeid.TrustDomain) (*spiffebu
 func (t *trustState) setOwn(store *caStore) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.own, t.rotationPhase = store.bundle(), store.state.Rotation.Phase
+	t.own, t.rotationStatus = store.bundle(), store.rotationStatus()
 	t.rebuildLocked()
 }
 
@@ -199,7 +200,8 @@ func (t *trustState) rotationInput() rotationInput {
 func (t *trustState) statusData() map[string]string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := map[string]string{wire.StatusKeyFederated: t.federatedHash, wire.StatusKeyCARotation: string(t.rotationPhase)}
+	out := map[string]string{wire.StatusKeyFederated: t.federatedHash}
+	maps.Copy(out, t.rotationStatus)
 	if t.federatedError != "" {
 		out[wire.StatusKeyFederatedError] = t.federatedError
 	}
@@ -254,7 +256,7 @@ func (a *Agent) runTrust(ctx context.Context) error {
 	log := a.log.WithValues("trustDomain", o.TrustDomain.Name())
 	var store *caStore
 	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		s, err := loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.Intermediate, time.Now())
+		s, err := loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.SVIDTTL+rotationMargin, o.Intermediate, time.Now())
 		if errors.Is(err, errAwaitingIntermediate) {
 			log.V(1).Info("the intermediate CSR is published", "configMap", wire.CARequestConfigMap, "waitingFor", wire.CAIssuedConfigMap)
 			return false, nil
@@ -351,6 +353,11 @@ func (a *Agent) runTrust(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 			publish()
+			if restored := a.restoreCASecret(ctx, log, store); restored != nil {
+				store = restored
+				ts.setOwn(store)
+				a.publishSoon()
+			}
 		case <-rotationCheck.C:
 			if next := a.rotate(ctx, log, store, ts); next != nil {
 				store = next
@@ -394,7 +401,7 @@ func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts 
 			return nil
 		}
 		// Someone else wrote the Secret: continue from what it holds now.
-		if next, err = loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.Intermediate, time.Now()); err != nil {
+		if next, err = loadOrCreateCA(ctx, a.client, a.opts.Namespace, o.TrustDomain, o.CATTL, o.SVIDTTL+rotationMargin, o.Intermediate, time.Now()); err != nil {
 			log.Error(err, "CA rotation: reload the CA Secret")
 			return nil
 		}
@@ -411,8 +418,41 @@ func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts 
 	}
 	ts.setOwn(next)
 	r := next.state.Rotation
+	if r.Forced && !store.state.Rotation.Forced {
+		log.Info("CA rotation: switched at its deadline although some member does not hold the new bundle yet; it refuses this member's new SVIDs until it catches up",
+			"held", in.held, "sequence", r.Sequence)
+	}
 	log.Info("CA rotation", "phase", r.Phase, "signing", r.Signing, "published", r.Published(), "sequence", r.Sequence)
 	return next
+}
+
+// restoreCASecret writes the CA Secret again from memory when someone deleted it: the CA stays
+// the same, so nothing that trusts it breaks, and a restarted agent finds it. The restore is
+// recorded in the Secret's state (the MeshCluster's CARotation condition shows it). It returns
+// the store as written, or nil when the Secret is there (or could not be read or written).
+func (a *Agent) restoreCASecret(ctx context.Context, log logr.Logger, store *caStore) *caStore {
+	ns := a.opts.Namespace
+	_, err := a.client.CoreV1().Secrets(ns).Get(ctx, CASecret, metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		return nil
+	}
+	restored := *store
+	restored.state.RestoredAt = time.Now()
+	data, err := restored.secretData()
+	if err != nil {
+		log.Error(err, "restore the deleted CA Secret")
+		return nil
+	}
+	created, err := a.client.CoreV1().Secrets(ns).Create(ctx, caSecret(ns, "", data), metav1.CreateOptions{FieldManager: "fleetmesh-agent"})
+	if err != nil {
+		// Another replica restored it first (AlreadyExists) or the API failed: the next check sees.
+		log.Error(err, "restore the deleted CA Secret")
+		return nil
+	}
+	restored.resourceVersion = created.ResourceVersion
+	log.Error(nil, "the CA Secret was deleted: restored it from the agent's memory (same CA); find who deleted it in the member's audit log",
+		"secret", ns+"/"+CASecret)
+	return &restored
 }
 
 // publishPendingCSR publishes the next intermediate's CSR; a failure is retried 10 s later.

@@ -41,7 +41,7 @@ var memberReadyOrder = []string{
 // shows CADenied) and a message listing each such condition. Connected is required; the others
 // count once their controller has reported them (CAIssued exists only in certManager mode).
 func MemberReady(mc *meshv1alpha1.MeshCluster) metav1.Condition {
-	pending := metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "Pending",
+	pending := metav1.Condition{Type: meshv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: meshv1alpha1.ReasonPending,
 		Message: "not connected yet", ObservedGeneration: mc.Generation}
 	if meta.FindStatusCondition(mc.Status.Conditions, meshv1alpha1.ConnectedCondition) == nil {
 		return pending

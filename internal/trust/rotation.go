@@ -59,6 +59,9 @@ type Rotation struct {
 	SeenAt time.Time `json:"seenAt,omitzero"`
 	// SwitchedAt is when signing moved from Retiring to Signing (Retiring only).
 	SwitchedAt time.Time `json:"switchedAt,omitzero"`
+	// Forced: the switch happened at the deadline, before every member held the new bundle
+	// (Retiring only).
+	Forced bool `json:"forced,omitempty"`
 	// Sequence is the member's bundle sequence number: it grows whenever Published changes,
 	// so "every member has sequence >= N" means every member has this bundle.
 	Sequence uint64 `json:"sequence"`
@@ -116,9 +119,20 @@ func (r Rotation) Abort() (Rotation, error) {
 // refresh hint if outside trust domains federate with this one. Before that it returns r,
 // having recorded when every member was first seen (SeenAt); a member falling behind again
 // (one that just joined) restarts the wait.
-func (r Rotation) Confirm(seen uint64, now time.Time, propagation time.Duration) (Rotation, error) {
+//
+// deadline, when not zero, is when the switch happens anyway (see SwitchDeadline): a member
+// that never catches up (unreachable for days) must not keep the whole member signing with a
+// CA until it expires. The switch then is Forced: members that do not hold the new bundle yet
+// refuse the member's new SVIDs until they catch up, which is what waiting would have led to
+// at the CA's expiry, for every member.
+func (r Rotation) Confirm(seen uint64, now time.Time, propagation time.Duration, deadline time.Time) (Rotation, error) {
 	if r.Phase != PhasePublishing {
 		return r, fmt.Errorf("%w: confirm in %s", ErrWrongPhase, r.Phase)
+	}
+	if !deadline.IsZero() && !now.Before(deadline) && (seen < r.Sequence || now.Before(r.SeenAt.Add(propagation))) {
+		r.Phase, r.Retiring, r.Signing, r.Next, r.SeenAt, r.SwitchedAt = PhaseRetiring, r.Signing, r.Next, "", time.Time{}, now
+		r.Forced = true
+		return r, nil
 	}
 	if seen < r.Sequence {
 		r.SeenAt = time.Time{}
@@ -147,7 +161,7 @@ func (r Rotation) Expire(now time.Time, svidTTL time.Duration) Rotation {
 	if r.Phase != PhaseRetiring || !now.After(r.RetireAt(svidTTL)) {
 		return r
 	}
-	r.Phase, r.Retiring, r.SwitchedAt = PhaseStable, "", time.Time{}
+	r.Phase, r.Retiring, r.SwitchedAt, r.Forced = PhaseStable, "", time.Time{}, false
 	r.Sequence++
 	return r
 }
@@ -159,8 +173,17 @@ func RotationDue(ca *x509.Certificate, now time.Time) bool {
 	return !now.Before(ca.NotBefore.Add(life / 3 * 2))
 }
 
+// SwitchDeadline is when a rotation of the CA signing is switched even though not every member
+// holds the new bundle: at five sixths of its lifetime. RotationDue begins a rotation at two
+// thirds, so half of what is left is for the members to catch up, and the other half for the
+// SVIDs the old CA signed to expire while it is still valid and published.
+func SwitchDeadline(signing *x509.Certificate) time.Time {
+	life := signing.NotAfter.Sub(signing.NotBefore)
+	return signing.NotBefore.Add(life / 6 * 5)
+}
+
 // Equal reports whether two rotation states are the same.
 func (r Rotation) Equal(o Rotation) bool {
 	return r.Phase == o.Phase && r.Signing == o.Signing && r.Next == o.Next && r.Retiring == o.Retiring &&
-		r.SeenAt.Equal(o.SeenAt) && r.SwitchedAt.Equal(o.SwitchedAt) && r.Sequence == o.Sequence && slices.Equal(r.Published(), o.Published())
+		r.SeenAt.Equal(o.SeenAt) && r.SwitchedAt.Equal(o.SwitchedAt) && r.Forced == o.Forced && r.Sequence == o.Sequence && slices.Equal(r.Published(), o.Published())
 }

@@ -17,6 +17,7 @@ limitations under the License.
 package trust
 
 import (
+	"crypto/x509"
 	"errors"
 	"slices"
 	"testing"
@@ -34,8 +35,12 @@ func TestRotationTransitions(t *testing.T) {
 	type step func(Rotation) (Rotation, error)
 	begin := func(id string) step { return func(r Rotation) (Rotation, error) { return r.Begin(id) } }
 	confirm := func(seen uint64, now time.Time, propagation time.Duration) step {
-		return func(r Rotation) (Rotation, error) { return r.Confirm(seen, now, propagation) }
+		return func(r Rotation) (Rotation, error) { return r.Confirm(seen, now, propagation, time.Time{}) }
 	}
+	confirmBy := func(seen uint64, now time.Time, propagation time.Duration, deadline time.Time) step {
+		return func(r Rotation) (Rotation, error) { return r.Confirm(seen, now, propagation, deadline) }
+	}
+	forced := Rotation{Phase: PhaseRetiring, Signing: "ca-2", Retiring: "ca-1", SwitchedAt: switched, Forced: true, Sequence: 2}
 	const prop = 30 * time.Minute
 	seenAt := switched.Add(-prop)
 	waiting := Rotation{Phase: PhasePublishing, Signing: "ca-1", Next: "ca-2", SeenAt: seenAt, Sequence: 2}
@@ -66,6 +71,15 @@ func TestRotationTransitions(t *testing.T) {
 		{name: "publishing: waiting, propagation over: signing switches", from: waiting, step: confirm(2, switched, prop), want: retiring},
 		{name: "publishing: waiting, a member falls behind: wait restarts", from: waiting, step: confirm(1, switched, prop), want: publishing},
 		{name: "publishing: waiting, abort", from: waiting, step: abort, want: Rotation{Phase: PhaseStable, Signing: "ca-1", Sequence: 3}},
+		{name: "publishing: a member still has the old bundle, deadline not reached: wait", from: publishing,
+			step: confirmBy(1, switched, 0, switched.Add(time.Nanosecond)), want: publishing},
+		{name: "publishing: a member still has the old bundle at the deadline: switched anyway, forced", from: publishing,
+			step: confirmBy(1, switched, 0, switched), want: forced, published: []string{"ca-2", "ca-1"}},
+		{name: "publishing: waiting for propagation at the deadline: switched anyway, forced", from: waiting,
+			step: confirmBy(2, switched.Add(-time.Minute), prop, switched.Add(-time.Minute)), want: Rotation{Phase: PhaseRetiring, Signing: "ca-2", Retiring: "ca-1", SwitchedAt: switched.Add(-time.Minute), Forced: true, Sequence: 2}},
+		{name: "publishing: every member caught up before the deadline: not forced", from: waiting,
+			step: confirmBy(2, switched, prop, switched), want: retiring},
+		{name: "retiring (forced): expiry clears it", from: forced, step: expire(switched.Add(ttl + time.Nanosecond)), want: after},
 		{name: "publishing: begin again", from: publishing, step: begin("ca-3"), want: publishing, wrongPh: true},
 		{name: "publishing: abort unpublishes", from: publishing, step: abort, want: Rotation{Phase: PhaseStable, Signing: "ca-1", Sequence: 3}, published: []string{"ca-1"}},
 		{name: "publishing: expire is a no-op", from: publishing, step: expire(t0.Add(100 * time.Hour)), want: publishing},
@@ -135,7 +149,7 @@ func TestRotationWalk(t *testing.T) {
 	propagation := ttl / 2
 	for i := 0; i < 5; i++ { // members catch up slowly
 		now = now.Add(time.Second)
-		if r, err = r.Confirm(seq0, now, propagation); err != nil || r.Phase != PhasePublishing {
+		if r, err = r.Confirm(seq0, now, propagation, time.Time{}); err != nil || r.Phase != PhasePublishing {
 			t.Fatalf("switched before every member had the bundle: %+v %v", r, err)
 		}
 		check()
@@ -143,7 +157,7 @@ func TestRotationWalk(t *testing.T) {
 	allSeen := now
 	for r.Phase == PhasePublishing { // then workloads renew and get it
 		now = now.Add(4 * time.Minute)
-		if r, err = r.Confirm(r.Sequence, now, propagation); err != nil {
+		if r, err = r.Confirm(r.Sequence, now, propagation, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		check()
@@ -181,5 +195,16 @@ func TestRotationDue(t *testing.T) {
 		if got := RotationDue(c, tc.at); got != tc.want {
 			t.Errorf("at %s: due %v, want %v", tc.at, got, tc.want)
 		}
+	}
+}
+
+func TestSwitchDeadlineIsFiveSixthsOfTheCAsLife(t *testing.T) {
+	ca := &x509.Certificate{NotBefore: t0, NotAfter: t0.Add(60 * time.Hour)}
+	if got, want := SwitchDeadline(ca), t0.Add(50*time.Hour); !got.Equal(want) {
+		t.Errorf("SwitchDeadline = %s, want %s", got, want)
+	}
+	// A rotation begins at two thirds of the life: the deadline is after it, before expiry.
+	if due := t0.Add(40 * time.Hour); !RotationDue(ca, due) || !SwitchDeadline(ca).After(due) || !SwitchDeadline(ca).Before(ca.NotAfter) {
+		t.Errorf("the deadline %s must fall between the rotation's start and the CA's expiry", SwitchDeadline(ca))
 	}
 }

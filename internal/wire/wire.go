@@ -41,6 +41,20 @@ const (
 	StatusKeyFederatedError = "federatedBundlesError"
 	// StatusKeyCARotation is the phase of the member's CA rotation (trust.Phase).
 	StatusKeyCARotation = "caRotation"
+	// StatusKeyCARotationDeadline, while the phase is Publishing, is when signing switches to
+	// the next CA even if some member does not hold it yet (RFC 3339; trust.SwitchDeadline).
+	StatusKeyCARotationDeadline = "caRotationSwitchDeadline"
+	// StatusKeyCARotationForced is "true" while the phase is Retiring after a switch made at
+	// the deadline.
+	StatusKeyCARotationForced = "caRotationForced"
+	// StatusKeyCALostSince and StatusKeyCALostUntil (RFC 3339) say that the CA Secret was
+	// lost while no agent ran: a new CA signs since then, and the lost one's roots stay
+	// published until then.
+	StatusKeyCALostSince = "caLostSince"
+	StatusKeyCALostUntil = "caLostUntil"
+	// StatusKeyCASecretRestoredAt (RFC 3339) is when the agent found its CA Secret deleted and
+	// wrote it again from memory.
+	StatusKeyCASecretRestoredAt = "caSecretRestoredAt"
 )
 
 // Trust: the agent publishes its bundle; the operator writes every other member's bundle back.
@@ -57,6 +71,10 @@ const (
 	// FederatedKeyRotateRequest carries the MeshCluster's rotate-ca annotation: a new value
 	// starts a CA rotation.
 	FederatedKeyRotateRequest = "rotateCARequest"
+
+	// CASecret is the agent's CA Secret. Only its name is shared: the operator never reads it
+	// (it names it in status messages).
+	CASecret = "fleetmesh-ca"
 )
 
 // certManager mode: the agent generates its CA key in the member and publishes only a CSR; the

@@ -28,11 +28,16 @@ const (
 	ServicesSyncedCondition    = "ServicesSynced"
 	// CAIssuedCondition (certManager mode only): the member's intermediate CA is signed.
 	CAIssuedCondition = "CAIssued"
+	// CARotationCondition: the member's CA rotation is idle or moving on (True), or waits for
+	// members that cannot be reached, or switched without them (False). Not part of Ready: a
+	// stalled rotation is a warning, the member works on.
+	CARotationCondition = "CARotation"
 )
 
 // Condition reasons: each names what a person can act on.
 const (
 	ReasonReconciled       = "Reconciled"
+	ReasonPending          = "Pending"
 	ReasonMembersNotReady  = "MembersNotReady"
 	ReasonNoClusters       = "NoClustersSelected"
 	ReasonConflict         = "Conflict"
@@ -58,6 +63,14 @@ const (
 	ReasonBundlesMissing     = "BundlesMissing"
 	ReasonPropagating        = "Propagating"
 	ReasonBundlesRefused     = "BundlesRefusedByAgent"
+
+	// CARotation reasons.
+	ReasonNotRotating      = "NotRotating"
+	ReasonRotating         = "Rotating"
+	ReasonRotationStalled  = "RotationStalled"
+	ReasonSwitchedDeadline = "SwitchedAtDeadline"
+	ReasonCAReplaced       = "CAReplacedAfterLoss"
+	ReasonCASecretRestored = "CASecretRestored"
 
 	// CAIssued reasons.
 	ReasonCAIssued      = "Issued"

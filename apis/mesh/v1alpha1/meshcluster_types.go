@@ -104,7 +104,9 @@ type MeshClusterStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready (summary of the others: the reason of the first not True, in this order),
-	// Connected, CAIssued (certManager mode), ControlPlaneReady, TrustFederated, ServicesSynced.
+	// Connected, CAIssued (certManager mode), ControlPlaneReady, TrustFederated, ServicesSynced;
+	// and CARotation (the CA's rotation and recovery: a rotation stalled by unreachable members, a
+	// lost or restored CA Secret; not part of Ready).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
