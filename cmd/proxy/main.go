@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Command proxy is fleetmesh's data plane (image ghcr.io/fleetmesh/proxy): `proxy init` writes a
-// pod's traffic capture rules (its init container), `proxy sidecar` is the pod's sidecar proxy.
+// pod's traffic capture rules (its init container), `proxy sidecar` is the pod's sidecar proxy,
+// `proxy gateway` a member's east-west gateway.
 package main
 
 import (
@@ -33,9 +34,10 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/version"
 )
 
-const usage = `usage: proxy <init|sidecar|version> [flags]
+const usage = `usage: proxy <init|sidecar|gateway|version> [flags]
   init     write the pod's capture rules (run as the pod's init container, with NET_ADMIN)
   sidecar  run the sidecar proxy (as uid 1337, which the capture exempts)
+  gateway  run the member's east-west gateway (routes mTLS by SNI, terminates nothing)
   version  print the version`
 
 func main() {
@@ -48,14 +50,14 @@ func main() {
 	case "init":
 		err = capture.RunInit(os.Args[2:])
 	case "sidecar":
-		tuneRuntime(os.Getenv, cgroupMemoryMax)
 		var o proxy.SidecarOptions
 		if o, err = proxy.ParseSidecarFlags(os.Args[2:]); err == nil {
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			// The standard library's structured text log on stderr (V(0) and errors, as
-			// klog's default verbosity had it): the proxy links no logging library.
-			err = proxy.RunSidecar(ctx, o, logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
+			err = runRole(func(ctx context.Context, log logr.Logger) error { return proxy.RunSidecar(ctx, o, log) })
+		}
+	case "gateway":
+		var o proxy.GatewayOptions
+		if o, err = proxy.ParseGatewayFlags(os.Args[2:]); err == nil {
+			err = runRole(func(ctx context.Context, log logr.Logger) error { return proxy.RunGateway(ctx, o, log) })
 		}
 	case "version":
 		fmt.Println(version.Version)
@@ -66,4 +68,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
 		os.Exit(1)
 	}
+}
+
+// runRole runs a long-lived role with the runtime tuned to the pod, until SIGINT or SIGTERM.
+// Its log is the standard library's structured text log on stderr (V(0) and errors, as klog's
+// default verbosity had it): the proxy links no logging library.
+func runRole(run func(context.Context, logr.Logger) error) error {
+	tuneRuntime(os.Getenv, cgroupMemoryMax)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 }

@@ -45,6 +45,7 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/mcsdns"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 	"github.com/fleetmesh/fleetmesh/internal/xds"
 )
 
@@ -62,19 +63,24 @@ type XDSOptions struct {
 
 // xdsGroup serves every client of a kind the same snapshot: each asks only for the names it
 // uses, and with ads=false the cache answers for exactly those. Proxyless gRPC clients get the
-// gRPC resource set; sidecar proxies (node metadata xds.ProxyMetadataKey) the proxy set.
+// gRPC resource set; sidecar proxies (node metadata xds.ProxyMetadataKey) the proxy set, and
+// east-west gateways (the same key, value wire.ProxyRoleGateway) the gateway set.
 type xdsGroup struct{}
 
 const (
-	grpcGroup  = "fleetmesh"
-	proxyGroup = "fleetmesh-proxy"
+	grpcGroup    = "fleetmesh"
+	proxyGroup   = "fleetmesh-proxy"
+	gatewayGroup = "fleetmesh-gateway"
 )
 
 func (xdsGroup) ID(node *corev3.Node) string {
-	if node.GetMetadata().GetFields()[xds.ProxyMetadataKey].GetStringValue() != "" {
-		return proxyGroup
+	switch node.GetMetadata().GetFields()[xds.ProxyMetadataKey].GetStringValue() {
+	case "":
+		return grpcGroup
+	case wire.ProxyRoleGateway:
+		return gatewayGroup
 	}
-	return grpcGroup
+	return proxyGroup
 }
 
 // xdsTrust is what the xDS resources need of the agent's trust state.
@@ -224,12 +230,11 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 		if zone != nil {
 			zone.update(st, since)
 		}
-		grpcRes, proxyRes, err := a.buildXDS(st, tr)
-		if err == nil {
-			err = snapshots.SetSnapshot(ctx, grpcGroup, grpcRes.Snapshot())
-		}
-		if err == nil {
-			err = snapshots.SetSnapshot(ctx, proxyGroup, proxyRes.Snapshot())
+		sets, err := a.buildXDS(st, tr)
+		for _, group := range []string{grpcGroup, proxyGroup, gatewayGroup} {
+			if err == nil {
+				err = snapshots.SetSnapshot(ctx, group, sets[group].Snapshot())
+			}
 		}
 		if err != nil {
 			metrics.builds.WithLabelValues("error").Observe(time.Since(start).Seconds())
@@ -274,9 +279,9 @@ func readMember(ctx context.Context, objects crcache.Cache) (memberState, error)
 	return st, nil
 }
 
-// buildXDS builds both resource sets from the member's state: proxyless gRPC's and the sidecar
-// proxies'.
-func (a *Agent) buildXDS(st memberState, tr xdsTrust) (grpcRes, proxyRes *xds.Resources, err error) {
+// buildXDS builds every resource set from the member's state, by group: proxyless gRPC's, the
+// sidecar proxies' and the east-west gateways'.
+func (a *Agent) buildXDS(st memberState, tr xdsTrust) (map[string]*xds.Resources, error) {
 	o := a.opts.XDS
 	local, imported := st.local, st.imported
 	in := xds.Input{Member: o.Member, FederatedTrustDomains: tr.TrustDomains(), TrustBundles: tr.X509Authorities(), Policy: o.Policy}
@@ -288,11 +293,16 @@ func (a *Agent) buildXDS(st memberState, tr xdsTrust) (grpcRes, proxyRes *xds.Re
 		si := &st.imports[i]
 		in.Services = append(in.Services, xds.ImportedService(si, imported[si.Namespace+"/"+si.Name], o.Member))
 	}
-	if grpcRes, err = xds.Build(in); err != nil {
-		return nil, nil, err
+	sets := map[string]*xds.Resources{}
+	var err error
+	if sets[grpcGroup], err = xds.Build(in); err != nil {
+		return nil, err
 	}
-	if proxyRes, err = xds.BuildProxy(in); err != nil {
-		return nil, nil, fmt.Errorf("proxy resources: %w", err)
+	if sets[proxyGroup], err = xds.BuildProxy(in); err != nil {
+		return nil, fmt.Errorf("proxy resources: %w", err)
 	}
-	return grpcRes, proxyRes, nil
+	if sets[gatewayGroup], err = xds.BuildGateway(in); err != nil {
+		return nil, fmt.Errorf("gateway resources: %w", err)
+	}
+	return sets, nil
 }

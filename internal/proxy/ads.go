@@ -208,11 +208,11 @@ func (a *ADS) acceptResources(typeURL string, items []*anypb.Any) error {
 		if err != nil {
 			return err
 		}
-		out, policy, err := Listeners(slices.Collect(maps.Values(m)))
+		set, err := Listeners(slices.Collect(maps.Values(m)))
 		if err != nil {
 			return err
 		}
-		a.cfg.Outbound, a.cfg.Inbound = out, policy
+		a.cfg.Outbound, a.cfg.Inbound, a.cfg.Gateway = set.Outbound, set.Inbound, set.Gateway
 	case resourcev3.ClusterType:
 		m, err := decode(items, func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, (*clusterv3.Cluster).GetName)
 		if err != nil {

@@ -24,6 +24,7 @@ package proxy
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -73,6 +74,12 @@ type Cluster struct {
 	// validation context's match_typed_subject_alt_names); nil: any ID of a federated trust
 	// domain.
 	ServerIDs *Policy
+	// SNI is the TLS server name sent to the cluster's hosts (wire.GatewaySNI): an east-west
+	// gateway among them routes by it; a server sidecar ignores it.
+	SNI string
+	// Plain is a cluster without a transport socket: a gateway's, whose hosts take the
+	// client's mTLS bytes unchanged. A sidecar never sends a connection to one.
+	Plain bool
 }
 
 // Outlier is the outlier detection of a cluster: ConsecutiveErrors failures in a row eject a
@@ -131,48 +138,97 @@ type Config struct {
 	Clusters  map[string]*Cluster
 	Endpoints map[string][]Priority
 	Inbound   *Policy
+	// Gateway routes a gateway's connections by TLS server name (the gateway role only).
+	Gateway map[string]*Route
 	// Bundles verify peers: the SPIFFE validator's trust domains.
 	Bundles *x509bundle.Set
 }
 
-// Ready reports whether the config can carry traffic: listeners, clusters and the validation
-// secret have arrived.
+// Ready reports whether the config can carry traffic: for a sidecar listeners, clusters and the
+// validation secret have arrived; for a gateway (which verifies no one) its listener.
 func (c *Config) Ready() bool {
+	if c != nil && c.Gateway != nil {
+		return true
+	}
 	return c != nil && c.Inbound != nil && c.Bundles != nil && c.Outbound != nil
 }
 
-// Listeners translates the outbound and inbound Listeners. Unknown listeners are an error (the
-// response is NACKed), so is a chain the proxy cannot carry out.
-func Listeners(ls []*listenerv3.Listener) (map[netip.AddrPort]*Route, *Policy, error) {
-	var (
-		out    map[netip.AddrPort]*Route
-		policy *Policy
-	)
+// ListenerSet is what a Listener response holds: a sidecar's outbound routes and inbound
+// policy, or a gateway's routes by server name.
+type ListenerSet struct {
+	Outbound map[netip.AddrPort]*Route
+	Inbound  *Policy
+	Gateway  map[string]*Route
+}
+
+// Listeners translates a sidecar's outbound and inbound Listeners, or a gateway's one Listener.
+// Unknown listeners are an error (the response is NACKed), so is a chain the proxy cannot carry
+// out, and so is a mix of the two roles.
+func Listeners(ls []*listenerv3.Listener) (ListenerSet, error) {
+	var set ListenerSet
 	for _, l := range ls {
 		if err := l.ValidateAll(); err != nil {
-			return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+			return ListenerSet{}, fmt.Errorf("listener %q: %w", l.GetName(), err)
 		}
+		var err error
 		switch l.GetName() {
 		case wire.OutboundListenerName:
-			r, err := outboundRoutes(l)
-			if err != nil {
-				return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
-			}
-			out = r
+			set.Outbound, err = outboundRoutes(l)
 		case wire.InboundListenerName:
-			p, err := inboundPolicy(l)
-			if err != nil {
-				return nil, nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
-			}
-			policy = p
+			set.Inbound, err = inboundPolicy(l)
+		case wire.GatewayListenerName:
+			set.Gateway, err = gatewayRoutes(l)
 		default:
-			return nil, nil, fmt.Errorf("listener %q: unknown to this proxy (want %q and %q)", l.GetName(), wire.OutboundListenerName, wire.InboundListenerName)
+			err = fmt.Errorf("unknown to this proxy (want %q and %q, or %q)", wire.OutboundListenerName, wire.InboundListenerName, wire.GatewayListenerName)
+		}
+		if err != nil {
+			return ListenerSet{}, fmt.Errorf("listener %q: %w", l.GetName(), err)
 		}
 	}
-	if out == nil || policy == nil {
-		return nil, nil, fmt.Errorf("listeners %q and %q are both required", wire.OutboundListenerName, wire.InboundListenerName)
+	sidecar := set.Outbound != nil && set.Inbound != nil
+	switch {
+	case set.Gateway != nil && (set.Outbound != nil || set.Inbound != nil):
+		return ListenerSet{}, fmt.Errorf("listener %q cannot come with %q or %q: a proxy is a gateway or a sidecar", wire.GatewayListenerName, wire.OutboundListenerName, wire.InboundListenerName)
+	case set.Gateway == nil && !sidecar:
+		return ListenerSet{}, fmt.Errorf("listeners %q and %q are both required (or %q alone, for a gateway)", wire.OutboundListenerName, wire.InboundListenerName, wire.GatewayListenerName)
 	}
-	return out, policy, nil
+	return set, nil
+}
+
+// gatewayRoutes reads a gateway's filter chains: each matches TLS with one or more server names
+// and passes the connection, still encrypted, to a cluster by tcp_proxy. A chain that would
+// terminate TLS (a transport socket) is refused: the gateway holds no workload's key.
+func gatewayRoutes(l *listenerv3.Listener) (map[string]*Route, error) {
+	if l.GetDefaultFilterChain() != nil {
+		return nil, errors.New("a gateway has no default filter chain: a server name it does not serve is refused")
+	}
+	out := map[string]*Route{}
+	for _, fc := range l.GetFilterChains() {
+		m := fc.GetFilterChainMatch()
+		if m.GetTransportProtocol() != "tls" || len(m.GetServerNames()) == 0 {
+			return nil, fmt.Errorf("filter chain %q: a gateway chain matches transport protocol tls and at least one server name", fc.GetName())
+		}
+		if fc.GetTransportSocket() != nil {
+			return nil, fmt.Errorf("filter chain %q: a gateway passes mTLS through; a transport socket would terminate it", fc.GetName())
+		}
+		r, err := chainRoute(fc)
+		if err != nil {
+			return nil, err
+		}
+		if r.HTTP {
+			return nil, fmt.Errorf("filter chain %q: a gateway chain is a tcp_proxy", fc.GetName())
+		}
+		for _, name := range m.GetServerNames() {
+			if strings.HasPrefix(name, "*") {
+				return nil, fmt.Errorf("filter chain %q: server name %q: wildcards are not supported", fc.GetName(), name)
+			}
+			if _, dup := out[name]; dup {
+				return nil, fmt.Errorf("filter chain %q: server name %q is matched by two chains", fc.GetName(), name)
+			}
+			out[name] = r
+		}
+	}
+	return out, nil
 }
 
 func outboundRoutes(l *listenerv3.Listener) (map[netip.AddrPort]*Route, error) {
@@ -372,9 +428,18 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		default:
 			return nil, fmt.Errorf("cluster %q: type %s is not supported", c.GetName(), c.GetType())
 		}
+		eds := c.GetEdsClusterConfig().GetServiceName()
+		if eds == "" {
+			eds = c.GetName()
+		}
+		outlier := outlierOf(c.GetOutlierDetection())
+		if c.GetTransportSocket() == nil {
+			out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, Outlier: outlier, Plain: true}
+			continue
+		}
 		up := &tlsv3.UpstreamTlsContext{}
-		if c.GetTransportSocket() == nil || c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up) != nil {
-			return nil, fmt.Errorf("cluster %q: an upstream TLS transport socket is required", c.GetName())
+		if c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up) != nil {
+			return nil, fmt.Errorf("cluster %q: the transport socket must be an upstream TLS context", c.GetName())
 		}
 		alpn := ""
 		if ps := up.GetCommonTlsContext().GetAlpnProtocols(); len(ps) > 0 {
@@ -384,22 +449,22 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 		}
-		eds := c.GetEdsClusterConfig().GetServiceName()
-		if eds == "" {
-			eds = c.GetName()
-		}
-		od := c.GetOutlierDetection()
-		n := int(od.GetConsecutive_5Xx().GetValue())
-		if od != nil && od.GetConsecutive_5Xx() == nil {
-			n = 5 // Envoy's default
-		}
-		base := od.GetBaseEjectionTime().AsDuration()
-		if od != nil && od.GetBaseEjectionTime() == nil {
-			base = 30 * time.Second
-		}
-		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: Outlier{ConsecutiveErrors: n, BaseEjectionTime: base}, ServerIDs: ids}
+		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: outlier, ServerIDs: ids, SNI: up.GetSni()}
 	}
 	return out, nil
+}
+
+// outlierOf reads a cluster's outlier detection, Envoy's defaults where a field is unset.
+func outlierOf(od *clusterv3.OutlierDetection) Outlier {
+	n := int(od.GetConsecutive_5Xx().GetValue())
+	if od != nil && od.GetConsecutive_5Xx() == nil {
+		n = 5 // Envoy's default
+	}
+	base := od.GetBaseEjectionTime().AsDuration()
+	if od != nil && od.GetBaseEjectionTime() == nil {
+		base = 30 * time.Second
+	}
+	return Outlier{ConsecutiveErrors: n, BaseEjectionTime: base}
 }
 
 // Endpoints translates ClusterLoadAssignments into priority levels of healthy hosts (draining

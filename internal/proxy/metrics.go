@@ -37,6 +37,7 @@ type Metrics struct {
 	denied            *prometheus.CounterVec
 	handshakeFailures prometheus.Counter
 	nacks             *prometheus.CounterVec
+	gatewayRefused    *prometheus.CounterVec
 
 	// series are the request series by label values, resolved once (see requestSeries).
 	seriesMu sync.Mutex
@@ -72,6 +73,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Inbound connections whose mTLS handshake failed (plaintext, no or unverifiable SVID, policy)."}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmesh_proxy_xds_nacks_total",
 			Help: "xDS responses the sidecar rejected, by type; it keeps its last good config."}, []string{"type"}),
+		gatewayRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmesh_proxy_gateway_refused_total",
+			Help: "Connections an east-west gateway closed without carrying them, by reason (not_tls, unknown_server_name, overflow, no_upstream)."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.Collectors()...)
 	return m
@@ -79,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Collectors are the proxy's series, for a registry (NewMetrics registers them) or a check.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.connections, m.closed, m.failed, m.bytes, m.denied, m.handshakeFailures, m.nacks}
+	return []prometheus.Collector{m.requests, m.duration, m.connections, m.closed, m.failed, m.bytes, m.denied, m.handshakeFailures, m.nacks, m.gatewayRefused}
 }
 
 // NACK counts a rejected xDS response.

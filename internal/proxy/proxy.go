@@ -55,8 +55,10 @@ type Options struct {
 	// connection is closed and a request answered 503 at once, so a flood toward a dead
 	// upstream holds a bounded number of goroutines, sockets and request bodies.
 	MaxConnecting, MaxRequests int
-	Metrics                    *Metrics
-	Log                        logr.Logger
+	// MaxConnections bounds the connections a gateway carries at once (default 16384).
+	MaxConnections int
+	Metrics        *Metrics
+	Log            logr.Logger
 	// AccessLog, if set, receives a JSON line per HTTP request (off by default).
 	AccessLog io.Writer
 }
@@ -72,6 +74,8 @@ type Proxy struct {
 	apps      map[netip.AddrPort]appTransports
 
 	outboundHTTP *httpOutbound
+	// gatewayConns counts a gateway's connections against MaxConnections.
+	gatewayConns gate
 }
 
 // New returns a proxy with no config: it refuses mesh traffic until SetConfig.
@@ -88,6 +92,9 @@ func New(opts Options) *Proxy {
 	}
 	if opts.MaxRequests <= 0 {
 		opts.MaxRequests = 1024
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = 16384
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
@@ -124,9 +131,14 @@ func (p *Proxy) Config() *Config { return p.cfg.Load() }
 
 // Ready reports whether the proxy has a complete config and an SVID that has not expired (an
 // expired one, while the identity API is away, is refused by every peer: not ready).
+// A gateway, which has no SVID, is ready with its config.
 func (p *Proxy) Ready() bool {
-	if !p.cfg.Load().Ready() {
+	c := p.cfg.Load()
+	if !c.Ready() {
 		return false
+	}
+	if c.Gateway != nil {
+		return true
 	}
 	s, err := p.opts.SVID.GetX509SVID()
 	return err == nil && len(s.Certificates) > 0 && time.Now().Before(s.Certificates[0].NotAfter)
@@ -164,6 +176,9 @@ func (p *Proxy) clientTLS(c *Cluster) *tls.Config {
 	if c.ALPN != "" {
 		cfg.NextProtos = []string{c.ALPN}
 	}
+	// The peer is verified by its SPIFFE ID (VerifyPeerCertificate), never by this name: it
+	// only routes the connection through an east-west gateway on the way.
+	cfg.ServerName = c.SNI
 	return cfg
 }
 
@@ -293,8 +308,9 @@ func (p *Proxy) handleOutbound(c *net.TCPConn) {
 		return
 	}
 	cl := cfg.Clusters[r.Cluster]
-	if cl == nil {
-		p.opts.Log.Info("route to an unknown cluster", "chain", r.Chain, "cluster", r.Cluster)
+	if cl == nil || cl.Plain {
+		// A plaintext cluster is a gateway's: a sidecar sends nothing of the mesh unencrypted.
+		p.opts.Log.Info("route to an unknown or plaintext cluster", "chain", r.Chain, "cluster", r.Cluster)
 		_ = c.Close()
 		return
 	}

@@ -175,26 +175,37 @@ func (f *fixture) startSidecarWith(m *member, node string, opts proxy.Options) (
 	nacks := &atomic.Int32{}
 	opts.Metrics, opts.Log = metrics, logr.Discard()
 	p := proxy.New(opts)
-	conn, err := grpc.NewClient(f.xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	md, _ := structpb.NewStruct(map[string]any{xds.ProxyMetadataKey: xds.ProxyRoleSidecar})
-	ads := &proxy.ADS{Conn: conn, Node: &corev3.Node{Id: node, Metadata: md}, Apply: p.SetConfig, Log: logr.Discard(), Delta: f.delta,
-		OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL); nacks.Add(1) }}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() { _ = ads.Run(ctx) }()
+	f.follow(p, node, xds.ProxyRoleSidecar, func(typeURL string, _ error) { metrics.NACK(typeURL); nacks.Add(1) })
 	out, in := listen(t), listen(t)
 	go func() { _ = p.ServeOutbound(out) }()
 	go func() { _ = p.ServeInbound(in) }()
 	return p, out, in, nacks
 }
 
+// follow runs an ADS client of the fixture's xDS server for proxy p, as node of role.
+func (f *fixture) follow(p *proxy.Proxy, node, role string, onNACK func(string, error)) {
+	t := f.t
+	conn, err := grpc.NewClient(f.xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	md, _ := structpb.NewStruct(map[string]any{xds.ProxyMetadataKey: role})
+	ads := &proxy.ADS{Conn: conn, Node: &corev3.Node{Id: node, Metadata: md}, Apply: p.SetConfig, Log: logr.Discard(), Delta: f.delta, OnNACK: onNACK}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = ads.Run(ctx) }()
+}
+
 func (f *fixture) setSnapshot(node string, in xds.Input) {
 	f.t.Helper()
-	res, err := xds.BuildProxy(in)
+	f.setSnapshotOf(node, in, xds.BuildProxy)
+}
+
+// setSnapshotOf serves node the resources build makes of in.
+func (f *fixture) setSnapshotOf(node string, in xds.Input, build func(xds.Input) (*xds.Resources, error)) {
+	f.t.Helper()
+	res, err := build(in)
 	if err != nil {
 		f.t.Fatal(err)
 	}

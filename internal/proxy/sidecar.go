@@ -55,36 +55,28 @@ import (
 
 // SidecarOptions are the flags of `proxy sidecar`.
 type SidecarOptions struct {
-	XDSAddress, IdentityAddress string
-	TrustDomain, ClusterID      string
-	TrustFile, TokenFile        string
-	WorkDir                     string
-	AdminPort, MetricsPort      int
-	OutboundPort, InboundPort   int
+	agentOptions
+	IdentityAddress           string
+	TokenFile                 string
+	WorkDir                   string
+	OutboundPort, InboundPort int
 	// DNSPort answers the pod's captured DNS (0: off).
 	DNSPort int
 	// Delta selects incremental ADS.
 	Delta bool
 	// AccessLog writes a JSON line per HTTP request to stdout.
 	AccessLog bool
-	// Pod identity, from the downward API (POD_NAME, POD_NAMESPACE, POD_IP, SERVICE_ACCOUNT).
-	PodName, PodNamespace, PodIP, ServiceAccount string
 }
 
 // ParseSidecarFlags parses `proxy sidecar`'s flags (args exclude the subcommand) and the pod's
 // environment.
 func ParseSidecarFlags(args []string) (SidecarOptions, error) {
-	o := SidecarOptions{PodName: os.Getenv("POD_NAME"), PodNamespace: os.Getenv("POD_NAMESPACE"), PodIP: os.Getenv("POD_IP"), ServiceAccount: os.Getenv("SERVICE_ACCOUNT")}
+	var o SidecarOptions
 	fs := flag.NewFlagSet("proxy sidecar", flag.ContinueOnError)
-	fs.StringVar(&o.XDSAddress, "xds-address", "", "the member agent's xDS address, host:port")
+	o.bindAgentFlags(fs)
 	fs.StringVar(&o.IdentityAddress, "identity-address", "", "the member agent's identity API address, host:port")
-	fs.StringVar(&o.TrustDomain, "trust-domain", "", "the member's SPIFFE trust domain")
-	fs.StringVar(&o.ClusterID, "cluster-id", "", "the member's cluster ID")
-	fs.StringVar(&o.TrustFile, "trust-file", "", "the member's roots (bundle document), to authenticate the agent")
 	fs.StringVar(&o.TokenFile, "token-file", "", "the pod's ServiceAccount token with audience "+identityv1.Audience)
 	fs.StringVar(&o.WorkDir, "work-dir", "", "where the SVID is written")
-	fs.IntVar(&o.AdminPort, "admin-port", 15021, "port of /healthz/ready")
-	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
 	fs.IntVar(&o.OutboundPort, "outbound-port", wire.OutboundPort, "port of the captured outbound traffic")
 	fs.IntVar(&o.InboundPort, "inbound-port", wire.InboundPort, "port of the captured inbound traffic")
 	fs.BoolVar(&o.AccessLog, "access-log", false, "write a JSON line per HTTP request to stdout")
@@ -93,21 +85,8 @@ func ParseSidecarFlags(args []string) (SidecarOptions, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	for flagName, v := range map[string]string{"xds-address": o.XDSAddress, "identity-address": o.IdentityAddress, "trust-domain": o.TrustDomain,
-		"trust-file": o.TrustFile, "token-file": o.TokenFile, "work-dir": o.WorkDir} {
-		if v == "" {
-			return o, fmt.Errorf("--%s is required", flagName)
-		}
-	}
-	if _, err := spiffeid.TrustDomainFromString(o.TrustDomain); err != nil {
-		return o, fmt.Errorf("--trust-domain %q: %w", o.TrustDomain, err)
-	}
-	for name, p := range map[string]int{"admin-port": o.AdminPort, "metrics-port": o.MetricsPort, "outbound-port": o.OutboundPort, "inbound-port": o.InboundPort} {
-		if p < 1 || p > 65535 {
-			return o, fmt.Errorf("--%s %d: must be 1-65535", name, p)
-		}
-	}
-	return o, nil
+	return o, o.checkAgentFlags(map[string]string{"identity-address": o.IdentityAddress, "token-file": o.TokenFile, "work-dir": o.WorkDir},
+		map[string]int{"outbound-port": o.OutboundPort, "inbound-port": o.InboundPort})
 }
 
 // appProbeHandler answers the kubelet's rewritten probes (wire.AppProbePrefix) by sending
@@ -247,27 +226,11 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 	}
 	p := New(opts)
 
-	agentID, err := spiffeid.FromSegments(td, "ns", identityv1.AgentNamespace, "sa", identityv1.AgentServiceAccount)
+	conn, node, err := o.connect(wire.ProxyRoleSidecar)
 	if err != nil {
 		return err
-	}
-	conn, err := grpc.NewClient(o.XDSAddress, grpc.WithTransportCredentials(credentials.NewTLS(
-		tlsconfig.TLSClientConfig(fileRoots{td: td, path: o.TrustFile}, tlsconfig.AuthorizeID(agentID)))))
-	if err != nil {
-		return fmt.Errorf("xDS client for %s: %w", o.XDSAddress, err)
 	}
 	defer func() { _ = conn.Close() }()
-	md, err := structpb.NewStruct(map[string]any{
-		wire.ProxyMetadataKey: wire.ProxyRoleSidecar, "NAMESPACE": o.PodNamespace, "SERVICE_ACCOUNT": o.ServiceAccount, "POD_NAME": o.PodName,
-	})
-	if err != nil {
-		return err
-	}
-	node := &corev3.Node{
-		Id:       fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", o.PodIP, o.PodName, o.PodNamespace, o.PodNamespace),
-		Cluster:  o.ClusterID,
-		Metadata: md,
-	}
 	ads := &ADS{Conn: conn, Node: node, Apply: p.SetConfig, Log: log.WithName("xds"), Delta: o.Delta, OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL) }}
 	go func() { _ = ads.Run(ctx) }()
 
@@ -302,29 +265,11 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 		go func() { _ = dns.ServeTCP(tl) }()
 	}
 
-	admin := http.NewServeMux()
-	admin.HandleFunc("/healthz/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.Ready() {
-			http.Error(w, "not ready: waiting for the SVID and the agent's config", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
 	probers, err := appProbers(os.Getenv(wire.AppProbersEnv))
 	if err != nil {
 		return err
 	}
-	admin.Handle(wire.AppProbePrefix, probers)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	servers := []*http.Server{
-		{Addr: ":" + strconv.Itoa(o.AdminPort), Handler: admin, ReadHeaderTimeout: 5 * time.Second},
-		{Addr: ":" + strconv.Itoa(o.MetricsPort), Handler: mux, ReadHeaderTimeout: 5 * time.Second},
-	}
-	errs := make(chan error, len(servers))
-	for _, s := range servers {
-		go func() { errs <- s.ListenAndServe() }()
-	}
+	servers, errs := o.serveAdmin(reg, func() bool { return p.Ready() }, "waiting for the SVID and the agent's config", probers)
 	log.Info("sidecar started", "node", node.GetId(), "outbound", out.Addr().String(), "inbound", in.Addr().String(), "xds", o.XDSAddress)
 	select {
 	case <-ctx.Done():
@@ -340,4 +285,100 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// agentOptions are what every proxy role shares: its agent, its pod and its admin ports.
+type agentOptions struct {
+	XDSAddress, TrustDomain, ClusterID, TrustFile string
+	AdminPort, MetricsPort                        int
+	// Pod identity, from the downward API (POD_NAME, POD_NAMESPACE, POD_IP, SERVICE_ACCOUNT).
+	PodName, PodNamespace, PodIP, ServiceAccount string
+}
+
+// connect opens the xDS connection to the agent, which must present the agent's SPIFFE ID
+// under the member's roots, and names the node of a proxy of role.
+func (o agentOptions) connect(role string) (*grpc.ClientConn, *corev3.Node, error) {
+	td, err := spiffeid.TrustDomainFromString(o.TrustDomain)
+	if err != nil {
+		return nil, nil, err
+	}
+	agentID, err := spiffeid.FromSegments(td, "ns", identityv1.AgentNamespace, "sa", identityv1.AgentServiceAccount)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(o.XDSAddress, grpc.WithTransportCredentials(credentials.NewTLS(
+		tlsconfig.TLSClientConfig(fileRoots{td: td, path: o.TrustFile}, tlsconfig.AuthorizeID(agentID)))))
+	if err != nil {
+		return nil, nil, fmt.Errorf("xDS client for %s: %w", o.XDSAddress, err)
+	}
+	md, err := structpb.NewStruct(map[string]any{
+		wire.ProxyMetadataKey: role, "NAMESPACE": o.PodNamespace, "SERVICE_ACCOUNT": o.ServiceAccount, "POD_NAME": o.PodName,
+	})
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return conn, &corev3.Node{
+		Id:       fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", role, o.PodIP, o.PodName, o.PodNamespace, o.PodNamespace),
+		Cluster:  o.ClusterID,
+		Metadata: md,
+	}, nil
+}
+
+// serveAdmin serves /healthz/ready (and probers, if any, under wire.AppProbePrefix) on the
+// admin port and reg's /metrics on the metrics port; errs receives the first to fail.
+func (o agentOptions) serveAdmin(reg *prometheus.Registry, ready func() bool, waiting string, probers http.Handler) ([]*http.Server, <-chan error) {
+	admin := http.NewServeMux()
+	admin.HandleFunc("/healthz/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready: "+waiting, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if probers != nil {
+		admin.Handle(wire.AppProbePrefix, probers)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	servers := []*http.Server{
+		{Addr: ":" + strconv.Itoa(o.AdminPort), Handler: admin, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: ":" + strconv.Itoa(o.MetricsPort), Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+	}
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errs <- s.ListenAndServe() }()
+	}
+	return servers, errs
+}
+
+// bindAgentFlags registers the shared flags on fs and reads the pod's environment.
+func (o *agentOptions) bindAgentFlags(fs *flag.FlagSet) {
+	*o = agentOptions{PodName: os.Getenv("POD_NAME"), PodNamespace: os.Getenv("POD_NAMESPACE"), PodIP: os.Getenv("POD_IP"), ServiceAccount: os.Getenv("SERVICE_ACCOUNT")}
+	fs.StringVar(&o.XDSAddress, "xds-address", "", "the member agent's xDS address, host:port")
+	fs.StringVar(&o.TrustDomain, "trust-domain", "", "the member's SPIFFE trust domain")
+	fs.StringVar(&o.ClusterID, "cluster-id", "", "the member's cluster ID")
+	fs.StringVar(&o.TrustFile, "trust-file", "", "the member's roots (bundle document), to authenticate the agent")
+	fs.IntVar(&o.AdminPort, "admin-port", 15021, "port of /healthz/ready")
+	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
+}
+
+// checkAgentFlags checks the shared flags, and the required ones among extra, after parsing.
+func (o agentOptions) checkAgentFlags(required map[string]string, ports map[string]int) error {
+	required["xds-address"], required["trust-domain"], required["trust-file"] = o.XDSAddress, o.TrustDomain, o.TrustFile
+	for flagName, v := range required {
+		if v == "" {
+			return fmt.Errorf("--%s is required", flagName)
+		}
+	}
+	if _, err := spiffeid.TrustDomainFromString(o.TrustDomain); err != nil {
+		return fmt.Errorf("--trust-domain %q: %w", o.TrustDomain, err)
+	}
+	ports["admin-port"], ports["metrics-port"] = o.AdminPort, o.MetricsPort
+	for name, p := range ports {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("--%s %d: must be 1-65535", name, p)
+		}
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ package xds
 
 import (
 	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -25,6 +26,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Converters from the Kubernetes objects an agent watches to Build's inputs. They are pure and
@@ -83,9 +85,15 @@ func ImportedService(si *mcsv1beta1.ServiceImport, eps []*discoveryv1.EndpointSl
 // EndpointSetFromSlice converts one EndpointSlice of the given source cluster and region. FQDN
 // slices and ports without a number ("all ports") are skipped; an endpoint's zone falls back to
 // the slice's topology.kubernetes.io/zone label; unset conditions follow the EndpointSlice API
-// (ready unknown is ready, serving unknown is ready, terminating unknown is false).
+// (ready unknown is ready, serving unknown is ready, terminating unknown is false). Every
+// endpoint takes the slice's wire.EndpointWeightAnnotation as its weight (an unreadable one
+// is 1).
 func EndpointSetFromSlice(es *discoveryv1.EndpointSlice, cluster, region string) EndpointSet {
 	set := EndpointSet{Cluster: cluster, Region: region}
+	var weight uint32
+	if w, err := strconv.ParseUint(es.Annotations[wire.EndpointWeightAnnotation], 10, 32); err == nil && w > 0 {
+		weight = uint32(w)
+	}
 	if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 		return set
 	}
@@ -105,6 +113,7 @@ func EndpointSetFromSlice(es *discoveryv1.EndpointSlice, cluster, region string)
 			Ready:       ready,
 			Serving:     ptr.Deref(e.Conditions.Serving, ready),
 			Terminating: ptr.Deref(e.Conditions.Terminating, false),
+			Weight:      weight,
 		})
 	}
 	return set

@@ -28,6 +28,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func slice(name string, labels map[string]string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
@@ -110,11 +111,14 @@ func TestImportedService(t *testing.T) {
 		slice("local", map[string]string{discoveryv1.LabelServiceName: "echo"}, ep), // not MCS
 	}
 	eps[1].Labels[corev1.LabelTopologyZone] = "r2-z3"
+	// b is on another network: its slice is its gateway, standing for 4 endpoints.
+	eps[1].Annotations = map[string]string{wire.EndpointWeightAnnotation: "4"}
 	got := ImportedService(si, eps, memberA)
 	if got.Scope != ClusterSet || !slices.Equal(got.IPs, []string{"241.0.0.7"}) || len(got.Endpoints) != 2 {
 		t.Fatalf("service %+v", got)
 	}
-	if a, b := got.Endpoints[0], got.Endpoints[1]; a.Cluster != "a" || a.Region != "r1" || b.Cluster != "b" || b.Region != "r2" || b.Endpoints[0].Zone != "r2-z3" {
+	if a, b := got.Endpoints[0], got.Endpoints[1]; a.Cluster != "a" || a.Region != "r1" || b.Cluster != "b" || b.Region != "r2" || b.Endpoints[0].Zone != "r2-z3" ||
+		a.Endpoints[0].Weight != 0 || b.Endpoints[0].Weight != 4 {
 		t.Errorf("sets %+v", got.Endpoints)
 	}
 	si.Spec.Type = mcsv1beta1.Headless

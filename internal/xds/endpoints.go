@@ -49,6 +49,7 @@ type candidate struct {
 	tier   int
 	health corev3.HealthStatus
 	loc    locality
+	weight uint32
 }
 
 // healthOf maps EndpointSlice conditions: ready is HEALTHY, serving while terminating is
@@ -99,7 +100,7 @@ func (b *builder) loadAssignment(name string, s *Service, p Port) (*endpointv3.C
 				b.servers[addr] = true // a server needs its Listener to start, ready or not
 			}
 			if h, ok := healthOf(e); ok {
-				cands = append(cands, candidate{addr: addr, tier: t, health: h, loc: locality{set.Region, e.Zone, set.Cluster}})
+				cands = append(cands, candidate{addr: addr, tier: t, health: h, loc: locality{set.Region, e.Zone, set.Cluster}, weight: max(e.Weight, 1)})
 			}
 		}
 	}
@@ -119,7 +120,8 @@ func (b *builder) loadAssignment(name string, s *Service, p Port) (*endpointv3.C
 	var healthy uint32
 	flush := func() {
 		if cur != nil {
-			// gRPC silently drops a locality without a weight: weigh by healthy endpoints, at least 1.
+			// gRPC silently drops a locality without a weight: weigh by healthy endpoints (a
+			// gateway's counting as the endpoints behind it), at least 1.
 			cur.LoadBalancingWeight = wrapperspb.UInt32(max(healthy, 1))
 			cla.Endpoints = append(cla.Endpoints, cur)
 		}
@@ -138,7 +140,7 @@ func (b *builder) loadAssignment(name string, s *Service, p Port) (*endpointv3.C
 			}
 		}
 		if c.health == corev3.HealthStatus_HEALTHY {
-			healthy++
+			healthy += c.weight
 		}
 		cur.LbEndpoints = append(cur.LbEndpoints, lbEndpoint(c))
 	}
@@ -147,7 +149,12 @@ func (b *builder) loadAssignment(name string, s *Service, p Port) (*endpointv3.C
 }
 
 func lbEndpoint(c candidate) *endpointv3.LbEndpoint {
+	var weight *wrapperspb.UInt32Value
+	if c.weight > 1 {
+		weight = wrapperspb.UInt32(c.weight)
+	}
 	return &endpointv3.LbEndpoint{
+		LoadBalancingWeight: weight,
 		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 				Address: c.addr.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(c.addr.Port())},

@@ -116,6 +116,9 @@ type Endpoint struct {
 	// Ready, Serving and Terminating are the EndpointSlice conditions, nil already resolved
 	// (ready and serving default to true, terminating to false).
 	Ready, Serving, Terminating bool
+	// Weight is the endpoint's load-balancing weight: an east-west gateway's endpoint stands
+	// for that many endpoints of its member (wire.EndpointWeightAnnotation). 0 means 1.
+	Weight uint32
 }
 
 // Policy is the mesh's data-plane policy: MeshInstallation spec.failover and spec.authorization.

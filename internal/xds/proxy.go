@@ -109,10 +109,15 @@ func BuildProxy(in Input) (*Resources, error) {
 			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
 		})
 	}
+	return b.envoyResources(map[string]types.Resource{ValidationSecretName: validation})
+}
+
+// envoyResources are the builder's resources with secrets, each checked by its proto's
+// Validate() and versioned by their content.
+func (b *builder) envoyResources(secrets map[string]types.Resource) (*Resources, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
-	secrets := map[string]types.Resource{ValidationSecretName: validation}
 	r := &Resources{
 		Listeners: typed(b.listeners), Clusters: typed(b.clusters),
 		Endpoints: typed(b.endpoints), Secrets: typed(secrets), Routes: typed(nil),
@@ -167,7 +172,7 @@ func (b *builder) proxyService(s *Service, chains map[string]*listenerv3.FilterC
 		}
 		name := ProxyClusterName(host, p.Port)
 		proto := ProtocolOf(p.Name, p.AppProtocol)
-		b.add(&b.clusters, b.proxyCluster(name, s.Namespace, proto))
+		b.add(&b.clusters, b.proxyCluster(name, s.Namespace, proto, wire.GatewaySNI(host, p.Port)))
 		cla, err := b.loadAssignment(name, s, p)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", host, err)
@@ -237,7 +242,10 @@ func httpRetryPolicy(retries int32) *routev3.RetryPolicy {
 // service's namespace (in any federated trust domain): a Service's endpoints are pods of its
 // own namespace, and an imported service's are those of the same namespace in every member
 // (MCS namespace sameness), so another workload at an endpoint's address cannot pose as it.
-func (b *builder) proxyCluster(name, namespace string, proto Protocol) *clusterv3.Cluster {
+//
+// sni, the TLS server name (wire.GatewaySNI), routes the connection through the east-west
+// gateway of a member on another network; a server sidecar ignores it.
+func (b *builder) proxyCluster(name, namespace string, proto Protocol, sni string) *clusterv3.Cluster {
 	alpn := InboundTCPALPN
 	if proto == ProtocolHTTP {
 		alpn = InboundHTTPALPN
@@ -259,7 +267,7 @@ func (b *builder) proxyCluster(name, namespace string, proto Protocol) *clusterv
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 		OutlierDetection:     b.outlier,
-		TransportSocket:      transportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: common}),
+		TransportSocket:      transportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: sni}),
 	}
 	if proto == ProtocolHTTP {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsName: anyOf(&httpv3.HttpProtocolOptions{

@@ -117,7 +117,8 @@ func TestBuildProxy(t *testing.T) {
 	combined := up.GetCommonTlsContext().GetCombinedValidationContext()
 	if up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName() != CertSecretName ||
 		combined.GetValidationContextSdsSecretConfig().GetName() != ValidationSecretName ||
-		up.GetCommonTlsContext().GetAlpnProtocols()[0] != InboundHTTPALPN {
+		up.GetCommonTlsContext().GetAlpnProtocols()[0] != InboundHTTPALPN ||
+		up.GetSni() != "outbound_.8080_._.echo.demo.svc.clusterset.local" {
 		t.Errorf("upstream TLS %v", up)
 	}
 	// The server sidecar must present an identity of the service's namespace.
