@@ -259,5 +259,8 @@ func ownedSpec(mc *meshv1alpha1.MeshCluster) (*unstructured.Unstructured, error)
 			return nil, err
 		}
 	}
+	if err := unstructured.SetNestedField(u.Object, mc.Spec.GatewayAddress, "spec", "gatewayAddress"); err != nil {
+		return nil, err
+	}
 	return u, nil
 }

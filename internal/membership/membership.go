@@ -22,7 +22,9 @@ package membership
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -32,15 +34,24 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Locality labels read from a Cluster.
 const (
 	RegionLabel = "topology.kubernetes.io/region"
 	ZoneLabel   = "topology.kubernetes.io/zone"
+)
+
+// Network of a Cluster: its label (wire.NetworkLabel, wire.DefaultNetwork without it) and the
+// address of its east-west gateway, given by the GatewayAddressAnnotation.
+const (
+	NetworkLabel             = wire.NetworkLabel
+	GatewayAddressAnnotation = "mesh.fleetmesh.io/gateway-address"
 )
 
 // MaxTrustDomainLength is the SPIFFE limit on a trust domain.
@@ -130,14 +141,32 @@ func DesiredMember(mi *meshv1alpha1.MeshInstallation, c *clusterv1.Cluster) (mes
 	if len(td) > MaxTrustDomainLength {
 		return meshv1alpha1.MeshClusterSpec{}, fmt.Errorf("trust domain of %s/%s expands to %d characters, over the SPIFFE limit of %d: shorten spec.trust.trustDomainTemplate", c.Namespace, c.Name, len(td), MaxTrustDomainLength)
 	}
-	return meshv1alpha1.MeshClusterSpec{
+	spec := meshv1alpha1.MeshClusterSpec{
 		ClusterRef:   meshv1alpha1.ClusterReference{Name: c.Name},
 		Installation: mi.Name,
 		TrustDomain:  td,
 		Locality:     meshv1alpha1.Locality{Region: c.Labels[RegionLabel], Zone: c.Labels[ZoneLabel]},
-		Network:      "default",
-	}, nil
+	}
+	network := c.Labels[NetworkLabel]
+	if network == "" {
+		network = wire.DefaultNetwork
+	}
+	if errs := validation.IsDNS1123Label(network); len(errs) > 0 {
+		return spec, &NetworkError{fmt.Sprintf("label %s of %s/%s is %q: %s", NetworkLabel, c.Namespace, c.Name, network, strings.Join(errs, "; "))}
+	}
+	gw := c.Annotations[GatewayAddressAnnotation]
+	if a, err := netip.ParseAddr(gw); gw != "" && (err != nil || !a.Is4()) {
+		return spec, &NetworkError{fmt.Sprintf("annotation %s of %s/%s is %q: an IPv4 address is allowed", GatewayAddressAnnotation, c.Namespace, c.Name, gw)}
+	}
+	spec.Network, spec.GatewayAddress = network, gw
+	return spec, nil
 }
+
+// NetworkError is DesiredMember's error for a Cluster whose network label or gateway address
+// annotation is invalid; the spec it returns with one is complete but for those two fields.
+type NetworkError struct{ msg string }
+
+func (e *NetworkError) Error() string { return e.msg }
 
 // Plan is every member's desired MeshCluster spec plus the members refused and why.
 type Plan struct {
@@ -152,12 +181,14 @@ type Plan struct {
 // that member keeps it and only the newcomers are refused; with no such holder, every colliding
 // cluster is refused.
 func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster, existing []meshv1alpha1.MeshCluster) Plan {
-	tdHolder := map[string]string{} // trust domain -> namespace/name of the member that holds it
-	idHolder := map[string]string{} // cluster ID -> namespace/name
+	tdHolder := map[string]string{}                  // trust domain -> namespace/name of the member that holds it
+	idHolder := map[string]string{}                  // cluster ID -> namespace/name
+	joined := map[string]*meshv1alpha1.MeshCluster{} // namespace/name of the Cluster -> its MeshCluster
 	for i := range existing {
 		if mc := &existing[i]; mc.DeletionTimestamp.IsZero() && mc.Spec.Installation == mi.Name {
 			tdHolder[mc.Spec.TrustDomain] = mc.Namespace + "/" + mc.Name
 			idHolder[ClusterID(mc.Spec.ClusterRef.Name, mc.Namespace)] = mc.Namespace + "/" + mc.Name
+			joined[mc.Namespace+"/"+mc.Spec.ClusterRef.Name] = mc
 		}
 	}
 	p := Plan{Specs: map[string]meshv1alpha1.MeshClusterSpec{}}
@@ -166,6 +197,13 @@ func PlanMembers(mi *meshv1alpha1.MeshInstallation, members []*clusterv1.Cluster
 	for _, c := range members {
 		key := c.Namespace + "/" + c.Name
 		spec, err := DesiredMember(mi, c)
+		var nerr *NetworkError
+		if mc, ok := joined[key]; ok && errors.As(err, &nerr) {
+			// A typo in a joined member's label must not uninstall it: it stays on its network.
+			spec.Network, spec.GatewayAddress = mc.Spec.Network, mc.Spec.GatewayAddress
+			p.Refused = append(p.Refused, fmt.Sprintf("%s; member %s stays on network %q", err, key, spec.Network))
+			err = nil
+		}
 		if err != nil {
 			p.Refused = append(p.Refused, err.Error())
 			continue

@@ -312,3 +312,68 @@ func TestPlanMembersRefusesANewcomerWithAHeldClusterID(t *testing.T) {
 		t.Errorf("refused = %q", p.Refused)
 	}
 }
+
+// A member's network is its Cluster's label (the default network without one), its gateway
+// address the Cluster's annotation; a value the API could not hold refuses that member alone,
+// naming the label or annotation.
+func TestDesiredMemberNetworkAndGateway(t *testing.T) {
+	m := mi("mesh", 0, nil)
+	withGateway := func(c clusterv1.Cluster, addr string) *clusterv1.Cluster {
+		c.Annotations = map[string]string{GatewayAddressAnnotation: addr}
+		return &c
+	}
+	for _, tc := range []struct {
+		name             string
+		c                *clusterv1.Cluster
+		network, gateway string
+		err              string
+	}{
+		{name: "no label", c: ptr.To(cluster("ns", "a", nil)), network: "default"},
+		{name: "label", c: ptr.To(cluster("ns", "a", map[string]string{NetworkLabel: "vpc-2"})), network: "vpc-2"},
+		{name: "gateway", c: withGateway(cluster("ns", "a", map[string]string{NetworkLabel: "vpc-2"}), "192.0.2.7"), network: "vpc-2", gateway: "192.0.2.7"},
+		{name: "label not a DNS label", c: ptr.To(cluster("ns", "a", map[string]string{NetworkLabel: "VPC_2"})), err: `label mesh.fleetmesh.io/network of ns/a is "VPC_2"`},
+		{name: "gateway not IPv4", c: withGateway(cluster("ns", "a", nil), "2001:db8::1"), err: "annotation mesh.fleetmesh.io/gateway-address of ns/a is \"2001:db8::1\": an IPv4 address is allowed"},
+		{name: "gateway with a port", c: withGateway(cluster("ns", "a", nil), "192.0.2.7:15443"), err: "an IPv4 address is allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := DesiredMember(&m, tc.c)
+			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one containing %q", err, tc.err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case spec.Network != tc.network || spec.GatewayAddress != tc.gateway:
+				t.Errorf("network %q gateway %q, want %q %q", spec.Network, spec.GatewayAddress, tc.network, tc.gateway)
+			}
+		})
+	}
+}
+
+// A joined member whose network label or gateway annotation turns invalid keeps its network and
+// address (a typo must not uninstall it); a newcomer with one is refused.
+func TestPlanMembersKeepsAJoinedMemberOnItsNetwork(t *testing.T) {
+	m := mi("mesh", 0, nil)
+	bad := cluster("ns", "a", map[string]string{NetworkLabel: "VPC_2"})
+	newcomer := cluster("ns", "b", map[string]string{NetworkLabel: "VPC_2"})
+	joined := meshv1alpha1.MeshCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"},
+		Spec: meshv1alpha1.MeshClusterSpec{Installation: "mesh", ClusterRef: meshv1alpha1.ClusterReference{Name: "a"},
+			TrustDomain: "a.ns.mesh.fleetmesh.local", Network: "vpc-1", GatewayAddress: "192.0.2.7"},
+	}
+	p := PlanMembers(&m, []*clusterv1.Cluster{&bad, &newcomer}, []meshv1alpha1.MeshCluster{joined})
+	spec, ok := p.Specs["ns/a"]
+	if !ok || spec.Network != "vpc-1" || spec.GatewayAddress != "192.0.2.7" {
+		t.Fatalf("joined member planned as %+v (planned %v), want it kept on vpc-1 via 192.0.2.7", spec, ok)
+	}
+	if _, ok := p.Specs["ns/b"]; ok {
+		t.Error("the newcomer with an invalid network label was planned")
+	}
+	got := strings.Join(p.Refused, "\n")
+	for _, want := range []string{`label mesh.fleetmesh.io/network of ns/a is "VPC_2"`, `member ns/a stays on network "vpc-1"`, "of ns/b is"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("refusals %q do not mention %q", got, want)
+		}
+	}
+}

@@ -49,13 +49,25 @@ type MeshClusterSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Locality"
 	Locality Locality `json:"locality,omitempty"`
 
-	// network the member's pods are on; members on one network reach each other's pod IPs.
+	// network the member's pods are on; members on one network reach each other's pod IPs,
+	// members on other networks reach them through the member's east-west gateway. Derived
+	// from the Cluster's mesh.fleetmesh.io/network label ("default" without it).
 	// +optional
 	// +kubebuilder:default=default
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Network",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Network string `json:"network,omitempty"`
+
+	// gatewayAddress is the IPv4 address at which members on other networks reach this
+	// member's east-west gateway (port 15443). Derived from the Cluster's
+	// mesh.fleetmesh.io/gateway-address annotation; empty: the member has none, and members on
+	// other networks get no endpoints of its exports.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="self == '' || (isIP(self) && ip(self).family() == 4)",message="gatewayAddress must be an IPv4 address"
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Gateway Address",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
+	GatewayAddress string `json:"gatewayAddress,omitempty"`
 }
 
 // ClusterReference names a Cluster API Cluster in the same namespace.
@@ -153,6 +165,7 @@ type MeshClusterStatus struct {
 // +kubebuilder:resource:shortName=mc;meshcl,categories=fleetmesh
 // +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterRef.name`
 // +kubebuilder:printcolumn:name="Trust-Domain",type=string,JSONPath=`.spec.trustDomain`
+// +kubebuilder:printcolumn:name="Network",type=string,JSONPath=`.spec.network`,priority=1
 // +kubebuilder:printcolumn:name="Connected",type=string,JSONPath=`.status.conditions[?(@.type=="Connected")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

@@ -391,6 +391,21 @@ var _ = Describe("MeshCluster admission", func() {
 		Expect(err.Error()).To(ContainSubstring("[a-z0-9._-]"))
 	})
 
+	It("takes an IPv4 gateway address and refuses any other", func() {
+		mc := meshCluster("gw-ok")
+		mc.Spec.Network = "vpc-2"
+		mc.Spec.GatewayAddress = "192.0.2.7"
+		Expect(k8sClient.Create(ctx, mc)).To(Succeed())
+		for i, bad := range []string{"2001:db8::1", "192.0.2.7:15443", "gateway.example"} {
+			mc := meshCluster(fmt.Sprintf("gw-bad-%d", i))
+			mc.Spec.GatewayAddress = bad
+			err := k8sClient.Create(ctx, mc)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%q: got %v", bad, err)
+			Expect(err.Error()).To(ContainSubstring("spec.gatewayAddress"))
+			Expect(err.Error()).To(ContainSubstring("must be an IPv4 address"))
+		}
+	})
+
 	It("refuses to move a MeshCluster to another Cluster or installation", func() {
 		mc := meshCluster("fixed")
 		Expect(k8sClient.Create(ctx, mc)).To(Succeed())
