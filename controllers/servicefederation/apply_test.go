@@ -90,7 +90,7 @@ func TestApplyIfChangedOnFederatedObjects(t *testing.T) {
 	}
 	imp, _ := mcs.Resolve([]mcs.Export{{Cluster: "east", Key: key, Created: time.Now(), Service: svc,
 		Slices: []discoveryv1.EndpointSlice{source}, Region: "eu", Zone: "eu-1"}})
-	desired := mcs.ForMember(imp, "east", "242.1.0.1", map[string]string{"mesh.fleetmesh.io/installation": "demo"})
+	desired := mcs.ForMember(imp, "east", "", "242.1.0.1", map[string]string{"mesh.fleetmesh.io/installation": "demo"})
 	if desired.Import == nil || len(desired.Slices) != 1 {
 		t.Fatalf("want an import and one slice, got %+v", desired)
 	}

@@ -19,6 +19,7 @@ package servicefederation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +35,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/internal/install"
 	"github.com/fleetmesh/fleetmesh/internal/mcs"
 	"github.com/fleetmesh/fleetmesh/internal/ssa"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 type member struct {
@@ -73,7 +75,7 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 			continue
 		}
 		live = append(live, m)
-		v := mcs.MemberView{ID: m.id, Reachable: true}
+		v := mcs.MemberView{ID: m.id, Reachable: true, Network: m.mc.Spec.Network}
 		v.HasNamespace = m.reader.Get(ctx, client.ObjectKey{Name: key.Namespace}, &corev1.Namespace{}) == nil
 		if !shown {
 			si := &mcsv1beta1.ServiceImport{}
@@ -97,13 +99,14 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 	for _, m := range away {
 		// Unreachable: its last known export stays, marked stale, for the grace period; after an
 		// operator restart it is rebuilt from what the live members import of it.
-		v := mcs.MemberView{ID: m.id}
+		v := mcs.MemberView{ID: m.id, Network: m.mc.Spec.Network}
 		r.mu.Lock()
 		known := r.memory.Knows(m.id, key)
 		r.mu.Unlock()
 		var rebuilt *mcs.Export
 		if !known {
 			if e, ok := reconstruct(ctx, live, mi.Name, m, key); ok { // cache reads: not under the lock
+				e.Network, e.Gateway = m.mc.Spec.Network, m.mc.Spec.GatewayAddress
 				rebuilt = &e
 			}
 		}
@@ -125,21 +128,26 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstallati
 }
 
 // reconstruct rebuilds an unreachable member's export of key from the first live member that
-// imports it with a slice from that member (mcs.Reconstruct).
+// imports it with a slice of that member's own endpoints (mcs.Reconstruct): a member of
+// another network holds only the member's gateway, which says nothing of its endpoints.
 func reconstruct(ctx context.Context, live []member, installation string, away member, key mcs.Key) (mcs.Export, bool) {
 	for _, m := range live {
-		slices := &discoveryv1.EndpointSliceList{}
-		if err := m.reader.List(ctx, slices, client.InNamespace(key.Namespace), client.MatchingLabels{
+		list := &discoveryv1.EndpointSliceList{}
+		if err := m.reader.List(ctx, list, client.InNamespace(key.Namespace), client.MatchingLabels{
 			mcsv1beta1.LabelServiceName: key.Name, mcsv1beta1.LabelSourceCluster: away.id,
 			discoveryv1.LabelManagedBy: mcs.ManagedBy, meshv1alpha1.InstallationLabel: installation,
-		}); err != nil || len(slices.Items) == 0 {
+		}); err != nil {
+			continue
+		}
+		i := slices.IndexFunc(list.Items, func(s discoveryv1.EndpointSlice) bool { return s.Labels[wire.NetworkLabel] == "" })
+		if i < 0 {
 			continue
 		}
 		si := &mcsv1beta1.ServiceImport{}
 		if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, si); err != nil {
 			continue
 		}
-		return mcs.Reconstruct(away.id, si, &slices.Items[0],
+		return mcs.Reconstruct(away.id, si, &list.Items[i],
 			[]string{meshv1alpha1.ManagedByLabel, meshv1alpha1.InstallationLabel}, []string{ssa.AppliedHashAnnotation}), true
 	}
 	return mcs.Export{}, false
@@ -167,6 +175,7 @@ func readExport(ctx context.Context, m member, key mcs.Key) (mcs.Export, bool, e
 		ExportedLabels: se.Spec.ExportedLabels, ExportedAnnotations: se.Spec.ExportedAnnotations,
 		ExportTo: mcs.ParseExportTo(se.Annotations),
 		Region:   m.mc.Spec.Locality.Region, Zone: m.mc.Spec.Locality.Zone,
+		Network: m.mc.Spec.Network, Gateway: m.mc.Spec.GatewayAddress,
 	}
 	svc := &corev1.Service{}
 	if err := m.reader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, svc); err == nil {
@@ -174,11 +183,11 @@ func readExport(ctx context.Context, m member, key mcs.Key) (mcs.Export, bool, e
 	} else if !apierrors.IsNotFound(err) {
 		return e, false, fmt.Errorf("get Service %s in %s: %w", key, m.id, err)
 	}
-	slices := &discoveryv1.EndpointSliceList{}
-	if err := m.reader.List(ctx, slices, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+	list := &discoveryv1.EndpointSliceList{}
+	if err := m.reader.List(ctx, list, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
 		return e, false, fmt.Errorf("list EndpointSlices of %s in %s: %w", key, m.id, err)
 	}
-	for _, s := range slices.Items {
+	for _, s := range list.Items {
 		if s.Labels[discoveryv1.LabelManagedBy] != mcs.ManagedBy {
 			e.Slices = append(e.Slices, s)
 		}

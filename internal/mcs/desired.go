@@ -24,12 +24,15 @@ import (
 	"maps"
 	"net/netip"
 	"sort"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // Desired is what one importing member should have for one service.
@@ -39,12 +42,14 @@ type Desired struct {
 }
 
 // ForMember renders the ServiceImport and one MCS EndpointSlice per source cluster for member
-// (a cluster ID): only the sources that reach it (Export.Reaches); nil Import when none does.
-// ip is the service's clusterset IP (ClusterSetIP imports only). labels are added to everything
-// (fleetmesh's ownership labels). Namespace sameness is the caller's: call it only for members
-// that have the namespace. The import's status lists the exporting clusters its slices come
-// from (the caller writes status through the status subresource).
-func ForMember(imp *Import, member, ip string, labels map[string]string) Desired {
+// (a cluster ID) on network: only the sources that reach it (Export.Reaches); nil Import when
+// none does. A source on the member's network gives its ready pod endpoints; one on another
+// network its east-west gateway (gatewaySlice). ip is the service's clusterset IP
+// (ClusterSetIP imports only). labels are added to everything (fleetmesh's ownership labels).
+// Namespace sameness is the caller's: call it only for members that have the namespace. The
+// import's status lists the exporting clusters its slices come from (the caller writes status
+// through the status subresource).
+func ForMember(imp *Import, member, network, ip string, labels map[string]string) Desired {
 	var sources []Export
 	for _, src := range imp.Sources {
 		if src.Reaches(member) {
@@ -78,9 +83,11 @@ func ForMember(imp *Import, member, ip string, labels map[string]string) Desired
 	d := Desired{Import: si}
 	for _, src := range sources {
 		si.Status.Clusters = append(si.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: src.Cluster})
-		if s := sliceFor(imp.Key, src, labels); s != nil {
-			d.Slices = append(d.Slices, s)
+		s := sliceFor(imp.Key, src, labels)
+		if networkOf(src.Network) != networkOf(network) {
+			gatewaySlice(s, src, imp.Type)
 		}
+		d.Slices = append(d.Slices, s)
 	}
 	return d
 }
@@ -156,6 +163,41 @@ func sliceFor(k Key, src Export, labels map[string]string) *discoveryv1.Endpoint
 		s.Ports = append(s.Ports, ports[n])
 	}
 	return s
+}
+
+// networkOf is a network's name, wire.DefaultNetwork for none.
+func networkOf(n string) string {
+	if n == "" {
+		return wire.DefaultNetwork
+	}
+	return n
+}
+
+// gatewaySlice turns the MCS slice of a source on another network into what the importer can
+// reach: one endpoint, the source's gateway address, on wire.GatewayPort for every port (the
+// gateway routes by the TLS server name, which names the service port), labelled with the
+// source's network and weighted by the ready endpoints it stands for. With no gateway address,
+// no ready endpoint, or a Headless import (whose per-pod names a gateway cannot route), the
+// slice has no endpoints: the source is listed in the import but unreachable from here.
+func gatewaySlice(s *discoveryv1.EndpointSlice, src Export, typ mcsv1beta1.ServiceImportType) {
+	s.Labels[wire.NetworkLabel] = networkOf(src.Network)
+	ready := len(s.Endpoints)
+	s.Endpoints = nil
+	for i := range s.Ports {
+		s.Ports[i].Port = ptr.To(int32(wire.GatewayPort))
+	}
+	if src.Gateway == "" || ready == 0 || typ == mcsv1beta1.Headless {
+		return
+	}
+	s.Annotations = map[string]string{wire.EndpointWeightAnnotation: strconv.Itoa(ready)}
+	ep := discoveryv1.Endpoint{
+		Addresses:  []string{src.Gateway},
+		Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+	}
+	if src.Zone != "" {
+		ep.Zone = ptr.To(src.Zone)
+	}
+	s.Endpoints = []discoveryv1.Endpoint{ep}
 }
 
 func merge(ms ...map[string]string) map[string]string {

@@ -34,6 +34,8 @@ type MemberView struct {
 	HasNamespace bool
 	// IP is the clusterset IP the member's import shows now, if any.
 	IP string
+	// Network is the member's network (empty: wire.DefaultNetwork).
+	Network string
 }
 
 // PlanInput is one service of one installation across its members.
@@ -100,7 +102,7 @@ func PlanService(in PlanInput, alloc *Allocator) (Plan, error) {
 			p.Desired[m.ID] = Desired{}
 			continue
 		}
-		d := ForMember(imp, m.ID, p.IP, in.Labels)
+		d := ForMember(imp, m.ID, m.Network, p.IP, in.Labels)
 		p.Desired[m.ID] = d
 		if d.Import != nil && !m.HasNamespace {
 			p.CreateNamespace[m.ID] = true

@@ -17,13 +17,17 @@ limitations under the License.
 package mcs
 
 import (
+	"maps"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func exported(e Export) *Export { return &e }
@@ -204,14 +208,14 @@ func TestReconstructedExportKeepsTheImportForTheRestOfTheGrace(t *testing.T) {
 	b.ExportedLabels = map[string]string{"tier": "web"}
 	imp, _ := Resolve([]Export{b})
 	owned := map[string]string{"mesh.fleetmesh.io/installation": "mesh"}
-	d := ForMember(imp, "a", "240.245.0.7", owned)
+	d := ForMember(imp, "a", "", "240.245.0.7", owned)
 	d.Import.Annotations = map[string]string{"mesh.fleetmesh.io/applied-hash": "x"}
 	rebuilt := Reconstruct("b", d.Import, d.Slices[0], []string{"mesh.fleetmesh.io/installation"}, []string{"mesh.fleetmesh.io/applied-hash"})
 	again, v := Resolve([]Export{rebuilt})
 	if !v["b"].Valid || v["b"].Conflict || again.Type != imp.Type || len(again.Ports) != 1 || again.Ports[0] != imp.Ports[0] || again.Labels["tier"] != "web" || len(again.Labels) != 1 {
 		t.Fatalf("rebuilt import = %+v (verdict %+v), want %+v", again, v["b"], imp)
 	}
-	if got := ForMember(again, "a", "240.245.0.7", owned).Slices[0]; len(got.Endpoints) != 1 || got.Endpoints[0].Addresses[0] != "10.244.2.5" || got.Labels[StaleLabel] != "true" {
+	if got := ForMember(again, "a", "", "240.245.0.7", owned).Slices[0]; len(got.Endpoints) != 1 || got.Endpoints[0].Addresses[0] != "10.244.2.5" || got.Labels[StaleLabel] != "true" {
 		t.Errorf("rebuilt slice = %+v", got)
 	}
 
@@ -232,5 +236,86 @@ func TestReconstructedExportKeepsTheImportForTheRestOfTheGrace(t *testing.T) {
 	m.Seen("b", key, Export{}, false)
 	if m.Knows("b", key) {
 		t.Error("a member seen again clears what was held")
+	}
+}
+
+// Members on one network get each other's pod endpoints; a member on another network gets the
+// exporter's east-west gateway, on the gateway port, weighted by the endpoints behind it — or no
+// endpoint when the exporter has no gateway address or the import is Headless.
+func TestForMemberAcrossNetworks(t *testing.T) {
+	withNet := func(e Export, network, gw string) Export { e.Network, e.Gateway = network, gw; return e }
+	type want struct {
+		addrs   string // endpoint addresses, ","-joined
+		port    int32
+		network string // the slice's network label
+		weight  string
+	}
+	for _, tc := range []struct {
+		name            string
+		src             Export
+		importerNetwork string
+		want            want
+	}{
+		{"same network, both defaulted", export("c", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.3.5", "10.244.3.6"), "",
+			want{addrs: "10.244.3.5,10.244.3.6", port: 8080}},
+		{"same named network", withNet(export("c", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.3.5"), "vpc-2", "192.0.2.3"), "vpc-2",
+			want{addrs: "10.244.3.5", port: 8080}},
+		{"other network: the gateway, weighted", withNet(export("c", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.3.5", "10.244.3.6"), "vpc-2", "192.0.2.3"), "",
+			want{addrs: "192.0.2.3", port: wire.GatewayPort, network: "vpc-2", weight: "2"}},
+		{"other network without a gateway address: no endpoint", withNet(export("c", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.3.5"), "vpc-2", ""), "default",
+			want{port: wire.GatewayPort, network: "vpc-2"}},
+		{"other network, no ready endpoint: no gateway endpoint", withNet(export("c", time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP"))), "vpc-2", "192.0.2.3"), "",
+			want{port: wire.GatewayPort, network: "vpc-2"}},
+		{"other network, headless: no endpoint", withNet(export("c", time.Hour, svc(corev1.ClusterIPNone, port("grpc", 8080, "TCP")), "10.244.3.5"), "vpc-2", "192.0.2.3"), "",
+			want{port: wire.GatewayPort, network: "vpc-2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			imp, _ := Resolve([]Export{tc.src})
+			d := ForMember(imp, "a", tc.importerNetwork, "240.245.0.7", nil)
+			if len(d.Slices) != 1 {
+				t.Fatalf("%d slices, want 1", len(d.Slices))
+			}
+			s := d.Slices[0]
+			var addrs []string
+			for _, ep := range s.Endpoints {
+				addrs = append(addrs, ep.Addresses...)
+			}
+			got := want{addrs: strings.Join(addrs, ","), port: *s.Ports[0].Port, network: s.Labels[wire.NetworkLabel], weight: s.Annotations[wire.EndpointWeightAnnotation]}
+			if got != tc.want {
+				t.Errorf("slice %+v, want %+v", got, tc.want)
+			}
+			if n := ptr.Deref(s.Ports[0].Name, ""); n != "grpc" {
+				t.Errorf("port name %q, want the service's port name kept", n)
+			}
+		})
+	}
+}
+
+// A mixed fleet: a and b share a network, c is on another. Each importer's slice of every
+// source is what its network can reach.
+func TestPlanServiceInAMixedFleet(t *testing.T) {
+	src := func(id, network, gw, ip string) *Export {
+		e := export(id, time.Hour, svc("10.0.0.1", port("grpc", 8080, "TCP")), ip)
+		e.Network, e.Gateway = network, gw
+		return &e
+	}
+	in := PlanInput{Key: key, Members: []MemberView{
+		{ID: "a", Reachable: true, HasNamespace: true},
+		{ID: "b", Reachable: true, HasNamespace: true, Network: "default", Export: src("b", "default", "192.0.2.2", "10.244.2.5")},
+		{ID: "c", Reachable: true, HasNamespace: true, Network: "vpc-2", Export: src("c", "vpc-2", "192.0.2.3", "10.244.2.5")}, // overlapping pod IP
+	}}
+	p, err := PlanService(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for id, d := range p.Desired {
+		for _, s := range d.Slices {
+			got[id+"<-"+s.Labels[mcsv1beta1.LabelSourceCluster]] = s.Endpoints[0].Addresses[0]
+		}
+	}
+	want := map[string]string{"a<-b": "10.244.2.5", "a<-c": "192.0.2.3", "b<-b": "10.244.2.5", "b<-c": "192.0.2.3", "c<-b": "192.0.2.2", "c<-c": "10.244.2.5"}
+	if !maps.Equal(got, want) {
+		t.Errorf("endpoints by importer<-source = %v, want %v", got, want)
 	}
 }

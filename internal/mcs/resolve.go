@@ -74,6 +74,10 @@ type Export struct {
 	Slices []discoveryv1.EndpointSlice
 	Region string
 	Zone   string
+	// Network is the member's network (empty: wire.DefaultNetwork) and Gateway the address of
+	// its east-west gateway (empty: none): members of other networks reach its endpoints there.
+	Network string
+	Gateway string
 	// Stale: the member is unreachable and this is its last known export.
 	Stale bool
 }

@@ -71,7 +71,7 @@ func TestResolveMergesPortsAndKeepsEverySource(t *testing.T) {
 			t.Errorf("%s verdict = %+v, want valid without conflict", c, v)
 		}
 	}
-	d := ForMember(imp, "a", "240.245.0.7", map[string]string{"owner": "x"})
+	d := ForMember(imp, "a", "", "240.245.0.7", map[string]string{"owner": "x"})
 	if d.Import.Spec.IPs[0] != "240.245.0.7" || d.Import.Labels["owner"] != "x" {
 		t.Errorf("import = %+v", d.Import)
 	}
@@ -159,7 +159,7 @@ func TestValidity(t *testing.T) {
 
 func TestHeadlessImportHasNoIP(t *testing.T) {
 	imp, _ := Resolve([]Export{export("b", 0, svc(corev1.ClusterIPNone, port("grpc", 8080, "TCP")))})
-	if d := ForMember(imp, "a", "240.245.0.7", nil); d.Import.Spec.Type != mcsv1beta1.Headless || len(d.Import.Spec.IPs) != 0 {
+	if d := ForMember(imp, "a", "", "240.245.0.7", nil); d.Import.Spec.Type != mcsv1beta1.Headless || len(d.Import.Spec.IPs) != 0 {
 		t.Errorf("headless import = %+v", d.Import.Spec)
 	}
 }
@@ -168,7 +168,7 @@ func TestStaleSourcesAreMarked(t *testing.T) {
 	e := export("b", 0, svc("10.0.0.1", port("grpc", 8080, "TCP")), "10.244.2.5")
 	e.Stale = true
 	imp, _ := Resolve([]Export{e})
-	if d := ForMember(imp, "a", "", nil); d.Slices[0].Labels[StaleLabel] != "true" {
+	if d := ForMember(imp, "a", "", "", nil); d.Slices[0].Labels[StaleLabel] != "true" {
 		t.Errorf("stale slice labels = %v", d.Slices[0].Labels)
 	}
 }
@@ -277,7 +277,7 @@ func TestImportCarriesEveryServiceProperty(t *testing.T) {
 		s.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
 	})
 	imp, _ := Resolve([]Export{export("b", 0, s, "10.244.2.5"), export("c", 0, svc("10.0.0.2", port("grpc", 8080, "TCP")))})
-	d := ForMember(imp, "a", "240.245.0.7", nil)
+	d := ForMember(imp, "a", "", "240.245.0.7", nil)
 	spec := d.Import.Spec
 	if spec.SessionAffinity != corev1.ServiceAffinityClientIP || *spec.SessionAffinityConfig.ClientIP.TimeoutSeconds != 600 ||
 		*spec.InternalTrafficPolicy != corev1.ServiceInternalTrafficPolicyLocal || *spec.TrafficDistribution != "PreferClose" ||
@@ -305,7 +305,7 @@ func TestExportToLimitsWhichMembersImport(t *testing.T) {
 	imp, _ := Resolve([]Export{b, c})
 	sourcesOf := func(member string) []string {
 		var out []string
-		for _, s := range ForMember(imp, member, "240.245.0.7", nil).Slices {
+		for _, s := range ForMember(imp, member, "", "240.245.0.7", nil).Slices {
 			out = append(out, s.Labels[mcsv1beta1.LabelSourceCluster])
 		}
 		return out
@@ -315,7 +315,7 @@ func TestExportToLimitsWhichMembersImport(t *testing.T) {
 			t.Errorf("member %s gets slices of %v, want %v", member, got, want)
 		}
 	}
-	if d := ForMember(imp, "d", "240.245.0.7", nil); d.Import != nil {
+	if d := ForMember(imp, "d", "", "240.245.0.7", nil); d.Import != nil {
 		t.Errorf("a member no export reaches imports nothing: %+v", d.Import)
 	}
 	if ParseExportTo(nil) != nil {
