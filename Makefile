@@ -158,7 +158,7 @@ bench: kube-binaries tools haproxy ## Benchmarks on a local fleet; they print th
 	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestDataPlane$$' -v ./e2e/dataplane/ | grep -E '^(dataplane:|ok|FAIL|--- )'"
 	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestTrust$$' -v ./e2e/trust/ | grep -E '^(trust:|ok|FAIL|--- )'"
 	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 20m -run '^TestServices$$' -v ./e2e/services/ | grep -E '^(services:|ok|FAIL|--- )'"
-	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 10m -run '^TestBenchmarkSidecar' -v ./internal/proxy/ | grep -E '^(proxy:|ok|FAIL|--- )'"
+	bash -o pipefail -c "FLEETMESH_BENCH=1 go test -count=1 -timeout 10m -run '^TestBenchmark(Sidecar|Gateway)' -v ./internal/proxy/ | grep -E '^(proxy:|ok|FAIL|--- )'"
 
 .PHONY: test-unit
 test-unit: ## Pure-logic tests only (no clusters).

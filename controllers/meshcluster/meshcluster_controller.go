@@ -234,6 +234,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		st = metav1.ConditionTrue
 	}
 	r.setCondition(mc, meshv1alpha1.ControlPlaneReadyCondition, st, reason, msg)
+	if err := r.reportGateway(ctx, c, mi, mc, clusterKey); err != nil {
+		return ctrl.Result{}, err
+	}
 	now := metav1.NewTime(r.Clock.Now())
 	mc.Status.LastSyncTime = &now
 	return ctrl.Result{}, nil
@@ -432,6 +435,34 @@ func (r *Reconciler) controlPlaneState(ctx context.Context, c client.Client, mi 
 	return ready, reason, msg, agentVersion, nil
 }
 
+// reportGateway sets GatewayReady from the member's gateway (networking: Gateway), or drops it.
+func (r *Reconciler) reportGateway(ctx context.Context, c client.Client, mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster, clusterKey client.ObjectKey) error {
+	if !install.GatewayEnabled(mi) {
+		meta.RemoveStatusCondition(&mc.Status.Conditions, meshv1alpha1.GatewayReadyCondition)
+		return nil
+	}
+	key := client.ObjectKey{Namespace: install.Namespace, Name: install.GatewayName}
+	dep := &appsv1.Deployment{}
+	switch err := c.Get(ctx, key, dep); {
+	case apierrors.IsNotFound(err):
+		dep = nil
+	case err != nil:
+		return fmt.Errorf("get gateway Deployment: %w", err)
+	}
+	lb := ""
+	if svc := (&corev1.Service{}); c.Get(ctx, key, svc) == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
+		in := svc.Status.LoadBalancer.Ingress[0]
+		lb = in.IP + in.Hostname
+	}
+	ready, reason, msg := membership.GatewayReady(dep, mc.Spec.GatewayAddress, lb, clusterKey.String())
+	st := metav1.ConditionFalse
+	if ready {
+		st = metav1.ConditionTrue
+	}
+	r.setCondition(mc, meshv1alpha1.GatewayReadyCondition, st, reason, msg)
+	return nil
+}
+
 // reconcileDelete uninstalls the control plane from the member, within the bounded policy.
 func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshCluster, clusterKey client.ObjectKey) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(mc, meshv1alpha1.MeshClusterFinalizer) {
@@ -550,7 +581,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, mc *meshv1alpha1.MeshClust
 	return status.Apply(ctx, r.Client, mc, fieldOwner, &meshv1alpha1.MeshClusterStatus{
 		ObservedGeneration: mc.Status.ObservedGeneration,
 		Conditions: status.Owned(mc.Status.Conditions,
-			meshv1alpha1.ReadyCondition, meshv1alpha1.ConnectedCondition, meshv1alpha1.ControlPlaneReadyCondition),
+			meshv1alpha1.ReadyCondition, meshv1alpha1.ConnectedCondition, meshv1alpha1.ControlPlaneReadyCondition, meshv1alpha1.GatewayReadyCondition),
 		KubeSystemUID: mc.Status.KubeSystemUID,
 		AgentVersion:  mc.Status.AgentVersion,
 		LastSyncTime:  mc.Status.LastSyncTime,

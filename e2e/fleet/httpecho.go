@@ -21,6 +21,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,6 +35,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/fleetmesh/fleetmesh/internal/inject"
+	"github.com/fleetmesh/fleetmesh/internal/proxy"
 )
 
 // The plain HTTP workload of the sidecar e2e and the demo: e2e/cmd/httpecho, an ordinary
@@ -41,6 +47,65 @@ const (
 	HTTPEchoPort  = 8080
 	TCPEchoPort   = 9000
 )
+
+// XFCC is the X-Forwarded-Client-Cert header an echo reply shows: what the server's sidecar
+// verified of the caller.
+func (r HTTPEchoReply) XFCC() string {
+	for k, v := range r.Headers {
+		if strings.EqualFold(k, proxy.HeaderXFCC) {
+			return v
+		}
+	}
+	return ""
+}
+
+// BuildHTTPEcho builds httpecho into dir, for tests to run in pods (Kubelet.Exec).
+func BuildHTTPEcho(dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "httpecho")
+	build := exec.Command("go", "build", "-o", bin, "./e2e/cmd/httpecho")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build httpecho: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// EnableInjection labels namespace ns of every member mesh.fleetmesh.io/inject=enabled.
+func EnableInjection(ctx context.Context, members []*Cluster, ns string) error {
+	for _, m := range members {
+		nsObj := &corev1.Namespace{}
+		if err := m.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
+			return err
+		}
+		if nsObj.Labels == nil {
+			nsObj.Labels = map[string]string{}
+		}
+		nsObj.Labels[inject.InjectLabel] = inject.InjectEnabled
+		if err := m.Client.Update(ctx, nsObj); err != nil {
+			return fmt.Errorf("label namespace %s of %s: %w", ns, m.Name, err)
+		}
+	}
+	return nil
+}
+
+// PrintPodLogs writes, for every pod of namespace ns in every member, the logs of the given
+// containers: what a failed e2e spec shows.
+func PrintPodLogs(ctx context.Context, w io.Writer, kubelets map[string]*Kubelet, members []*Cluster, ns string, containers ...string) {
+	for _, m := range members {
+		pods := &corev1.PodList{}
+		_ = m.Client.List(ctx, pods, client.InNamespace(ns))
+		for _, p := range pods.Items {
+			for _, ctr := range containers {
+				logs, _ := kubelets[m.Name].Logs(ns, p.Name, ctr)
+				_, _ = fmt.Fprintf(w, "--- %s %s/%s %s:\n%s\n", m.Name, ns, p.Name, ctr, logs)
+			}
+		}
+	}
+}
 
 // HTTPEchoPodSpec runs httpecho (HTTP on HTTPEchoPort, TCP echo on TCPEchoPort) as the pod's
 // one application container, under ServiceAccount sa.

@@ -20,9 +20,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -32,6 +34,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -83,6 +86,10 @@ type Kubelet struct {
 	procs     map[types.UID]*podProcess
 	workloads map[types.UID]*workloadPod
 	ips       map[string]types.UID
+	// lastIP is each pod's address, which a restart of its process keeps (as a pod keeps its
+	// sandbox's); held are the fleetmesh pods (namespace/name) kept stopped (HoldPod).
+	lastIP map[types.UID]string
+	held   map[string]bool
 
 	podsRootOnce sync.Once
 	podsRoot     string
@@ -113,6 +120,7 @@ func (f *Fleet) StartKubelet(ctx context.Context, c *Cluster, binaries Binaries)
 		return nil, err
 	}
 	k := &Kubelet{cluster: c, binaries: binaries, dir: dir, client: cs, procs: map[types.UID]*podProcess{}, ips: map[string]types.UID{},
+		lastIP: map[types.UID]string{}, held: map[string]bool{},
 		workloads: map[types.UID]*workloadPod{}, kick: make(chan struct{}, 1), ctx: ctx, done: make(chan struct{})}
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	inf := factory.Core().V1().Pods()
@@ -188,8 +196,11 @@ func (k *Kubelet) sync(ctx context.Context) error {
 		k.mu.Lock()
 		p := k.procs[pod.UID]
 		w := k.workloads[pod.UID]
+		held := k.held[pod.Namespace+"/"+pod.Name]
 		k.mu.Unlock()
 		switch {
+		case held && !isWorkload(pod):
+			k.stop(pod.UID)
 		case pod.DeletionTimestamp != nil:
 			k.stop(pod.UID)
 			err := k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
@@ -232,10 +243,17 @@ func (k *Kubelet) sync(ctx context.Context) error {
 func (k *Kubelet) allocateIP(uid types.UID) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if ip, ok := k.lastIP[uid]; ok {
+		if _, used := k.ips[ip]; !used {
+			k.ips[ip] = uid
+			return ip, nil
+		}
+	}
 	for host := 130; host < 255; host++ {
 		ip := fmt.Sprintf("10.244.%d.%d", k.cluster.Index, host)
 		if _, used := k.ips[ip]; !used {
 			k.ips[ip] = uid
+			k.lastIP[uid] = ip
 			return ip, nil
 		}
 	}
@@ -285,6 +303,9 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) (err error) {
 		for from, to := range mounts {
 			a = strings.ReplaceAll(a, from, to)
 		}
+		if a, err = k.resolveServiceAddress(ctx, a); err != nil {
+			return err
+		}
 		args = append(args, a)
 	}
 	logFile, err := os.OpenFile(filepath.Join(podDir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -319,6 +340,53 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) (err error) {
 
 // updateStatus probes the container and writes the pod status a kubelet would write. A process
 // that exited is restarted (restartPolicy Always) on the next sync.
+// serviceAddress is <service>.<namespace>.svc[.cluster.local]:<port> in an argument.
+var serviceAddress = regexp.MustCompile(`\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?:([0-9]+)\b`)
+
+// resolveServiceAddress stands in for cluster DNS and kube-proxy, which the fleet has not:
+// a Service address in an argument of a fleetmesh pod becomes a ready endpoint of the Service
+// and its target port, read from the Service's EndpointSlices when the process starts (a pod
+// whose Service has no ready endpoint yet is started by a later sync). The agent's Service is
+// what the gateway's --xds-address names.
+func (k *Kubelet) resolveServiceAddress(ctx context.Context, arg string) (string, error) {
+	m := serviceAddress.FindStringSubmatchIndex(arg)
+	if m == nil {
+		return arg, nil
+	}
+	name, ns, portText := arg[m[2]:m[3]], arg[m[6]:m[7]], arg[m[12]:m[13]]
+	svc, err := k.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", arg[m[0]:m[1]], err)
+	}
+	var portName string
+	found := false
+	for _, p := range svc.Spec.Ports {
+		if fmt.Sprint(p.Port) == portText {
+			portName, found = p.Name, true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("resolve %s: Service %s/%s has no port %s", arg[m[0]:m[1]], ns, name, portText)
+	}
+	slices, err := k.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", arg[m[0]:m[1]], err)
+	}
+	for _, es := range slices.Items {
+		for _, p := range es.Ports {
+			if ptr.Deref(p.Name, "") != portName || p.Port == nil {
+				continue
+			}
+			for _, ep := range es.Endpoints {
+				if ptr.Deref(ep.Conditions.Ready, true) && len(ep.Addresses) > 0 {
+					return arg[:m[0]] + net.JoinHostPort(ep.Addresses[0], fmt.Sprint(*p.Port)) + arg[m[1]:], nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("resolve %s: Service %s/%s has no ready endpoint yet", arg[m[0]:m[1]], ns, name)
+}
+
 func (k *Kubelet) updateStatus(ctx context.Context, p *podProcess) error {
 	select {
 	case <-p.exited:
@@ -415,6 +483,23 @@ func (k *Kubelet) stopAll() {
 	for _, uid := range uids {
 		k.stop(uid)
 	}
+}
+
+// HoldPod stops the process of a fleetmesh pod (one of PartOfLabel) and keeps it stopped, as
+// a crashed container in back-off is, until ReleasePod; the pod keeps its address.
+func (k *Kubelet) HoldPod(namespace, name string) {
+	k.mu.Lock()
+	k.held[namespace+"/"+name] = true
+	k.mu.Unlock()
+	k.poke()
+}
+
+// ReleasePod lets a held pod run again.
+func (k *Kubelet) ReleasePod(namespace, name string) {
+	k.mu.Lock()
+	delete(k.held, namespace+"/"+name)
+	k.mu.Unlock()
+	k.poke()
 }
 
 // PIDs are the processes of the pods running now (every running container of a workload pod).

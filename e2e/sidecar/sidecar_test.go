@@ -25,8 +25,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,19 +68,10 @@ var _ = BeforeSuite(func() {
 	f, kubelets = fleet.StartSuite(ctx)
 	f.MeshUp(ctx, ns, nil)
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
-	root, err := fleet.RepoRoot()
+	var err error
+	httpecho, err = fleet.BuildHTTPEcho(GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())
-	httpecho = filepath.Join(GinkgoT().TempDir(), "httpecho")
-	build := exec.Command("go", "build", "-o", httpecho, "./e2e/cmd/httpecho")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), string(out))
-	for _, m := range f.Members {
-		nsObj := &corev1.Namespace{}
-		Expect(m.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj)).To(Succeed())
-		nsObj.Labels = map[string]string{inject.InjectLabel: inject.InjectEnabled}
-		Expect(m.Client.Update(ctx, nsObj)).To(Succeed())
-	}
+	Expect(fleet.EnableInjection(ctx, f.Members, ns)).To(Succeed())
 })
 
 func scaleEcho(m *fleet.Cluster, replicas int32) {
@@ -113,15 +102,6 @@ func tdOf(m *fleet.Cluster) spiffeid.TrustDomain {
 	return td
 }
 
-func xfcc(r fleet.HTTPEchoReply) string {
-	for k, v := range r.Headers {
-		if strings.EqualFold(k, proxy.HeaderXFCC) {
-			return v
-		}
-	}
-	return ""
-}
-
 var _ = Describe("plain HTTP and TCP workloads across members through injected sidecars", Ordered, func() {
 	var clientPod *corev1.Pod
 
@@ -129,16 +109,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		if !CurrentSpecReport().Failed() {
 			return
 		}
-		for _, m := range f.Members {
-			pods := &corev1.PodList{}
-			_ = m.Client.List(ctx, pods, client.InNamespace(ns))
-			for _, p := range pods.Items {
-				for _, ctr := range []string{"fleetmesh-init", "fleetmesh-proxy", "app"} {
-					logs, _ := kubelets[m.Name].Logs(ns, p.Name, ctr)
-					GinkgoWriter.Printf("--- %s %s/%s %s:\n%s\n", m.Name, ns, p.Name, ctr, logs)
-				}
-			}
-		}
+		fleet.PrintPodLogs(ctx, GinkgoWriter, kubelets, f.Members, ns, "fleetmesh-init", "fleetmesh-proxy", "app")
 	})
 
 	BeforeAll(func() {
@@ -164,9 +135,9 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 			WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
 		Expect(r.Member).To(BeElementOf(b.Name, c.Name))
 		want := "URI=spiffe://" + tdOf(a).Name() + "/ns/demo/sa/client"
-		Expect(xfcc(r)).To(ContainSubstring(want))
-		Expect(xfcc(r)).To(ContainSubstring("By=spiffe://" + map[string]string{b.Name: tdOf(b).Name(), c.Name: tdOf(c).Name()}[r.Member] + "/ns/demo/sa/echo"))
-		GinkgoWriter.Printf("A -> %s: the server sidecar forwarded %s=%q\n", r.Member, proxy.HeaderXFCC, xfcc(r))
+		Expect(r.XFCC()).To(ContainSubstring(want))
+		Expect(r.XFCC()).To(ContainSubstring("By=spiffe://" + map[string]string{b.Name: tdOf(b).Name(), c.Name: tdOf(c).Name()}[r.Member] + "/ns/demo/sa/echo"))
+		GinkgoWriter.Printf("A -> %s: the server sidecar forwarded %s=%q\n", r.Member, proxy.HeaderXFCC, r.XFCC())
 	})
 
 	It("carries raw TCP to the clusterset IP", func() {
@@ -276,6 +247,6 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		r, err := get(a, "plain-client", "http://"+net.JoinHostPort(server.Status.PodIP, fmt.Sprint(httpPort))+"/")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(r.Member).To(Equal(a.Name))
-		Expect(xfcc(r)).To(BeEmpty())
+		Expect(r.XFCC()).To(BeEmpty())
 	})
 })

@@ -181,6 +181,11 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 		agentService(labels),
 		sidecarInjector(labels),
 		agentDeployment(mi, labels, hex.EncodeToString(sum[:8])),
+	)
+	if GatewayEnabled(mi) {
+		objs = append(objs, gatewayObjects(mi, mc, labels)...)
+	}
+	objs = append(objs,
 		clusterProperty(ClusterIDProperty, ClusterID(mc), labels),
 		clusterProperty(ClusterSetProperty, mi.Name, labels),
 	)

@@ -35,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -379,6 +380,28 @@ func ControlPlaneReady(dep *appsv1.Deployment, agentVersion, wantVersion string)
 		return false, meshv1alpha1.ReasonVersionMismatch, fmt.Sprintf("the agent reports version %s, want %s (spec.controlPlane.version)", agentVersion, wantVersion)
 	}
 	return true, meshv1alpha1.ReasonAgentReady, fmt.Sprintf("agent %s available (%d/%d replicas)", agentVersion, s.AvailableReplicas, want)
+}
+
+// GatewayReady is a member's GatewayReady condition from its gateway Deployment (nil: not
+// observed yet) and the gateway address given on its Cluster (cluster names it, namespace/name).
+// lbAddress is what the gateway Service's LoadBalancer status shows, if anything, as a hint.
+func GatewayReady(dep *appsv1.Deployment, address, lbAddress, cluster string) (ready bool, reason, msg string) {
+	if dep == nil {
+		return false, meshv1alpha1.ReasonRollingOut, "gateway Deployment fleetmesh-system/fleetmesh-gateway not observed yet"
+	}
+	want := ptr.Deref(dep.Spec.Replicas, 1)
+	if s := dep.Status; s.ObservedGeneration < dep.Generation || s.UpdatedReplicas < want || s.AvailableReplicas < want {
+		return false, meshv1alpha1.ReasonRollingOut, fmt.Sprintf("gateway rolling out: %d of %d replicas available", s.AvailableReplicas, want)
+	}
+	if address == "" {
+		msg := fmt.Sprintf("members on other networks cannot reach this member's exports: annotate Cluster %s with %s=<IPv4 address that routes to Service fleetmesh-system/fleetmesh-gateway, port %d>",
+			cluster, GatewayAddressAnnotation, wire.GatewayPort)
+		if lbAddress != "" {
+			msg += fmt.Sprintf(" (its LoadBalancer shows %s)", lbAddress)
+		}
+		return false, meshv1alpha1.ReasonGatewayNoAddress, msg
+	}
+	return true, meshv1alpha1.ReasonGatewayReady, fmt.Sprintf("gateway available; members on other networks reach this member's exports at %s:%d", address, wire.GatewayPort)
 }
 
 // OnlyServiceCountsChanged reports whether a MeshCluster update changed nothing but what service

@@ -377,3 +377,27 @@ func TestPlanMembersKeepsAJoinedMemberOnItsNetwork(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayReady(t *testing.T) {
+	available := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1)}, Status: appsv1.DeploymentStatus{UpdatedReplicas: 1, AvailableReplicas: 1}}
+	for _, tc := range []struct {
+		name        string
+		dep         *appsv1.Deployment
+		address, lb string
+		ready       bool
+		reason, msg string
+	}{
+		{"not observed", nil, "192.0.2.7", "", false, meshv1alpha1.ReasonRollingOut, "not observed yet"},
+		{"not available", &appsv1.Deployment{Status: appsv1.DeploymentStatus{UpdatedReplicas: 1}}, "192.0.2.7", "", false, meshv1alpha1.ReasonRollingOut, "0 of 1 replicas available"},
+		{"no address", available, "", "", false, meshv1alpha1.ReasonGatewayNoAddress, "annotate Cluster fleet/c with mesh.fleetmesh.io/gateway-address="},
+		{"no address, the LoadBalancer shows one", available, "", "203.0.113.9", false, meshv1alpha1.ReasonGatewayNoAddress, "its LoadBalancer shows 203.0.113.9"},
+		{"ready", available, "192.0.2.7", "", true, meshv1alpha1.ReasonGatewayReady, "at 192.0.2.7:15443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ready, reason, msg := GatewayReady(tc.dep, tc.address, tc.lb, "fleet/c")
+			if ready != tc.ready || reason != tc.reason || !strings.Contains(msg, tc.msg) {
+				t.Errorf("GatewayReady = %v %s %q, want %v %s containing %q", ready, reason, msg, tc.ready, tc.reason, tc.msg)
+			}
+		})
+	}
+}

@@ -226,7 +226,7 @@ func RunGateway(ctx context.Context, o GatewayOptions, log logr.Logger) error {
 	defer func() { _ = conn.Close() }()
 	ads := &ADS{Conn: conn, Node: node, Apply: p.SetConfig, Log: log.WithName("xds"), OnNACK: func(typeURL string, _ error) { metrics.NACK(typeURL) }}
 	go func() { _ = ads.Run(ctx) }()
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", ":"+strconv.Itoa(o.Port))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(o.BindAddress, strconv.Itoa(o.Port)))
 	if err != nil {
 		return fmt.Errorf("gateway listener: %w", err)
 	}

@@ -291,6 +291,8 @@ func RunSidecar(ctx context.Context, o SidecarOptions, log logr.Logger) error {
 type agentOptions struct {
 	XDSAddress, TrustDomain, ClusterID, TrustFile string
 	AdminPort, MetricsPort                        int
+	// BindAddress is the host the admin, metrics and (gateway) listeners bind to; empty: all.
+	BindAddress string
 	// Pod identity, from the downward API (POD_NAME, POD_NAMESPACE, POD_IP, SERVICE_ACCOUNT).
 	PodName, PodNamespace, PodIP, ServiceAccount string
 }
@@ -342,8 +344,8 @@ func (o agentOptions) serveAdmin(reg *prometheus.Registry, ready func() bool, wa
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	servers := []*http.Server{
-		{Addr: ":" + strconv.Itoa(o.AdminPort), Handler: admin, ReadHeaderTimeout: 5 * time.Second},
-		{Addr: ":" + strconv.Itoa(o.MetricsPort), Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: net.JoinHostPort(o.BindAddress, strconv.Itoa(o.AdminPort)), Handler: admin, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: net.JoinHostPort(o.BindAddress, strconv.Itoa(o.MetricsPort)), Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 	}
 	errs := make(chan error, len(servers))
 	for _, s := range servers {
@@ -361,6 +363,7 @@ func (o *agentOptions) bindAgentFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.TrustFile, "trust-file", "", "the member's roots (bundle document), to authenticate the agent")
 	fs.IntVar(&o.AdminPort, "admin-port", 15021, "port of /healthz/ready")
 	fs.IntVar(&o.MetricsPort, "metrics-port", 15090, "port of /metrics")
+	fs.StringVar(&o.BindAddress, "bind-address", "", "IP address the admin, metrics and gateway listeners bind to (default: all)")
 }
 
 // checkAgentFlags checks the shared flags, and the required ones among extra, after parsing.
@@ -370,6 +373,9 @@ func (o agentOptions) checkAgentFlags(required map[string]string, ports map[stri
 		if v == "" {
 			return fmt.Errorf("--%s is required", flagName)
 		}
+	}
+	if o.BindAddress != "" && net.ParseIP(o.BindAddress) == nil {
+		return fmt.Errorf("--bind-address %q: must be an IP address", o.BindAddress)
 	}
 	if _, err := spiffeid.TrustDomainFromString(o.TrustDomain); err != nil {
 		return fmt.Errorf("--trust-domain %q: %w", o.TrustDomain, err)

@@ -32,6 +32,10 @@ const (
 	// members that cannot be reached, or switched without them (False). Not part of Ready: a
 	// stalled rotation is a warning, the member works on.
 	CARotationCondition = "CARotation"
+	// GatewayReadyCondition (networking: Gateway only): the member's east-west gateway runs
+	// and has an address members on other networks reach. Not part of Ready: a member whose
+	// peers all share its network needs no gateway.
+	GatewayReadyCondition = "GatewayReady"
 )
 
 // Condition reasons: each names what a person can act on.
@@ -81,6 +85,10 @@ const (
 	ReasonCARequestFail = "RequestFailed"
 	ReasonCSRInvalid    = "CSRInvalid"
 	ReasonCARefused     = "IntermediateRefused"
+
+	// GatewayReady reasons.
+	ReasonGatewayReady     = "GatewayReady"
+	ReasonGatewayNoAddress = "NoGatewayAddress"
 )
 
 // Finalizers and labels.

@@ -362,7 +362,7 @@ type FederatedTrustDomain struct {
 // +kubebuilder:validation:Enum=Flat;Gateway
 type NetworkingMode string
 
-// Networking modes. Only Flat is implemented.
+// Networking modes.
 const (
 	NetworkingFlat    NetworkingMode = "Flat"
 	NetworkingGateway NetworkingMode = "Gateway"
@@ -379,12 +379,14 @@ type ServiceFederationSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Federated Namespaces"
 	Namespaces []string `json:"namespaces,omitempty"`
 
-	// networking is Flat (every member's pod IPs reachable from every other). Gateway is
-	// reserved and refused until a gateway exists.
+	// networking is Flat (every member's pod IPs reachable from every other) or Gateway: every
+	// member runs an east-west gateway (Deployment and LoadBalancer Service fleetmesh-gateway),
+	// and members on different networks (a Cluster's mesh.fleetmesh.io/network label) reach
+	// each other's exported services through the gateway address given on the Cluster
+	// (mesh.fleetmesh.io/gateway-address); members on one network keep calling pods directly.
 	// +optional
 	// +kubebuilder:default=Flat
-	// +kubebuilder:validation:XValidation:rule="self != 'Gateway'",message="networking Gateway is not supported yet; use Flat"
-	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Networking",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:select:Flat"}
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Networking",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:select:Flat","urn:alm:descriptor:com.tectonic.ui:select:Gateway"}
 	Networking NetworkingMode `json:"networking,omitempty"`
 
 	// createNamespaces lets an import create its namespace in a member that lacks it.

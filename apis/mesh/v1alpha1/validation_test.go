@@ -146,9 +146,9 @@ var _ = Describe("MeshInstallation admission", func() {
 				set(u, map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"name": "root", "kind": "Issuer"}}}, "spec", "trust", "ca")
 			},
 			"spec.trust.ca.certManager.issuerRef.namespace", "required when kind is Issuer"),
-		Entry("Gateway networking before a gateway exists",
-			func(u *unstructured.Unstructured) { set(u, "Gateway", "spec", "serviceFederation", "networking") },
-			"spec.serviceFederation.networking", "Gateway is not supported yet"),
+		Entry("a networking mode that does not exist",
+			func(u *unstructured.Unstructured) { set(u, "Tunnel", "spec", "serviceFederation", "networking") },
+			"spec.serviceFederation.networking", `supported values: "Flat", "Gateway"`),
 		Entry("clusterset IP range that is not a CIDR",
 			func(u *unstructured.Unstructured) {
 				set(u, "10.0.0.0/33", "spec", "serviceFederation", "clusterSetIPRange")
@@ -340,6 +340,9 @@ var _ = Describe("MeshInstallation admission", func() {
 				map[string]any{"key": "cluster.x-k8s.io/provider", "operator": "In", "values": []any{"aws", "gcp"}},
 				map[string]any{"key": "retired", "operator": "NotIn", "values": []any{"true"}},
 			}}, "spec", "clusterSelector")
+		}),
+		Entry("Gateway networking", func(u *unstructured.Unstructured) {
+			set(u, "Gateway", "spec", "serviceFederation", "networking")
 		}),
 		Entry("limits equal to requests", func(u *unstructured.Unstructured) {
 			set(u, map[string]any{"requests": map[string]any{"memory": "128Mi", "cpu": "100m"}, "limits": map[string]any{"memory": "134217728", "cpu": "0.1"}}, "spec", "controlPlane", "resources")

@@ -175,10 +175,8 @@ func crossMemberCall(ctx context.Context, f *fleet.Fleet, kubelets map[string]*f
 	}
 	step("%s/client in %s ran: httpecho get %s", ns, client.Name, url)
 	fmt.Printf("  answered by the echo pod in %s\n", r.Member)
-	for k, v := range r.Headers {
-		if strings.EqualFold(k, proxy.HeaderXFCC) {
-			fmt.Printf("  the server's sidecar verified the caller over mTLS and told the app: %s: %s\n", proxy.HeaderXFCC, v)
-		}
+	if v := r.XFCC(); v != "" {
+		fmt.Printf("  the server's sidecar verified the caller over mTLS and told the app: %s: %s\n", proxy.HeaderXFCC, v)
 	}
 	return nil
 }

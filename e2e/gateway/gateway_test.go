@@ -1,0 +1,261 @@
+/*
+Copyright 2026 The fleetmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package gateway_test runs a mixed fleet: members A and B share a network, C is on another
+// one whose pods A and B cannot reach; A's plain HTTP client calls a service only C exports,
+// through C's east-west gateway.
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/e2e/fleet"
+	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/membership"
+	"github.com/fleetmesh/fleetmesh/internal/proxy"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
+)
+
+func TestMain(m *testing.M) { fleet.Main(m) }
+
+func TestGateway(t *testing.T) {
+	fleet.RunSuite(t, "East-west gateway e2e suite (local fleet: A and B on one network, C on another behind its gateway)")
+}
+
+const (
+	ns      = "demo"
+	echoURL = "http://echo.demo.svc.clusterset.local:8080/"
+	network = "vpc-2"
+)
+
+var (
+	f        *fleet.Fleet
+	kubelets map[string]*fleet.Kubelet
+	ctx      = context.Background()
+	a, b, c  *fleet.Cluster
+	httpecho string
+)
+
+func cluster(m *fleet.Cluster) *clusterv1.Cluster {
+	cl := &clusterv1.Cluster{}
+	Expect(f.Management.Client.Get(ctx, client.ObjectKey{Namespace: fleet.ClusterNamespace, Name: m.Name}, cl)).To(Succeed())
+	return cl
+}
+
+var _ = BeforeSuite(func() {
+	f, kubelets = fleet.StartSuite(ctx)
+	a, b, c = f.Members[0], f.Members[1], f.Members[2]
+	// C is on a network of its own before it joins.
+	cl := cluster(c)
+	cl.Labels[membership.NetworkLabel] = network
+	Expect(f.Management.Client.Update(ctx, cl)).To(Succeed())
+	f.MeshUp(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
+		mi.Spec.ServiceFederation.Networking = meshv1alpha1.NetworkingGateway
+	})
+	Expect(f.SeparateNetworks([]*fleet.Cluster{a, b}, []*fleet.Cluster{c})).To(Succeed())
+	DeferCleanup(f.JoinNetworks)
+	var err error
+	httpecho, err = fleet.BuildHTTPEcho(GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred())
+	Expect(fleet.EnableInjection(ctx, f.Members, ns)).To(Succeed())
+})
+
+func get(m *fleet.Cluster, pod, url string) (fleet.HTTPEchoReply, error) {
+	return kubelets[m.Name].HTTPEchoGet(ctx, httpecho, ns, pod, url)
+}
+
+func meshCluster(m *fleet.Cluster) func() (*meshv1alpha1.MeshCluster, error) {
+	return func() (*meshv1alpha1.MeshCluster, error) { return f.MeshCluster(ctx, fleet.ClusterNamespace, m.Name) }
+}
+
+func gatewayReady(mc *meshv1alpha1.MeshCluster) string {
+	return fleet.ConditionOf(mc.Status.Conditions, meshv1alpha1.GatewayReadyCondition)
+}
+
+// gatewayPod is the running pod of a member's gateway.
+func gatewayPod(m *fleet.Cluster) (*corev1.Pod, error) {
+	pods := &corev1.PodList{}
+	if err := m.Client.List(ctx, pods, client.InNamespace(install.Namespace), client.MatchingLabels{"app.kubernetes.io/name": install.GatewayName}); err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.DeletionTimestamp == nil && p.Status.PodIP != "" && podReady(p) {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("no ready gateway pod in %s yet", m.Name)
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+var _ = Describe("members on separate networks through east-west gateways", Ordered, func() {
+	var gw *corev1.Pod
+
+	AfterEach(func() {
+		if !CurrentSpecReport().Failed() {
+			return
+		}
+		fleet.PrintPodLogs(ctx, GinkgoWriter, kubelets, f.Members, ns, "fleetmesh-proxy", "app")
+	})
+
+	BeforeAll(func() {
+		Expect(fleet.DeployHTTPEcho(ctx, c, ns)).To(Succeed())
+		_, err := fleet.RunHTTPEchoPod(ctx, a, ns, "client", "client", nil)
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("installs a gateway in every member, and says which one no other network can reach yet", func() {
+		Eventually(meshCluster(c)).WithTimeout(2 * time.Minute).Should(WithTransform(gatewayReady, Equal("False/"+meshv1alpha1.ReasonGatewayNoAddress)))
+		mc, err := meshCluster(c)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mc.Spec.Network).To(Equal(network))
+		Expect(fleet.ConditionMessageOf(mc.Status.Conditions, meshv1alpha1.GatewayReadyCondition)).To(ContainSubstring(membership.GatewayAddressAnnotation))
+		GinkgoWriter.Printf("C's GatewayReady before an address is given: %s\n", fleet.ConditionMessageOf(mc.Status.Conditions, meshv1alpha1.GatewayReadyCondition))
+		// Without an address, A's slice of C has no endpoint: nothing points where traffic cannot go.
+		Eventually(func() (int, error) {
+			s, err := sliceOf(a, c)
+			if err != nil {
+				return -1, err
+			}
+			return len(s.Endpoints), nil
+		}).Should(BeZero())
+
+		Eventually(func() (err error) { gw, err = gatewayPod(c); return err }).WithTimeout(2 * time.Minute).Should(Succeed())
+		cl := cluster(c)
+		if cl.Annotations == nil {
+			cl.Annotations = map[string]string{}
+		}
+		cl.Annotations[membership.GatewayAddressAnnotation] = gw.Status.PodIP
+		Expect(f.Management.Client.Update(ctx, cl)).To(Succeed())
+		Eventually(meshCluster(c)).Should(WithTransform(gatewayReady, Equal("True/"+meshv1alpha1.ReasonGatewayReady)))
+	})
+
+	It("gives A the gateway of C, not C's pod IPs, in the MCS EndpointSlice", func() {
+		Eventually(func() (string, error) {
+			s, err := sliceOf(a, c)
+			if err != nil || len(s.Endpoints) != 1 || len(s.Ports) == 0 {
+				return "", err
+			}
+			return fmt.Sprintf("%s:%d network=%s weight=%s", s.Endpoints[0].Addresses[0], ptr.Deref(s.Ports[0].Port, 0),
+				s.Labels[wire.NetworkLabel], s.Annotations[wire.EndpointWeightAnnotation]), nil
+		}).Should(Equal(fmt.Sprintf("%s:%d network=%s weight=1", gw.Status.PodIP, wire.GatewayPort, network)))
+	})
+
+	It("carries a plain HTTP call from A to the service only C exports through C's gateway, mTLS end to end", func() {
+		var r fleet.HTTPEchoReply
+		Eventually(func() (err error) { r, err = get(a, "client", echoURL); return err }).
+			WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+		Expect(r.Member).To(Equal(c.Name))
+		tdA, err := f.TrustDomain(ctx, a)
+		Expect(err).NotTo(HaveOccurred())
+		tdC, err := f.TrustDomain(ctx, c)
+		Expect(err).NotTo(HaveOccurred())
+		// C's server sidecar terminated the TLS A's sidecar began: it saw A's SVID, which only a
+		// gateway that never terminates TLS passes on.
+		Expect(r.XFCC()).To(ContainSubstring("URI=spiffe://" + tdA.Name() + "/ns/demo/sa/client"))
+		Expect(r.XFCC()).To(ContainSubstring("By=spiffe://" + tdC.Name() + "/ns/demo/sa/echo"))
+		GinkgoWriter.Printf("A -> C through C's gateway %s: C's sidecar forwarded %s=%q\n", gw.Status.PodIP, proxy.HeaderXFCC, r.XFCC())
+	})
+
+	It("does not reach C's pod IPs directly from A", func() {
+		pods := &corev1.PodList{}
+		Expect(c.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "echo"})).To(Succeed())
+		Expect(pods.Items).NotTo(BeEmpty())
+		before, err := f.DroppedBetweenNetworks()
+		Expect(err).NotTo(HaveOccurred())
+		addr := net.JoinHostPort(pods.Items[0].Status.PodIP, fmt.Sprint(fleet.TCPEchoPort))
+		_, err = kubelets[a.Name].ExecOutput(ctx, ns, "client", httpecho, "tcp", addr, "hello")
+		Expect(err).To(HaveOccurred(), "a pod of network default reached a pod of %s directly", network)
+		after, err := f.DroppedBetweenNetworks()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(after).To(BeNumerically(">", before), "the separation between the networks dropped the attempt")
+	})
+
+	It("fails clearly while C's gateway is down, and recovers when it returns", func() {
+		kubelets[c.Name].HoldPod(gw.Namespace, gw.Name)
+		DeferCleanup(kubelets[c.Name].ReleasePod, gw.Namespace, gw.Name)
+		Eventually(func() error { _, err := get(a, "client", echoURL); return err }).WithTimeout(time.Minute).
+			Should(MatchError(ContainSubstring("503")))
+		kubelets[c.Name].ReleasePod(gw.Namespace, gw.Name)
+		Eventually(func() (string, error) { r, err := get(a, "client", echoURL); return r.Member, err }).
+			WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal(c.Name))
+	})
+
+	It("in a mixed fleet, reaches B on A's network by pod IP and fails over to it while C's gateway is down", func() {
+		Expect(fleet.DeployHTTPEcho(ctx, b, ns)).To(Succeed())
+		podIP := ""
+		Eventually(func() (string, error) {
+			pods := &corev1.PodList{}
+			if err := b.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "echo"}); err != nil || len(pods.Items) == 0 {
+				return "", err
+			}
+			podIP = pods.Items[0].Status.PodIP
+			return podIP, nil
+		}).WithTimeout(time.Minute).ShouldNot(BeEmpty())
+		Eventually(func() (string, error) {
+			s, err := sliceOf(a, b)
+			if err != nil || len(s.Endpoints) != 1 {
+				return "", err
+			}
+			return fmt.Sprintf("%s network=%q", s.Endpoints[0].Addresses[0], s.Labels[wire.NetworkLabel]), nil
+		}).WithTimeout(time.Minute).Should(Equal(fmt.Sprintf("%s network=%q", podIP, "")), "A reaches B, on its network, by pod IP")
+		// C shares A's region and serves first; with its gateway down A's calls go to B.
+		Eventually(func() (string, error) { r, err := get(a, "client", echoURL); return r.Member, err }).
+			WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal(c.Name))
+		kubelets[c.Name].HoldPod(gw.Namespace, gw.Name)
+		DeferCleanup(kubelets[c.Name].ReleasePod, gw.Namespace, gw.Name)
+		Eventually(func() (string, error) { r, err := get(a, "client", echoURL); return r.Member, err }).
+			WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal(b.Name))
+		kubelets[c.Name].ReleasePod(gw.Namespace, gw.Name)
+		Eventually(func() (string, error) { r, err := get(a, "client", echoURL); return r.Member, err }).
+			WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Equal(c.Name))
+	})
+})
+
+// sliceOf is the MCS EndpointSlice member m holds of source's echo export.
+func sliceOf(m, source *fleet.Cluster) (*discoveryv1.EndpointSlice, error) {
+	list := &discoveryv1.EndpointSliceList{}
+	if err := m.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{
+		mcsv1beta1.LabelServiceName: "echo", mcsv1beta1.LabelSourceCluster: fleet.ClusterID(source),
+	}); err != nil {
+		return nil, err
+	}
+	if len(list.Items) != 1 {
+		return nil, fmt.Errorf("%s holds %d slices of %s's echo", m.Name, len(list.Items), source.Name)
+	}
+	return &list.Items[0], nil
+}
