@@ -45,7 +45,7 @@ import (
 // through it. Plaintext, a server name it does not serve, and a ClientHello that does not come
 // in time are closed.
 
-// gatewayHelloTimeout bounds the wait for a connection's ClientHello; gatewayHelloMax its size
+// gatewayHelloTimeout is the default bound (Options.HelloTimeout) of the wait for a connection's ClientHello; gatewayHelloMax its size
 // (a ClientHello with every extension is a few KiB; TLS caps a handshake message at 16 MiB,
 // which the gateway never buffers).
 const (
@@ -73,7 +73,7 @@ func (p *Proxy) ServeGateway(ln net.Listener) error {
 
 func (p *Proxy) handleGateway(c *net.TCPConn) {
 	defer func() { _ = c.Close() }()
-	hello, sni, err := readClientHello(c, gatewayHelloTimeout)
+	hello, sni, err := readClientHello(c, p.opts.HelloTimeout)
 	if err != nil {
 		p.opts.Metrics.gatewayRefused.WithLabelValues("not_tls").Inc()
 		p.opts.Log.V(1).Info("gateway connection without a TLS ClientHello", "from", c.RemoteAddr().String(), "error", err.Error())

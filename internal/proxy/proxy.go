@@ -55,8 +55,10 @@ type Options struct {
 	// connection is closed and a request answered 503 at once, so a flood toward a dead
 	// upstream holds a bounded number of goroutines, sockets and request bodies.
 	MaxConnecting, MaxRequests int
-	// MaxConnections bounds the connections a gateway carries at once (default 16384).
+	// MaxConnections bounds the connections a gateway carries at once (default 16384), and
+	// HelloTimeout a gateway's wait for a connection's TLS ClientHello (default 5s).
 	MaxConnections int
+	HelloTimeout   time.Duration
 	Metrics        *Metrics
 	Log            logr.Logger
 	// AccessLog, if set, receives a JSON line per HTTP request (off by default).
@@ -92,6 +94,9 @@ func New(opts Options) *Proxy {
 	}
 	if opts.MaxRequests <= 0 {
 		opts.MaxRequests = 1024
+	}
+	if opts.HelloTimeout <= 0 {
+		opts.HelloTimeout = gatewayHelloTimeout
 	}
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = 16384
