@@ -269,6 +269,56 @@ func TestBenchmarkSidecarProcess(t *testing.T) {
 		gostats[0]/(1<<20), gostats[1]/(1<<20), gostats[2]/(1<<20), gostats[3]/(1<<20), gostats[4]/(1<<20), gostats[5], gostats[6])
 	fmt.Printf("proxy:   its CPU %.3f cores per 1,000 req/s (the client sidecar process alone; target <= 0.1), %.1f context switches of its threads per request\n", cores, switches)
 	fmt.Printf("proxy:   latency through it and the in-process server sidecar p50 %s p90 %s p99 %s\n", pctl(lat, 50), pctl(lat, 90), pctl(lat, 99))
+
+	// The same binary as an east-west gateway of member a exporting the 100 services (their
+	// endpoints made a's own), configured by the same ADS server.
+	gwIn := input
+	gwIn.Member = xds.Member{Cluster: "a", Region: "r1", TrustDomain: "a.fleet"}
+	gwIn.Services = nil
+	for _, svc := range input.Services {
+		svc.Endpoints = []xds.EndpointSet{{Cluster: "a", Region: "r1", Ports: svc.Ports, Endpoints: []xds.Endpoint{{Address: "10.244.1.9", Ready: true}}}}
+		gwIn.Services = append(gwIn.Services, svc)
+	}
+	const gwPod, gwNS = "gateway-0", "fleetmesh-system"
+	f.setSnapshotOf(fmt.Sprintf("gateway~127.0.0.1~%s.%s~%s.svc.cluster.local", gwPod, gwNS, gwNS), gwIn, xds.BuildGateway)
+	var gwLogs lockedBuffer
+	gw := exec.Command(bin, "gateway", "--xds-address", xdsL.Addr().String(), "--trust-domain", "a.fleet", "--cluster-id", "a",
+		"--trust-file", roots, "--bind-address", "127.0.0.1", "--admin-port", "15121", "--metrics-port", "15190")
+	gw.Env = []string{"POD_NAME=" + gwPod, "POD_NAMESPACE=" + gwNS, "POD_IP=127.0.0.1"}
+	gw.Stdout, gw.Stderr = &gwLogs, &gwLogs
+	gw.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: processUID, Gid: processUID}}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = gw.Process.Kill()
+		_ = gw.Wait()
+		if t.Failed() {
+			t.Logf("the gateway's log:\n%s", gwLogs.String())
+		}
+	})
+	eventually(t, "the gateway ready (its config)", func() error {
+		resp, err := hc.Get("http://127.0.0.1:15121/healthz/ready")
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	// A flood of 1,000 plaintext connections, each refused, then its memory.
+	for range 1000 {
+		if c, err := net.Dial("tcp", "127.0.0.1:15443"); err == nil {
+			_, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+			_, _ = c.Read(make([]byte, 1))
+			_ = c.Close()
+		}
+	}
+	gwStatus := procStatus(t, gw.Process.Pid)
+	fmt.Printf("proxy: real gateway process (cmd/proxy gateway) with %d exported services, after 1,000 refused plaintext connections: VmRSS %s (RssAnon %s, RssFile %s), VmHWM %s (target RSS <= 30 MB = %.1f MiB)\n",
+		services, mib(gwStatus["VmRSS"]), mib(gwStatus["RssAnon"]), mib(gwStatus["RssFile"]), mib(gwStatus["VmHWM"]), 30e6/(1<<20))
 }
 
 // tokenReviewer accepts "client-token" as the ServiceAccount demo/client.
