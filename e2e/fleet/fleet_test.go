@@ -344,7 +344,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			createPod(ctx, m, podA)
 			Eventually(func(g Gomega) {
 				g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(podA), podA)).To(Succeed())
-				g.Expect(podIsReady(podA)).To(BeTrue())
+				g.Expect(fleet.PodReady(podA)).To(BeTrue())
 			}).WithTimeout(60 * time.Second).Should(Succeed())
 			_, local, err := net.ParseCIDR(m.LocalPodCIDR())
 			Expect(err).NotTo(HaveOccurred())
@@ -408,7 +408,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			createPod(ctx, m2, podC)
 			Eventually(func(g Gomega) {
 				g.Expect(m2.Client.Get(ctx, client.ObjectKeyFromObject(podC), podC)).To(Succeed())
-				g.Expect(podIsReady(podC)).To(BeTrue())
+				g.Expect(fleet.PodReady(podC)).To(BeTrue())
 			}).WithTimeout(60 * time.Second).Should(Succeed())
 			Expect(podC.Status.PodIP).NotTo(Equal(podA.Status.PodIP))
 
@@ -484,7 +484,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			Expect(syscall.Kill(containerPID(b), syscall.SIGKILL)).To(Succeed())
 			Eventually(func(g Gomega) {
 				g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(podA), podA)).To(Succeed())
-				g.Expect(podIsReady(podA)).To(BeTrue())
+				g.Expect(fleet.PodReady(podA)).To(BeTrue())
 				g.Expect(podA.Status.ContainerStatuses).To(ContainElement(And(HaveField("Name", "b"), HaveField("RestartCount", int32(1)),
 					HaveField("LastTerminationState.Terminated", And(Not(BeNil()), HaveField("ExitCode", int32(128+9)))))))
 				g.Expect(podA.Status.ContainerStatuses).To(ContainElement(And(HaveField("Name", "a"), HaveField("RestartCount", BeZero()))))
@@ -503,7 +503,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 					HaveField("LastTerminationState.Terminated", And(Not(BeNil()), HaveField("ExitCode", int32(1)))))))
 			}).WithTimeout(30 * time.Second).Should(Succeed())
 			Expect(pod.Status.Phase).To(Equal(corev1.PodPending))
-			Expect(podIsReady(pod)).To(BeFalse())
+			Expect(fleet.PodReady(pod)).To(BeFalse())
 			Expect(pod.Status.ContainerStatuses).To(ConsistOf(And(HaveField("State.Waiting.Reason", "PodInitializing"), HaveField("RestartCount", BeZero()))))
 			_, err := kubelets[m.Name].Logs(ns, "stuck", "app")
 			Expect(err).To(MatchError(os.ErrNotExist), "the app container never ran")
@@ -528,7 +528,7 @@ var _ = Describe("a fleet of one management cluster and three members", Ordered,
 			}).WithTimeout(60 * time.Second).Should(Succeed())
 			Eventually(func(g Gomega) {
 				g.Expect(m.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
-				g.Expect(podIsReady(pod)).To(BeTrue())
+				g.Expect(fleet.PodReady(pod)).To(BeTrue())
 			}).WithTimeout(30 * time.Second).Should(Succeed())
 			Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
 			Expect(pod.Status.InitContainerStatuses).To(ConsistOf(And(HaveField("State.Running", Not(BeNil())),
@@ -595,15 +595,6 @@ func httpechoContainer(name, image, member string, port int32, extraArgs ...stri
 func createPod(ctx context.Context, m *fleet.Cluster, pod *corev1.Pod) {
 	GinkgoHelper()
 	Eventually(func() error { return m.Client.Create(ctx, pod) }).WithTimeout(30 * time.Second).Should(Succeed())
-}
-
-func podIsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // containerPID is the process of a running container (the harness's containerID).

@@ -92,6 +92,16 @@ func EnableInjection(ctx context.Context, members []*Cluster, ns string) error {
 	return nil
 }
 
+// PodReady tells whether a pod's Ready condition is true.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // PrintPodLogs writes, for every pod of namespace ns in every member, the logs of the given
 // containers: what a failed e2e spec shows.
 func PrintPodLogs(ctx context.Context, w io.Writer, kubelets map[string]*Kubelet, members []*Cluster, ns string, containers ...string) {

@@ -106,20 +106,11 @@ func gatewayPod(m *fleet.Cluster) (*corev1.Pod, error) {
 		return nil, err
 	}
 	for i := range pods.Items {
-		if p := &pods.Items[i]; p.DeletionTimestamp == nil && p.Status.PodIP != "" && podReady(p) {
+		if p := &pods.Items[i]; p.DeletionTimestamp == nil && p.Status.PodIP != "" && fleet.PodReady(p) {
 			return p, nil
 		}
 	}
 	return nil, fmt.Errorf("no ready gateway pod in %s yet", m.Name)
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 var _ = Describe("members on separate networks through east-west gateways", Ordered, func() {

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
@@ -35,16 +36,9 @@ import (
 // a Deployment and a LoadBalancer Service in the control plane's namespace. It holds no keys and
 // needs no Kubernetes API access: it follows the agent's xDS (authenticating the agent by the
 // member's bundle, the agent's own BundleConfigMap) and passes mTLS through by SNI.
-const (
-	GatewayName = "fleetmesh-gateway"
-	// GatewayAdminPort serves /healthz/ready, GatewayMetricsPort /metrics.
-	GatewayAdminPort   = 15021
-	GatewayMetricsPort = 15090
-	gatewayRootDir     = "/var/run/secrets/fleetmesh/root"
-	// gatewayUID is the gateway's user (it needs no privilege; the sidecar's uid, for one
-	// user id to allow in pod security policies).
-	gatewayUID = 1337
-)
+// Its user, roots directory and admin and metrics ports are the injected sidecar's (package
+// inject): one uid to allow in pod security policies, the same probes.
+const GatewayName = "fleetmesh-gateway"
 
 // GatewayEnabled tells whether members of the installation run an east-west gateway.
 func GatewayEnabled(mi *meshv1alpha1.MeshInstallation) bool {
@@ -93,9 +87,6 @@ func gatewayService(labels map[string]string) *corev1.Service {
 
 func gatewayDeployment(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster, labels map[string]string) *appsv1.Deployment {
 	podLabels := merge(map[string]string{"app.kubernetes.io/part-of": "fleetmesh"}, gatewaySelector())
-	field := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: meta(GatewayName, merge(labels, gatewaySelector())),
@@ -114,8 +105,8 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshC
 					TerminationGracePeriodSeconds: ptr.To[int64](10),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To[int64](gatewayUID),
-						RunAsGroup:     ptr.To[int64](gatewayUID),
+						RunAsUser:      ptr.To[int64](inject.ProxyUID),
+						RunAsGroup:     ptr.To[int64](inject.ProxyUID),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					Containers: []corev1.Container{{
@@ -126,24 +117,24 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshC
 							"--xds-address=" + AgentXDSAddress(),
 							"--trust-domain=" + mc.Spec.TrustDomain,
 							"--cluster-id=" + ClusterID(mc),
-							"--trust-file=" + gatewayRootDir + "/" + wire.BundleKeyDocument,
+							"--trust-file=" + inject.RootDir + "/" + wire.BundleKeyDocument,
 							"--bind-address=$(POD_IP)",
 							"--port=" + strconv.Itoa(wire.GatewayPort),
-							"--admin-port=" + strconv.Itoa(GatewayAdminPort),
-							"--metrics-port=" + strconv.Itoa(GatewayMetricsPort),
+							"--admin-port=" + strconv.Itoa(inject.AdminPort),
+							"--metrics-port=" + strconv.Itoa(inject.MetricsPort),
 						},
 						Env: []corev1.EnvVar{
-							field("POD_NAME", "metadata.name"),
-							field("POD_NAMESPACE", "metadata.namespace"),
-							field("POD_IP", "status.podIP"),
+							fieldEnv("POD_NAME", "metadata.name"),
+							fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+							fieldEnv("POD_IP", "status.podIP"),
 						},
 						Ports: []corev1.ContainerPort{
 							{Name: "tls-passthrough", ContainerPort: wire.GatewayPort, Protocol: corev1.ProtocolTCP},
-							{Name: "fm-health", ContainerPort: GatewayAdminPort, Protocol: corev1.ProtocolTCP},
-							{Name: "fm-metrics", ContainerPort: GatewayMetricsPort, Protocol: corev1.ProtocolTCP},
+							{Name: "fm-health", ContainerPort: inject.AdminPort, Protocol: corev1.ProtocolTCP},
+							{Name: "fm-metrics", ContainerPort: inject.MetricsPort, Protocol: corev1.ProtocolTCP},
 						},
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromString("fm-health")}},
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: inject.ReadyPath, Port: intstr.FromString("fm-health")}},
 							PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3,
 						},
 						LivenessProbe: &corev1.Probe{
@@ -159,7 +150,7 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshC
 							ReadOnlyRootFilesystem:   ptr.To(true),
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
-						VolumeMounts:             []corev1.VolumeMount{{Name: "root", MountPath: gatewayRootDir, ReadOnly: true}},
+						VolumeMounts:             []corev1.VolumeMount{{Name: "root", MountPath: inject.RootDir, ReadOnly: true}},
 						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					}},
 					Volumes: []corev1.Volume{{

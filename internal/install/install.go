@@ -401,9 +401,9 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 							"--v=" + klogVerbosity(cp.LogLevel),
 						},
 						Env: []corev1.EnvVar{
-							{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
-							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							fieldEnv("POD_IP", "status.podIP"),
+							fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+							fieldEnv("POD_NAME", "metadata.name"),
 						},
 						Ports: []corev1.ContainerPort{
 							{Name: "probes", ContainerPort: ProbePort, Protocol: corev1.ProtocolTCP},
@@ -432,6 +432,11 @@ func agentDeployment(mi *meshv1alpha1.MeshInstallation, labels map[string]string
 			},
 		},
 	}
+}
+
+// fieldEnv is an environment variable from the downward API's field at path.
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 }
 
 func klogVerbosity(l meshv1alpha1.LogLevel) string {

@@ -362,24 +362,32 @@ func Summarize(generation int64, selected int, members []meshv1alpha1.MeshCluste
 // ControlPlaneReady decides whether the member's agent runs as desired: its Deployment rolled out
 // and available, and the agent itself reporting the desired version.
 func ControlPlaneReady(dep *appsv1.Deployment, agentVersion, wantVersion string) (ready bool, reason, msg string) {
-	want := int32(1)
-	if dep.Spec.Replicas != nil {
-		want = *dep.Spec.Replicas
+	if msg := rollingOut(dep, "agent"); msg != "" {
+		return false, meshv1alpha1.ReasonRollingOut, msg
 	}
-	s := dep.Status
 	switch {
-	case s.ObservedGeneration < dep.Generation:
-		return false, meshv1alpha1.ReasonRollingOut, "agent Deployment change not yet observed by the member's Deployment controller"
-	case s.UpdatedReplicas < want:
-		return false, meshv1alpha1.ReasonRollingOut, fmt.Sprintf("agent rolling out: %d of %d replicas updated", s.UpdatedReplicas, want)
-	case s.AvailableReplicas < want || s.Replicas > want:
-		return false, meshv1alpha1.ReasonRollingOut, fmt.Sprintf("agent rolling out: %d of %d replicas available, %d in total", s.AvailableReplicas, want, s.Replicas)
 	case agentVersion == "":
 		return false, meshv1alpha1.ReasonVersionMismatch, "the agent has not reported its version yet (ConfigMap fleetmesh-system/fleetmesh-agent-status)"
 	case agentVersion != wantVersion:
 		return false, meshv1alpha1.ReasonVersionMismatch, fmt.Sprintf("the agent reports version %s, want %s (spec.controlPlane.version)", agentVersion, wantVersion)
 	}
-	return true, meshv1alpha1.ReasonAgentReady, fmt.Sprintf("agent %s available (%d/%d replicas)", agentVersion, s.AvailableReplicas, want)
+	return true, meshv1alpha1.ReasonAgentReady, fmt.Sprintf("agent %s available (%d/%d replicas)", agentVersion, dep.Status.AvailableReplicas, ptr.Deref(dep.Spec.Replicas, 1))
+}
+
+// rollingOut says why a Deployment of fleetmesh's (what names it in the message) is not done
+// rolling out, or "" when it is: its controller has seen the last change, and exactly the
+// replicas it wants are updated and available.
+func rollingOut(dep *appsv1.Deployment, what string) string {
+	want := ptr.Deref(dep.Spec.Replicas, 1)
+	switch s := dep.Status; {
+	case s.ObservedGeneration < dep.Generation:
+		return what + " Deployment change not yet observed by the member's Deployment controller"
+	case s.UpdatedReplicas < want:
+		return fmt.Sprintf("%s rolling out: %d of %d replicas updated", what, s.UpdatedReplicas, want)
+	case s.AvailableReplicas < want || s.Replicas > want:
+		return fmt.Sprintf("%s rolling out: %d of %d replicas available, %d in total", what, s.AvailableReplicas, want, s.Replicas)
+	}
+	return ""
 }
 
 // GatewayReady is a member's GatewayReady condition from its gateway Deployment (nil: not
@@ -389,9 +397,8 @@ func GatewayReady(dep *appsv1.Deployment, address, lbAddress, cluster string) (r
 	if dep == nil {
 		return false, meshv1alpha1.ReasonRollingOut, "gateway Deployment fleetmesh-system/fleetmesh-gateway not observed yet"
 	}
-	want := ptr.Deref(dep.Spec.Replicas, 1)
-	if s := dep.Status; s.ObservedGeneration < dep.Generation || s.UpdatedReplicas < want || s.AvailableReplicas < want {
-		return false, meshv1alpha1.ReasonRollingOut, fmt.Sprintf("gateway rolling out: %d of %d replicas available", s.AvailableReplicas, want)
+	if msg := rollingOut(dep, "gateway"); msg != "" {
+		return false, meshv1alpha1.ReasonRollingOut, msg
 	}
 	if address == "" {
 		msg := fmt.Sprintf("members on other networks cannot reach this member's exports: annotate Cluster %s with %s=<IPv4 address that routes to Service fleetmesh-system/fleetmesh-gateway, port %d>",

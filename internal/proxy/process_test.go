@@ -204,14 +204,8 @@ func TestBenchmarkSidecarProcess(t *testing.T) {
 	})
 
 	hc := &http.Client{Timeout: 5 * time.Second}
-	eventually(t, "the sidecar ready (SVID and config)", func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("the sidecar exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := hc.Get("http://127.0.0.1:15021/healthz/ready")
+	ready := func(url string) error {
+		resp, err := hc.Get(url)
 		if err != nil {
 			return err
 		}
@@ -220,6 +214,15 @@ func TestBenchmarkSidecarProcess(t *testing.T) {
 			return fmt.Errorf("status %d", resp.StatusCode)
 		}
 		return nil
+	}
+	eventually(t, "the sidecar ready (SVID and config)", func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("the sidecar exited: %v\n%s", err, logs.String())
+		default:
+		}
+		return ready("http://127.0.0.1:15021/healthz/ready")
 	})
 	// The last service is in its config: its DNS answers the name (a query of its own).
 	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -297,17 +300,7 @@ func TestBenchmarkSidecarProcess(t *testing.T) {
 			t.Logf("the gateway's log:\n%s", gwLogs.String())
 		}
 	})
-	eventually(t, "the gateway ready (its config)", func() error {
-		resp, err := hc.Get("http://127.0.0.1:15121/healthz/ready")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	eventually(t, "the gateway ready (its config)", func() error { return ready("http://127.0.0.1:15121/healthz/ready") })
 	// A flood of 1,000 plaintext connections, each refused, then its memory.
 	for range 1000 {
 		if c, err := net.Dial("tcp", "127.0.0.1:15443"); err == nil {
