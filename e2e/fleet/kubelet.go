@@ -67,7 +67,9 @@ type Binaries func(repository, tag string) (path string, err error)
 //
 // Every other such pod is a workload pod (workload.go): a network namespace of its own reached
 // through a veth pair (podnet.go), init containers and native sidecars, several containers
-// sharing the namespace and the volumes, run as their securityContext's user.
+// sharing the namespace and the volumes, run as their securityContext's user. On a member put
+// on a network of its own (IsolateNetwork, networks.go), its east-west gateway runs as a
+// workload pod too, behind that network's router with the member's other workload pods.
 type Kubelet struct {
 	cluster  *Cluster
 	binaries Binaries
@@ -87,9 +89,11 @@ type Kubelet struct {
 	workloads map[types.UID]*workloadPod
 	ips       map[string]types.UID
 	// lastIP is each pod's address, which a restart of its process keeps (as a pod keeps its
-	// sandbox's); held are the fleetmesh pods (namespace/name) kept stopped (HoldPod).
+	// sandbox's); held are the pods (namespace/name) kept stopped (HoldPod).
 	lastIP map[types.UID]string
 	held   map[string]bool
+	// network is the member's network of its own (IsolateNetwork), nil on the sandbox's.
+	network *isolatedNetwork
 
 	podsRootOnce sync.Once
 	podsRoot     string
@@ -198,8 +202,9 @@ func (k *Kubelet) sync(ctx context.Context) error {
 		w := k.workloads[pod.UID]
 		held := k.held[pod.Namespace+"/"+pod.Name]
 		k.mu.Unlock()
+		workload := isWorkload(pod) || k.onOwnNetwork(pod)
 		switch {
-		case held && !isWorkload(pod):
+		case held:
 			k.stop(pod.UID)
 		case pod.DeletionTimestamp != nil:
 			k.stop(pod.UID)
@@ -207,11 +212,11 @@ func (k *Kubelet) sync(ctx context.Context) error {
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 				errs = append(errs, err)
 			}
-		case isWorkload(pod) && w == nil:
+		case workload && w == nil:
 			if err := k.startWorkload(ctx, pod); err != nil {
 				errs = append(errs, fmt.Errorf("start pod %s/%s: %w", pod.Namespace, pod.Name, err))
 			}
-		case isWorkload(pod):
+		case workload:
 			errs = append(errs, k.updateWorkloadStatus(ctx, w))
 		case p == nil:
 			if err := k.start(ctx, pod); err != nil {
@@ -240,9 +245,13 @@ func (k *Kubelet) sync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (k *Kubelet) allocateIP(uid types.UID) (string, error) {
+// allocateIP gives a pod an address of the upper half of its network's 10.244.<n>.0/24 (the
+// member's own, or the overlapped member's for a pod on a network of its own), the one it had
+// before if it had one.
+func (k *Kubelet) allocateIP(uid types.UID, ownNetwork bool) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	prefix := k.podPrefix(ownNetwork)
 	if ip, ok := k.lastIP[uid]; ok {
 		if _, used := k.ips[ip]; !used {
 			k.ips[ip] = uid
@@ -250,14 +259,14 @@ func (k *Kubelet) allocateIP(uid types.UID) (string, error) {
 		}
 	}
 	for host := 130; host < 255; host++ {
-		ip := fmt.Sprintf("10.244.%d.%d", k.cluster.Index, host)
+		ip := fmt.Sprintf("%s%d", prefix, host)
 		if _, used := k.ips[ip]; !used {
 			k.ips[ip] = uid
 			k.lastIP[uid] = ip
 			return ip, nil
 		}
 	}
-	return "", fmt.Errorf("no free pod address in 10.244.%d.128/25", k.cluster.Index)
+	return "", fmt.Errorf("no free pod address in %s128/25", prefix)
 }
 
 func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) (err error) {
@@ -270,7 +279,7 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) (err error) {
 	if err != nil {
 		return err
 	}
-	ip, err := k.allocateIP(pod.UID)
+	ip, err := k.allocateIP(pod.UID, false)
 	if err != nil {
 		return err
 	}
@@ -442,7 +451,7 @@ func probe(ctr corev1.Container, ip string) bool {
 	if rp == nil || rp.HTTPGet == nil {
 		return true
 	}
-	ready, _ := probeNetwork(context.Background(), rp, ctr, ip)
+	ready, _ := probeNetwork(context.Background(), rp, ctr, ip, "")
 	return ready
 }
 
@@ -485,8 +494,8 @@ func (k *Kubelet) stopAll() {
 	}
 }
 
-// HoldPod stops the process of a fleetmesh pod (one of PartOfLabel) and keeps it stopped, as
-// a crashed container in back-off is, until ReleasePod; the pod keeps its address.
+// HoldPod stops a pod's processes and keeps them stopped, as a crashed container in back-off
+// is, until ReleasePod; the pod keeps its address.
 func (k *Kubelet) HoldPod(namespace, name string) {
 	k.mu.Lock()
 	k.held[namespace+"/"+name] = true

@@ -52,10 +52,16 @@ import (
 // is the veth its packets come in on. Checked: sandbox -> pod, pod -> pod in another member,
 // pod -> control-plane process bound to its 10.244.x.y in the sandbox, pod -> node address,
 // pod -> own 127.0.0.1, and the sandbox's 127.0.0.1 not seeing the pod's ports.
+//
+// A pod of a member on a network of its own (network.go) is the same, with that network's
+// router in place of the sandbox: the host end of its veth is in the router's namespace, the
+// route to it in the router's main table, and its gateway the router's address.
 type podNetwork struct {
 	ip      string
 	gateway string
 	veth    string
+	// host is the network namespace of the veth's host end: "" for the sandbox's own.
+	host    string
 	holder  *exec.Cmd
 	exited  chan struct{}
 	netns   string
@@ -86,9 +92,16 @@ func vethName(ip string) string {
 	return fmt.Sprintf("fm%d-%d", v4[2], v4[3])
 }
 
-// setupPodNetwork makes the network namespace of a pod with address ip in the cluster whose
-// node address is gateway.
-func setupPodNetwork(ip, gateway string) (pn *podNetwork, err error) {
+// podHost is where a pod's veth pair ends: the sandbox (netns "", routes in table local, as
+// above) or the router of a network of its own (network.go). gateway is the pod's default
+// gateway, an address local there.
+type podHost struct {
+	netns, table, gateway string
+}
+
+// setupPodNetwork makes the network namespace of a pod with address ip, its veth's host end in
+// host.
+func setupPodNetwork(ip string, host podHost) (pn *podNetwork, err error) {
 	if err := prepareNodeNetwork(); err != nil {
 		return nil, err
 	}
@@ -98,7 +111,7 @@ func setupPodNetwork(ip, gateway string) (pn *podNetwork, err error) {
 	if err := holder.Start(); err != nil {
 		return nil, fmt.Errorf("start the network namespace holder: %w", err)
 	}
-	pn = &podNetwork{ip: ip, gateway: gateway, veth: vethName(ip), holder: holder, exited: make(chan struct{}),
+	pn = &podNetwork{ip: ip, gateway: host.gateway, veth: vethName(ip), host: host.netns, holder: holder, exited: make(chan struct{}),
 		netns: fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid)}
 	go func() { _ = holder.Wait(); close(pn.exited) }()
 	defer func() {
@@ -107,22 +120,22 @@ func setupPodNetwork(ip, gateway string) (pn *podNetwork, err error) {
 		}
 	}()
 	// A veth left by a pod whose teardown did not finish would make the add fail.
-	_ = exec.Command("ip", "link", "del", pn.veth).Run()
-	if err := ipBatch("", fmt.Sprintf("link add %s type veth peer name eth0 netns %s", pn.veth, pn.netns)); err != nil {
+	_ = ipBatch(pn.host, "link del "+pn.veth)
+	if err := ipBatch(pn.host, fmt.Sprintf("link add %s type veth peer name eth0 netns %s", pn.veth, pn.netns)); err != nil {
 		return nil, err
 	}
 	if err := ipBatch(pn.netns,
 		"link set lo up",
 		fmt.Sprintf("addr add %s/32 dev eth0", ip),
 		"link set eth0 up",
-		fmt.Sprintf("route add %s dev eth0 scope link", gateway),
-		fmt.Sprintf("route add default via %s dev eth0", gateway),
+		fmt.Sprintf("route add %s dev eth0 scope link", host.gateway),
+		fmt.Sprintf("route add default via %s dev eth0", host.gateway),
 	); err != nil {
 		return nil, err
 	}
-	if err := ipBatch("",
+	if err := ipBatch(pn.host,
 		fmt.Sprintf("link set %s up", pn.veth),
-		fmt.Sprintf("route add %s/32 dev %s table local scope link src %s", ip, pn.veth, gateway),
+		fmt.Sprintf("route add %s/32 dev %s table %s scope link src %s", ip, pn.veth, host.table, host.gateway),
 	); err != nil {
 		return nil, err
 	}
@@ -134,7 +147,7 @@ func setupPodNetwork(ip, gateway string) (pn *podNetwork, err error) {
 // deleted here rather than left to that.
 func (pn *podNetwork) teardown() {
 	pn.cleanup.Do(func() {
-		_ = exec.Command("ip", "link", "del", pn.veth).Run()
+		_ = ipBatch(pn.host, "link del "+pn.veth)
 		_ = pn.holder.Process.Kill()
 		<-pn.exited
 	})

@@ -171,7 +171,8 @@ func (k *Kubelet) startWorkload(ctx context.Context, pod *corev1.Pod) (err error
 		}
 		bins[c.Name] = bin
 	}
-	ip, err := k.allocateIP(pod.UID)
+	ownNetwork := k.onOwnNetwork(pod)
+	ip, err := k.allocateIP(pod.UID, ownNetwork)
 	if err != nil {
 		return err
 	}
@@ -225,7 +226,13 @@ func (k *Kubelet) startWorkload(ctx context.Context, pod *corev1.Pod) (err error
 			w.apps = append(w.apps, wc)
 		}
 	}
-	if w.net, err = setupPodNetwork(ip, k.cluster.NodeIP()); err != nil {
+	host := podHost{table: "local", gateway: k.cluster.NodeIP()}
+	if ownNetwork {
+		k.mu.Lock()
+		host = k.network.host()
+		k.mu.Unlock()
+	}
+	if w.net, err = setupPodNetwork(ip, host); err != nil {
 		return err
 	}
 	pctx, cancel := context.WithCancel(context.Background())
@@ -270,7 +277,13 @@ func (k *Kubelet) workloadContainer(ctx context.Context, w *workloadPod, c corev
 	argv = append(argv, c.Args...)
 	args := make([]string, 0, len(argv))
 	for _, a := range argv {
-		args = append(args, remap(expand(a, env)))
+		a = remap(expand(a, env))
+		if !isWorkload(w.pod) { // a fleetmesh pod (a gateway) on a network of its own
+			if a, err = k.resolveServiceAddress(ctx, a); err != nil {
+				return nil, err
+			}
+		}
+		args = append(args, a)
 	}
 	// A link in the pod's directory: the binary's own directory may not be traversable by the
 	// container's user.
@@ -521,10 +534,10 @@ func (w *workloadPod) probeLoop(ctx context.Context, c *workloadContainer) {
 	}
 }
 
-// probe runs a probe once, from the sandbox namespace (exec probes: in the pod's namespace, as
-// the container's user).
+// probe runs a probe once, from the node's namespace: the sandbox's, or the router's of a
+// network of its own (exec probes: in the pod's namespace, as the container's user).
 func (w *workloadPod) probe(ctx context.Context, p *corev1.Probe, c *workloadContainer) bool {
-	if result, ok := probeNetwork(ctx, p, c.spec, w.ip); ok {
+	if result, ok := probeNetwork(ctx, p, c.spec, w.ip, w.net.host); ok {
 		return result
 	}
 	if p.Exec != nil && len(p.Exec.Command) > 0 {
@@ -546,8 +559,9 @@ func probeTimeout(p *corev1.Probe) time.Duration {
 
 // probeNetwork runs an httpGet or tcpSocket probe of container ctr at ip once, as the kubelet's
 // prober does (from the node; named ports resolved; HTTP without certificate verification,
-// keep-alive or redirects). ok is false for a probe of another kind.
-func probeNetwork(ctx context.Context, p *corev1.Probe, ctr corev1.Container, ip string) (result, ok bool) {
+// keep-alive or redirects), from the network namespace node ("" for the kubelet's own). ok is
+// false for a probe of another kind.
+func probeNetwork(ctx context.Context, p *corev1.Probe, ctr corev1.Container, ip, node string) (result, ok bool) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout(p))
 	defer cancel()
 	port := func(port string, n int) int {
@@ -585,7 +599,10 @@ func probeNetwork(ctx context.Context, p *corev1.Probe, ctr corev1.Container, ip
 			}
 		}
 		// As the kubelet: no certificate verification, no keep-alive.
-		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true} //nolint:gosec // as the kubelet's prober
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true, //nolint:gosec // as the kubelet's prober
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialIn(ctx, node, network, addr)
+			}}
 		resp, err := (&http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 		if err != nil {
 			return false, true
@@ -597,8 +614,7 @@ func probeNetwork(ctx context.Context, p *corev1.Probe, ctr corev1.Container, ip
 		if p.TCPSocket.Host != "" {
 			host = p.TCPSocket.Host
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port(p.TCPSocket.Port.String(), p.TCPSocket.Port.IntValue()))))
+		conn, err := dialIn(ctx, node, "tcp", net.JoinHostPort(host, strconv.Itoa(port(p.TCPSocket.Port.String(), p.TCPSocket.Port.IntValue()))))
 		if err != nil {
 			return false, true
 		}

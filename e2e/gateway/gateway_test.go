@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Package gateway_test runs a mixed fleet: members A and B share a network, C is on another
-// one whose pods A and B cannot reach; A's plain HTTP client calls a service only C exports,
-// through C's east-west gateway.
+// one, behind a router, whose pod addresses are A's own (overlapping CIDRs), so that A and B
+// cannot reach C's pods; A's plain HTTP client calls a service only C exports, through C's
+// east-west gateway behind its network's load balancer.
 package gateway_test
 
 import (
@@ -72,15 +73,15 @@ func cluster(m *fleet.Cluster) *clusterv1.Cluster {
 var _ = BeforeSuite(func() {
 	f, kubelets = fleet.StartSuite(ctx)
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
-	// C is on a network of its own before it joins.
+	// C is on a network of its own, with A's pod addresses, before it runs a pod.
+	Expect(kubelets[c.Name].IsolateNetwork(a)).To(Succeed())
+	// ... and says so before it joins.
 	cl := cluster(c)
 	cl.Labels[membership.NetworkLabel] = network
 	Expect(f.Management.Client.Update(ctx, cl)).To(Succeed())
 	f.MeshUp(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
 		mi.Spec.ServiceFederation.Networking = meshv1alpha1.NetworkingGateway
 	})
-	Expect(f.SeparateNetworks([]*fleet.Cluster{a, b}, []*fleet.Cluster{c})).To(Succeed())
-	DeferCleanup(f.JoinNetworks)
 	var err error
 	httpecho, err = fleet.BuildHTTPEcho(GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())
@@ -114,7 +115,11 @@ func gatewayPod(m *fleet.Cluster) (*corev1.Pod, error) {
 }
 
 var _ = Describe("members on separate networks through east-west gateways", Ordered, func() {
-	var gw *corev1.Pod
+	var (
+		gw        *corev1.Pod
+		clientPod *corev1.Pod // A's, with no fleetmesh code
+		lb        string      // the address of C's network's load balancer, which forwards to gw
+	)
 
 	AfterEach(func() {
 		if !CurrentSpecReport().Failed() {
@@ -125,7 +130,8 @@ var _ = Describe("members on separate networks through east-west gateways", Orde
 
 	BeforeAll(func() {
 		Expect(fleet.DeployHTTPEcho(ctx, c, ns)).To(Succeed())
-		_, err := fleet.RunHTTPEchoPod(ctx, a, ns, "client", "client", nil)
+		var err error
+		clientPod, err = fleet.RunHTTPEchoPod(ctx, a, ns, "client", "client", nil)
 		Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -146,11 +152,14 @@ var _ = Describe("members on separate networks through east-west gateways", Orde
 		}).Should(BeZero())
 
 		Eventually(func() (err error) { gw, err = gatewayPod(c); return err }).WithTimeout(2 * time.Minute).Should(Succeed())
+		lb, err = kubelets[c.Name].ExposeOnNetwork(gw.Namespace, gw.Name)
+		Expect(err).NotTo(HaveOccurred())
+		GinkgoWriter.Printf("C's gateway pod %s is behind its network's load balancer %s\n", gw.Status.PodIP, lb)
 		cl := cluster(c)
 		if cl.Annotations == nil {
 			cl.Annotations = map[string]string{}
 		}
-		cl.Annotations[membership.GatewayAddressAnnotation] = gw.Status.PodIP
+		cl.Annotations[membership.GatewayAddressAnnotation] = lb
 		Expect(f.Management.Client.Update(ctx, cl)).To(Succeed())
 		Eventually(meshCluster(c)).Should(WithTransform(gatewayReady, Equal("True/"+meshv1alpha1.ReasonGatewayReady)))
 	})
@@ -163,7 +172,7 @@ var _ = Describe("members on separate networks through east-west gateways", Orde
 			}
 			return fmt.Sprintf("%s:%d network=%s weight=%s", s.Endpoints[0].Addresses[0], ptr.Deref(s.Ports[0].Port, 0),
 				s.Labels[wire.NetworkLabel], s.Annotations[wire.EndpointWeightAnnotation]), nil
-		}).Should(Equal(fmt.Sprintf("%s:%d network=%s weight=1", gw.Status.PodIP, wire.GatewayPort, network)))
+		}).Should(Equal(fmt.Sprintf("%s:%d network=%s weight=1", lb, wire.GatewayPort, network)))
 	})
 
 	It("carries a plain HTTP call from A to the service only C exports through C's gateway, mTLS end to end", func() {
@@ -179,21 +188,34 @@ var _ = Describe("members on separate networks through east-west gateways", Orde
 		// gateway that never terminates TLS passes on.
 		Expect(r.XFCC()).To(ContainSubstring("URI=spiffe://" + tdA.Name() + "/ns/demo/sa/client"))
 		Expect(r.XFCC()).To(ContainSubstring("By=spiffe://" + tdC.Name() + "/ns/demo/sa/echo"))
-		GinkgoWriter.Printf("A -> C through C's gateway %s: C's sidecar forwarded %s=%q\n", gw.Status.PodIP, proxy.HeaderXFCC, r.XFCC())
+		GinkgoWriter.Printf("A -> C through C's gateway %s (pod %s): C's sidecar forwarded %s=%q\n", lb, gw.Status.PodIP, proxy.HeaderXFCC, r.XFCC())
 	})
 
-	It("does not reach C's pod IPs directly from A", func() {
-		pods := &corev1.PodList{}
-		Expect(c.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "echo"})).To(Succeed())
-		Expect(pods.Items).NotTo(BeEmpty())
-		before, err := f.DroppedBetweenNetworks()
+	It("has C's pods on addresses of A's own range, which neither side reaches across the networks", func() {
+		var echo *corev1.Pod
+		Eventually(func() (err error) { echo, err = runningPod(c, "app", "echo"); return err }).Should(Succeed())
+		_, aRange, err := net.ParseCIDR(a.LocalPodCIDR())
 		Expect(err).NotTo(HaveOccurred())
-		addr := net.JoinHostPort(pods.Items[0].Status.PodIP, fmt.Sprint(fleet.TCPEchoPort))
-		_, err = kubelets[a.Name].ExecOutput(ctx, ns, "client", httpecho, "tcp", addr, "hello")
-		Expect(err).To(HaveOccurred(), "a pod of network default reached a pod of %s directly", network)
-		after, err := f.DroppedBetweenNetworks()
+		Expect(aRange.Contains(net.ParseIP(echo.Status.PodIP))).To(BeTrue(), "C's pod %s overlaps A's pod range %s", echo.Status.PodIP, aRange)
+		Expect(aRange.Contains(net.ParseIP(gw.Status.PodIP))).To(BeTrue(), "C's gateway pod %s overlaps A's pod range %s", gw.Status.PodIP, aRange)
+		GinkgoWriter.Printf("C's echo pod %s and gateway pod %s are in A's pod range %s\n", echo.Status.PodIP, gw.Status.PodIP, aRange)
+
+		// A dialing C's echo pod's address gets no answer from C: the address is A's own.
+		reply, err := kubelets[a.Name].ExecOutput(ctx, ns, "client", httpecho, "tcp", net.JoinHostPort(echo.Status.PodIP, fmt.Sprint(fleet.TCPEchoPort)), "hello")
+		Expect(err).To(HaveOccurred(), "A reached %s, C's echo pod's address, and got %q", echo.Status.PodIP, reply)
+
+		// C dialing A's client pod is dropped where C's network ends (the address is not one
+		// of C's own, which C would reach).
+		Expect(clientPod.Status.PodIP).NotTo(BeElementOf(echo.Status.PodIP, gw.Status.PodIP))
+		before, err := kubelets[c.Name].DroppedLeavingNetwork()
 		Expect(err).NotTo(HaveOccurred())
-		Expect(after).To(BeNumerically(">", before), "the separation between the networks dropped the attempt")
+		raw, err := kubelets[c.Name].Exec(ctx, ns, echo.Name, httpecho, "tcp", net.JoinHostPort(clientPod.Status.PodIP, fmt.Sprint(fleet.TCPEchoPort)), "hello")
+		Expect(err).NotTo(HaveOccurred())
+		out, err := raw.CombinedOutput()
+		Expect(err).To(HaveOccurred(), "C reached A's client pod %s: %s", clientPod.Status.PodIP, out)
+		after, err := kubelets[c.Name].DroppedLeavingNetwork()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(after).To(BeNumerically(">", before), "C's network dropped the attempt to reach A's pod")
 	})
 
 	It("fails clearly while C's gateway is down, and recovers when it returns", func() {
@@ -236,6 +258,20 @@ var _ = Describe("members on separate networks through east-west gateways", Orde
 			WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Equal(c.Name))
 	})
 })
+
+// runningPod is a running pod of member m in the demo namespace with label key=value.
+func runningPod(m *fleet.Cluster, key, value string) (*corev1.Pod, error) {
+	pods := &corev1.PodList{}
+	if err := m.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{key: value}); err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.DeletionTimestamp == nil && p.Status.PodIP != "" && fleet.PodReady(p) {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("no ready pod %s=%s in %s yet", key, value, m.Name)
+}
 
 // sliceOf is the MCS EndpointSlice member m holds of source's echo export.
 func sliceOf(m, source *fleet.Cluster) (*discoveryv1.EndpointSlice, error) {
