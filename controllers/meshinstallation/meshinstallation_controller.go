@@ -108,9 +108,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	sel, err := membership.Select(mi, all.Items, clusters.Items)
 	if err != nil {
-		return ctrl.Result{}, r.patchStatus(ctx, mi, membership.Summary{Conditions: []metav1.Condition{{
-			Type: meshv1alpha1.DegradedCondition, Status: metav1.ConditionTrue, Reason: meshv1alpha1.ReasonInvalidSpec, Message: err.Error(),
-		}}})
+		// Nothing is applied: the members stay as they are until the spec is fixed.
+		invalid := func(typ string, st metav1.ConditionStatus) metav1.Condition {
+			return metav1.Condition{Type: typ, Status: st, Reason: meshv1alpha1.ReasonInvalidSpec, Message: err.Error(), ObservedGeneration: mi.Generation}
+		}
+		return ctrl.Result{}, r.patchStatus(ctx, mi, membership.Summary{Conditions: []metav1.Condition{
+			invalid(meshv1alpha1.DegradedCondition, metav1.ConditionTrue), invalid(meshv1alpha1.ReadyCondition, metav1.ConditionFalse),
+		}})
 	}
 	existing, err := r.members(ctx, mi.Name)
 	if err != nil {

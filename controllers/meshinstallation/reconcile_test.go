@@ -21,10 +21,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -129,4 +133,101 @@ func drained(r *events.FakeRecorder, reason string) bool {
 		}
 	}
 	return found
+}
+
+// A MeshInstallation stored with a duration no time.Duration holds (as admission before it
+// bounded durations let through; here the CRD's rule is lifted to store it, then restored, as
+// an upgrade would) is listed with the others, and its own reconcile refuses it with the field
+// named, joining no member.
+func TestStoredOverflowingDurationIsReported(t *testing.T) {
+	_, c := fleet.TestAPIServer(t, fleet.NewScheme(t, clientgoscheme.AddToScheme, clusterv1.AddToScheme, meshv1alpha1.AddToScheme), true)
+	ctx := context.Background()
+	g := gomega.NewWithT(t)
+
+	crd := &unstructured.Unstructured{}
+	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	if err := c.Get(ctx, client.ObjectKey{Name: "meshinstallations." + meshv1alpha1.GroupVersion.Group}, crd); err != nil {
+		t.Fatal(err)
+	}
+	restored := crd.DeepCopy()
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	caTTL := []string{"schema", "openAPIV3Schema", "properties", "spec", "properties", "trust", "properties", "caTTL"}
+	version := versions[0].(map[string]any)
+	unstructured.RemoveNestedField(version, append(caTTL, "x-kubernetes-validations")...)
+	versions[0] = version
+	if err := unstructured.SetNestedSlice(crd.Object, versions, "spec", "versions"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	old := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": meshv1alpha1.GroupVersion.String(), "kind": "MeshInstallation",
+		"metadata": map[string]any{"name": "old"},
+		"spec": map[string]any{
+			"clusterSelector": map[string]any{"matchLabels": map[string]any{"mesh": "true"}},
+			"trust":           map[string]any{"caTTL": "3000000h"},
+		},
+	}}
+	// Until the API server serves the lifted rule.
+	g.Eventually(func() error { return c.Create(ctx, old.DeepCopy()) }).WithTimeout(30 * time.Second).Should(gomega.Succeed())
+	if err := c.Get(ctx, client.ObjectKeyFromObject(restored), crd); err != nil {
+		t.Fatal(err)
+	}
+	restored.SetResourceVersion(crd.GetResourceVersion())
+	if err := c.Update(ctx, restored); err != nil {
+		t.Fatal(err)
+	}
+	fine := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "fine"}}
+	fine.Spec.ClusterSelector.MatchLabels = map[string]meshv1alpha1.LabelValue{"other": "true"}
+	cluster := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "east", Namespace: "default", Labels: map[string]string{"mesh": "true"}},
+		Spec: clusterv1.ClusterSpec{ControlPlaneEndpoint: clusterv1.APIEndpoint{Host: "10.244.9.1", Port: 6443}}}
+	for _, o := range []client.Object{fine, cluster} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The restored rule refuses a new one, with the field named.
+	g.Eventually(func() error {
+		again := old.DeepCopy()
+		again.SetName("new")
+		return c.Create(ctx, again)
+	}).WithTimeout(30 * time.Second).Should(gomega.MatchError(gomega.ContainSubstring("spec.trust.caTTL")))
+
+	list := &meshv1alpha1.MeshInstallationList{}
+	if err := c.List(ctx, list); err != nil {
+		t.Fatalf("list MeshInstallations with one stored overflowing duration: %v", err)
+	}
+	if len(list.Items) != 2 {
+		t.Fatalf("listed %d MeshInstallations, want 2", len(list.Items))
+	}
+
+	r := &Reconciler{Client: c, Recorder: events.NewFakeRecorder(20)}
+	for _, name := range []string{"old", "fine"} {
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: name}}); err != nil {
+			t.Fatalf("reconcile %s: %v", name, err)
+		}
+	}
+	mi := &meshv1alpha1.MeshInstallation{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "old"}, mi); err != nil {
+		t.Fatal(err)
+	}
+	degraded := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.DegradedCondition)
+	if degraded == nil || degraded.Status != metav1.ConditionTrue || degraded.Reason != meshv1alpha1.ReasonInvalidSpec ||
+		!strings.Contains(degraded.Message, `spec.trust.caTTL: "3000000h"`) || degraded.ObservedGeneration != mi.Generation {
+		t.Errorf("Degraded = %+v, want True/InvalidSpec naming spec.trust.caTTL", degraded)
+	}
+	if ready := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ReadyCondition); ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != meshv1alpha1.ReasonInvalidSpec {
+		t.Errorf("Ready = %+v, want False/InvalidSpec", ready)
+	}
+	t.Logf("the stored installation's Degraded condition: %s", degraded.Message)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "east"}, &meshv1alpha1.MeshCluster{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the invalid installation joined its Cluster: %v", err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "fine"}, mi); err != nil {
+		t.Fatal(err)
+	}
+	if mi.Status.ObservedGeneration != mi.Generation {
+		t.Errorf("the other installation was not reconciled: %+v", mi.Status)
+	}
 }

@@ -108,7 +108,7 @@ func TestReconcileFederatesAnExportedService(t *testing.T) {
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}
 	mi.Spec.ClusterSelector.MatchLabels = map[string]meshv1alpha1.LabelValue{"mesh": "true"}
 	mi.Spec.ServiceFederation.ClusterSetIPRange = ipRange
-	mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: grace}
+	mi.Spec.ServiceFederation.EndpointGracePeriod = &meshv1alpha1.Duration{Duration: grace}
 	if err := mgmt.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}

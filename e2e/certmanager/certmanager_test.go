@@ -37,7 +37,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -72,7 +71,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	f.MeshUp(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
 		// Minute SVIDs let an intermediate's rotation switch within the suite (svidTTL/2 + 10 s).
-		mi.Spec.Trust.SVIDTTL = &metav1.Duration{Duration: time.Minute}
+		mi.Spec.Trust.SVIDTTL = &meshv1alpha1.Duration{Duration: time.Minute}
 		mi.Spec.Trust.CA = &meshv1alpha1.CASource{CertManager: &meshv1alpha1.CertManagerCA{
 			IssuerRef: meshv1alpha1.IssuerReference{Name: fleet.CertManagerIssuer, Kind: "ClusterIssuer"},
 		}}

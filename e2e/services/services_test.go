@@ -63,7 +63,7 @@ var (
 var _ = BeforeSuite(func() {
 	f = fleet.StartMeshSuite(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
 		// Long enough for an operator restart inside it (the disruptive spec).
-		mi.Spec.ServiceFederation.EndpointGracePeriod = &metav1.Duration{Duration: 45 * time.Second}
+		mi.Spec.ServiceFederation.EndpointGracePeriod = &meshv1alpha1.Duration{Duration: 45 * time.Second}
 	})
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
 })

@@ -36,7 +36,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
@@ -66,7 +65,7 @@ var _ = BeforeSuite(func() {
 	// SVIDs of a minute (the least allowed) let a CA rotation run its course within the suite:
 	// it waits for workloads to renew at half-life, then for the last old SVID to expire.
 	f = fleet.StartMeshSuite(ctx, ns, func(mi *meshv1alpha1.MeshInstallation) {
-		mi.Spec.Trust.SVIDTTL = &metav1.Duration{Duration: time.Minute}
+		mi.Spec.Trust.SVIDTTL = &meshv1alpha1.Duration{Duration: time.Minute}
 	})
 	a, b, c = f.Members[0], f.Members[1], f.Members[2]
 })

@@ -39,8 +39,8 @@ import (
 func inputs() (*meshv1alpha1.MeshInstallation, *meshv1alpha1.MeshCluster) {
 	mi := &meshv1alpha1.MeshInstallation{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}
 	mi.Spec.ControlPlane = meshv1alpha1.ControlPlaneSpec{Image: "ghcr.io/fleetmesh/agent", Version: "v0.1.0", Replicas: ptr.To(int32(2)), LogLevel: "info"}
-	mi.Spec.Trust.SVIDTTL = &metav1.Duration{Duration: time.Hour}
-	mi.Spec.Trust.CATTL = &metav1.Duration{Duration: 48 * time.Hour}
+	mi.Spec.Trust.SVIDTTL = &meshv1alpha1.Duration{Duration: time.Hour}
+	mi.Spec.Trust.CATTL = &meshv1alpha1.Duration{Duration: 48 * time.Hour}
 	mc := &meshv1alpha1.MeshCluster{ObjectMeta: metav1.ObjectMeta{Name: "east", Namespace: "fleet"}}
 	mc.Spec = meshv1alpha1.MeshClusterSpec{ClusterRef: meshv1alpha1.ClusterReference{Name: "east"}, Installation: "demo", TrustDomain: "east.fleet.demo"}
 	return mi, mc
@@ -123,7 +123,7 @@ func TestRenderAgentFollowsTheSpec(t *testing.T) {
 	// A config change rolls the pods; a replica change does not touch the pod template.
 	hash := dep.Spec.Template.Annotations[ConfigHashAnnotation]
 	mi.Spec.ControlPlane.LogLevel = "debug"
-	mi.Spec.Trust.SVIDTTL = &metav1.Duration{Duration: 2 * time.Hour}
+	mi.Spec.Trust.SVIDTTL = &meshv1alpha1.Duration{Duration: 2 * time.Hour}
 	objs, _ = Render(mi, mc)
 	if find[*appsv1.Deployment](t, objs, AgentName).Spec.Template.Annotations[ConfigHashAnnotation] == hash {
 		t.Error("config hash did not change with the config")

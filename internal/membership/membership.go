@@ -89,6 +89,9 @@ type Selection struct {
 // Select returns the Clusters mi owns: those its selector matches, unless an older installation
 // (among all) also matches them. Clusters being deleted are not members.
 func Select(mi *meshv1alpha1.MeshInstallation, all []meshv1alpha1.MeshInstallation, clusters []clusterv1.Cluster) (Selection, error) {
+	if invalid := mi.Spec.InvalidDurations(); len(invalid) > 0 {
+		return Selection{}, errors.New(strings.Join(invalid, "; ") + "; fix the spec: no member is joined or removed until then")
+	}
 	own, err := metav1.LabelSelectorAsSelector(mi.Spec.ClusterSelector.LabelSelector())
 	if err != nil {
 		return Selection{}, fmt.Errorf("spec.clusterSelector: %w", err)

@@ -129,10 +129,11 @@ func FailoverFromSpec(s meshv1alpha1.FailoverSpec) Failover {
 	if s.Retries != nil {
 		f.Retries = *s.Retries
 	}
-	if s.Interval != nil {
+	// A duration stored invalid (meshv1alpha1.Duration.Invalid) keeps the default.
+	if s.Interval != nil && s.Interval.Invalid() == "" {
 		f.Interval = s.Interval.Duration
 	}
-	if s.BaseEjectionTime != nil {
+	if s.BaseEjectionTime != nil && s.BaseEjectionTime.Invalid() == "" {
 		f.BaseEjectionTime = s.BaseEjectionTime.Duration
 	}
 	return f

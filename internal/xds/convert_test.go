@@ -147,7 +147,7 @@ func TestPolicyFromSpec(t *testing.T) {
 		t.Errorf("defaults: %+v", got)
 	}
 	set := meshv1alpha1.FailoverSpec{ConsecutiveErrors: ptr.To[int32](5), Retries: ptr.To[int32](0),
-		Interval: &metav1.Duration{Duration: 3 * time.Second}, BaseEjectionTime: &metav1.Duration{Duration: time.Minute}}
+		Interval: &meshv1alpha1.Duration{Duration: 3 * time.Second}, BaseEjectionTime: &meshv1alpha1.Duration{Duration: time.Minute}}
 	if got, want := FailoverFromSpec(set), (Failover{ConsecutiveErrors: 5, Interval: 3 * time.Second, BaseEjectionTime: time.Minute}); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -16,11 +16,7 @@ limitations under the License.
 
 package v1alpha1
 
-import (
-	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
+import "time"
 
 // Defaults the API server applies (see the kubebuilder:default markers); code that reads a spec
 // which did not pass through an API server falls back to the same values.
@@ -32,8 +28,9 @@ const (
 	DefaultBaseEjectionTime    = 15 * time.Second
 )
 
-func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
-	if d == nil {
+// durationOr is d, or def when d is unset or stored invalid (Duration.Invalid).
+func durationOr(d *Duration, def time.Duration) time.Duration {
+	if d == nil || d.Invalid() != "" {
 		return def
 	}
 	return d.Duration

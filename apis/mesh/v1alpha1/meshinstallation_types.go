@@ -239,7 +239,7 @@ type TrustSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) >= duration('1m')",message="svidTTL must be at least 1m"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) <= duration('8760h')",message="svidTTL must be at most 8760h (one year)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="SVID TTL",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
-	SVIDTTL *metav1.Duration `json:"svidTTL,omitempty"`
+	SVIDTTL *Duration `json:"svidTTL,omitempty"`
 
 	// caTTL is the lifetime of each member's CA certificate. It must be at least twice svidTTL.
 	// +optional
@@ -249,7 +249,7 @@ type TrustSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="caTTL must be a positive duration such as 2160h (units h, m, s, ms, us, ns)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) <= duration('87600h')",message="caTTL must be at most 87600h (ten years)"
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="CA TTL",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
-	CATTL *metav1.Duration `json:"caTTL,omitempty"`
+	CATTL *Duration `json:"caTTL,omitempty"`
 
 	// federatesWith lists trust domains outside the mesh (for example a SPIRE deployment) whose
 	// bundles are fetched from their bundle endpoint and distributed to every member.
@@ -411,7 +411,7 @@ type ServiceFederationSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="endpointGracePeriod must be a non-negative duration such as 2m (units h, m, s, ms, us, ns)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || duration(self) <= duration('24h')",message="endpointGracePeriod must be at most 24h"
-	EndpointGracePeriod *metav1.Duration `json:"endpointGracePeriod,omitempty"`
+	EndpointGracePeriod *Duration `json:"endpointGracePeriod,omitempty"`
 }
 
 // FailoverSpec tunes failover between members.
@@ -430,7 +430,7 @@ type FailoverSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="interval must be a positive duration such as 1s (units h, m, s, ms, us, ns)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || (duration(self) > duration('0s') && duration(self) <= duration('1h'))",message="interval must be positive and at most 1h"
-	Interval *metav1.Duration `json:"interval,omitempty"`
+	Interval *Duration `json:"interval,omitempty"`
 
 	// baseEjectionTime of an ejected host.
 	// +optional
@@ -439,7 +439,7 @@ type FailoverSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$')",message="baseEjectionTime must be a positive duration such as 15s (units h, m, s, ms, us, ns)"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^(([0-9]{1,5}([.][0-9]{1,9})?h)|([0-9]{1,7}([.][0-9]{1,9})?m)|([0-9]{1,9}([.][0-9]{1,9})?s)|([0-9]{1,12}([.][0-9]{1,9})?ms)|([0-9]{1,15}([.][0-9]{1,9})?us)|([0-9]{1,18}([.][0-9]{1,9})?ns)){1,4}$') || (duration(self) > duration('0s') && duration(self) <= duration('1h'))",message="baseEjectionTime must be positive and at most 1h"
-	BaseEjectionTime *metav1.Duration `json:"baseEjectionTime,omitempty"`
+	BaseEjectionTime *Duration `json:"baseEjectionTime,omitempty"`
 
 	// retries for calls that failed with UNAVAILABLE before any response.
 	// +optional
