@@ -53,7 +53,7 @@ import (
 // pod -> control-plane process bound to its 10.244.x.y in the sandbox, pod -> node address,
 // pod -> own 127.0.0.1, and the sandbox's 127.0.0.1 not seeing the pod's ports.
 //
-// A pod of a member on a network of its own (network.go) is the same, with that network's
+// A pod of a member on a network of its own (networks.go) is the same, with that network's
 // router in place of the sandbox: the host end of its veth is in the router's namespace, the
 // route to it in the router's main table, and its gateway the router's address.
 type podNetwork struct {
@@ -93,7 +93,7 @@ func vethName(ip string) string {
 }
 
 // podHost is where a pod's veth pair ends: the sandbox (netns "", routes in table local, as
-// above) or the router of a network of its own (network.go). gateway is the pod's default
+// above) or the router of a network of its own (networks.go). gateway is the pod's default
 // gateway, an address local there.
 type podHost struct {
 	netns, table, gateway string

@@ -756,7 +756,8 @@ func (k *Kubelet) PodNetns(namespace, pod string) (string, error) {
 	return w.net.netns, nil
 }
 
-// PodVeth is the sandbox end of a running workload pod's veth pair.
+// PodVeth is the host end of a running workload pod's veth pair: in the sandbox, or in its
+// network's router for a member on a network of its own.
 func (k *Kubelet) PodVeth(namespace, pod string) (string, error) {
 	w, err := k.lookupWorkload(namespace, pod)
 	if err != nil {
