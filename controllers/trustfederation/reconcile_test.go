@@ -288,6 +288,20 @@ func TestReconcileGivesEachMemberTheOtherMembersBundle(t *testing.T) {
 		f.condition(t, name, meshv1alpha1.TrustFederatedCondition, "True/"+meshv1alpha1.ReasonFederated, other[name]+".default.demo")
 	}
 	f.condition(t, "west", meshv1alpha1.CARotationCondition, "True/"+meshv1alpha1.ReasonRotating, "every member holds it")
+
+	// East's published bundle is deleted: east says so, and west keeps east's last known bundle.
+	if err := f.members["east"].Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: install.Namespace, Name: wire.BundleConfigMap}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Reconcile(ctx, f.req); err != nil {
+		t.Fatal(err)
+	}
+	f.condition(t, "east", meshv1alpha1.TrustFederatedCondition, "False/"+meshv1alpha1.ReasonBundleNotPublished, wire.BundleConfigMap, "last known bundle stays federated")
+	if set, _ := federatedFor(t, f.members["west"]); !slices.Equal(trustDomains(set), []string{"east.default.demo"}) {
+		t.Errorf("west holds %v after east's bundle ConfigMap went, want east's last known bundle", trustDomains(set))
+	} else if got, _ := set.Get(spiffeid.RequireTrustDomainFromString("east.default.demo")); !got.Equal(bundles["east"]) {
+		t.Error("west's bundle for east is not east's last known one")
+	}
 }
 
 // A member whose agent has published no bundle yet: it is BundleNotPublished (and still gets the

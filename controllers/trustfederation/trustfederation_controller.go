@@ -152,14 +152,17 @@ func countFetches(fetch trust.FetchFunc) trust.FetchFunc {
 
 // member is one MeshCluster and what was read of it.
 type member struct {
-	mc       *meshv1alpha1.MeshCluster
-	td       spiffeid.TrustDomain
-	c        client.Client // nil when unreachable
-	bundle   *spiffebundle.Bundle
-	readErr  error             // the published bundle could not be read or is invalid
-	current  *trust.BundleSet  // the federated set the member holds now (nil if none)
-	currData map[string]string // its ConfigMap data
-	agent    map[string]string // the agent's status ConfigMap data
+	mc      *meshv1alpha1.MeshCluster
+	td      spiffeid.TrustDomain
+	c       client.Client // nil when unreachable
+	bundle  *spiffebundle.Bundle
+	readErr error // the published bundle could not be read or is invalid
+	// unpublished: reachable, and the agent's bundle ConfigMap does not exist (bundle may still
+	// be the last one known, which stays federated).
+	unpublished bool
+	current     *trust.BundleSet  // the federated set the member holds now (nil if none)
+	currData    map[string]string // its ConfigMap data
+	agent       map[string]string // the agent's status ConfigMap data
 }
 
 // loaded is the federated set the member's agent confirmed loading, nil if unknown.
@@ -316,6 +319,7 @@ func (r *Reconciler) read(ctx context.Context, installation string, m *member) e
 	if published != nil {
 		m.bundle, m.readErr = parsePublished(m.td, published)
 	}
+	m.unpublished = published == nil
 	if m.currData, err = get(wire.FederatedConfigMap); err != nil {
 		return err
 	}
@@ -364,7 +368,7 @@ func (r *Reconciler) converge(ctx context.Context, mi *meshv1alpha1.MeshInstalla
 			metrics.BundleExpiry.WithLabelValues(mi.Name, m.td.Name()).Set(float64(exp.Unix()))
 		}
 	}
-	cond, bs := Verdict(VerdictInput{Reachable: m.c != nil, Own: m.bundle, ReadErr: m.readErr, Set: set, Digest: digest,
+	cond, bs := Verdict(VerdictInput{Reachable: m.c != nil, Own: m.bundle, Unpublished: m.unpublished, ReadErr: m.readErr, Set: set, Digest: digest,
 		Missing: missing, AgentStatus: m.agent, WriteErr: writeErr})
 	rotation := RotationVerdict(RotationInput{Reachable: m.c != nil, AgentStatus: m.agent, Behind: behind, Now: r.Clock.Now()})
 	return cond.Status == metav1.ConditionTrue, errors.Join(writeErr, r.report(ctx, m, bs, cond, rotation))
@@ -423,9 +427,11 @@ func bundleStatus(b *spiffebundle.Bundle) *meshv1alpha1.BundleStatus {
 type VerdictInput struct {
 	// Reachable: the member's API server answers.
 	Reachable bool
-	// Own is the member's published bundle (nil: none yet), ReadErr why it was refused.
-	Own     *spiffebundle.Bundle
-	ReadErr error
+	// Own is the member's published bundle (nil: none yet), or the last one known when
+	// Unpublished (the agent's bundle ConfigMap is gone); ReadErr why it was refused.
+	Own         *spiffebundle.Bundle
+	Unpublished bool
+	ReadErr     error
 	// Set is the federated bundle set written for it, Digest its digest, and Missing the trust
 	// domains of members with no bundle known yet.
 	Set     *trust.BundleSet
@@ -457,6 +463,9 @@ func Verdict(in VerdictInput) (metav1.Condition, *meshv1alpha1.BundleStatus) {
 	case own == nil:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundleNotPublished,
 			"the agent has not published the member's bundle yet (ConfigMap %s/%s); check that the agent runs", install.Namespace, wire.BundleConfigMap)
+	case in.Unpublished:
+		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonBundleNotPublished,
+			"the agent's published bundle (ConfigMap %s/%s) is gone: its last known bundle stays federated in the other members until the agent publishes again; check that the agent runs", install.Namespace, wire.BundleConfigMap)
 	case writeErr != nil:
 		return cond(metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed, "writing the federated bundles failed, retrying: %v", writeErr)
 	case len(missing) > 0:

@@ -58,6 +58,7 @@ func TestVerdict(t *testing.T) {
 		name      string
 		reachable bool
 		own       *spiffebundle.Bundle
+		gone      bool // the bundle ConfigMap is gone, own the last known
 		readErr   error
 		missing   []string
 		agent     map[string]string
@@ -69,6 +70,7 @@ func TestVerdict(t *testing.T) {
 		{name: "federated", reachable: true, own: own, agent: loaded, want: metav1.ConditionTrue, reason: meshv1alpha1.ReasonFederated, mentions: "b.mesh"},
 		{name: "unreachable", own: own, agent: loaded, want: metav1.ConditionUnknown, reason: meshv1alpha1.ReasonUnreachable, mentions: "last known bundle"},
 		{name: "no bundle yet", reachable: true, agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundleNotPublished, mentions: "fleetmesh-bundle"},
+		{name: "bundle ConfigMap gone", reachable: true, own: own, gone: true, agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundleNotPublished, mentions: "last known bundle stays federated"},
 		{name: "bad bundle", reachable: true, readErr: errors.New("no X.509 authorities"), agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundleInvalid, mentions: "no X.509 authorities"},
 		{name: "write failed", reachable: true, own: own, writeErr: errors.New("forbidden"), agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonApplyFailed, mentions: "forbidden"},
 		{name: "member missing", reachable: true, own: own, missing: []string{"fleet/c"}, agent: loaded, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundlesMissing, mentions: "fleet/c"},
@@ -76,7 +78,7 @@ func TestVerdict(t *testing.T) {
 		{name: "agent refused", reachable: true, own: own, agent: map[string]string{wire.StatusKeyFederatedError: "names the member's own trust domain"}, want: metav1.ConditionFalse, reason: meshv1alpha1.ReasonBundlesRefused, mentions: "own trust domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, bs := Verdict(VerdictInput{Reachable: tc.reachable, Own: tc.own, ReadErr: tc.readErr, Set: set, Missing: tc.missing,
+			c, bs := Verdict(VerdictInput{Reachable: tc.reachable, Own: tc.own, Unpublished: tc.gone, ReadErr: tc.readErr, Set: set, Missing: tc.missing,
 				Digest: digest, AgentStatus: tc.agent, WriteErr: tc.writeErr})
 			if c.Type != meshv1alpha1.TrustFederatedCondition || c.Status != tc.want || c.Reason != tc.reason || !strings.Contains(c.Message, tc.mentions) {
 				t.Fatalf("got %s=%s/%s %q, want %s/%s mentioning %q", c.Type, c.Status, c.Reason, c.Message, tc.want, tc.reason, tc.mentions)
