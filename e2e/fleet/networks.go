@@ -23,7 +23,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"syscall"
 
@@ -35,6 +34,7 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
 	"github.com/fleetmesh/fleetmesh/internal/install"
+	"github.com/fleetmesh/fleetmesh/internal/netnstest"
 )
 
 // A network of its own, as a member in another VPC has: the member's workload pods (and its
@@ -345,46 +345,12 @@ func isGateway(pod *corev1.Pod) bool {
 // dials from the node.
 func dialIn(ctx context.Context, netns, network, address string) (conn net.Conn, err error) {
 	var d net.Dialer
-	err = inNetns(netns, func() error { conn, err = d.DialContext(ctx, network, address); return err })
-	return conn, err
-}
-
-// inNetns runs fn on a thread switched to the network namespace netns ("" for the process's
-// own): the sockets fn makes belong to netns. A thread that cannot be switched back is never
-// unlocked, so it ends with the goroutine that ran fn.
-func inNetns(netns string, fn func() error) error {
-	if netns == "" {
-		return fn()
+	err = netnstest.InNetns(netns, func() error { conn, err = d.DialContext(ctx, network, address); return err })
+	if err != nil && conn != nil {
+		_ = conn.Close()
+		conn = nil
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		own, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer func() { _ = own.Close() }()
-		target, err := os.Open(netns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer func() { _ = target.Close() }()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter %s: %w", netns, err)
-			return
-		}
-		err = fn()
-		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return conn, err
 }
 
 // podPrefix is the first three octets of the addresses of pods the kubelet runs on its own

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetmesh/fleetmesh/internal/netnstest"
 )
 
 // serveIn answers every connection to addr in the network namespace netns ("" for the
@@ -47,7 +49,7 @@ func serveIn(t *testing.T, netns, addr, name string) {
 }
 
 func listenIn(netns, addr string) (ln net.Listener, err error) {
-	err = inNetns(netns, func() error { ln, err = net.Listen("tcp", addr); return err })
+	err = netnstest.InNetns(netns, func() error { ln, err = net.Listen("tcp", addr); return err })
 	return ln, err
 }
 

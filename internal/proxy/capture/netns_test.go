@@ -27,7 +27,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -277,7 +276,7 @@ type netNS struct {
 func newPeerNetNS(t *testing.T) *netNS {
 	t.Helper()
 	var ns *netNS
-	err := onLockedThread(func() error {
+	err := netnstest.OnLockedThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("unshare: %w", err)
 		}
@@ -297,14 +296,7 @@ func newPeerNetNS(t *testing.T) *netNS {
 
 // do runs f with the sockets it creates in ns. f runs on another goroutine: it must not call
 // t.Fatal.
-func (ns *netNS) do(f func() error) error {
-	return onLockedThread(func() error {
-		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("setns: %w", err)
-		}
-		return f()
-	})
-}
+func (ns *netNS) do(f func() error) error { return netnstest.InNetns(ns.path, f) }
 
 func (ns *netNS) ipCmd(t *testing.T, args ...string) {
 	t.Helper()
@@ -312,30 +304,6 @@ func (ns *netNS) ipCmd(t *testing.T, args ...string) {
 	if out, err := exec.Command("nsenter", args...).CombinedOutput(); err != nil {
 		t.Fatalf("nsenter %s: %v: %s", strings.Join(args, " "), err, out)
 	}
-}
-
-// onLockedThread runs f on an OS thread of its own, which f may move to another network
-// namespace: the thread returns to this process's namespace afterwards, or, if it cannot, is
-// thrown away (a goroutine that ends locked ends its thread).
-func onLockedThread(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer func() { _ = unix.Close(home) }()
-		err = f()
-		if rerr := unix.Setns(home, unix.CLONE_NEWNET); rerr != nil {
-			errc <- errors.Join(err, fmt.Errorf("returning to the pod namespace: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
 }
 
 // serveTCP accepts connections on addr until the test ends, greeting each with name and, if
