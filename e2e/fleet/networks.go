@@ -23,8 +23,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"sync"
-	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -55,15 +53,10 @@ import (
 //   - the member's fleetmesh pods other than its gateway stay in the sandbox, with their node
 //     range addresses, as the control planes do.
 type isolatedNetwork struct {
-	index       int    // the member's
-	podPrefix   string // "10.244.<the overlapped member's index>."
-	router      string // the router's network namespace (a /proc/<pid>/ns/net path)
-	uplink      string // the sandbox end of the router's veth pair
-	holder      *exec.Cmd
-	exited      chan struct{}
-	cleanup     sync.Once
-	mu          sync.Mutex
-	exposedAddr string // the pod address the load balancer forwards to
+	index     int    // the member's
+	podPrefix string // "10.244.<the overlapped member's index>."
+	// router is the router's namespace; its veth's sandbox end is fmnet<index>.
+	router *heldNetns
 }
 
 const (
@@ -103,7 +96,7 @@ func (k *Kubelet) IsolateNetwork(overlapped *Cluster) error {
 	k.mu.Lock()
 	k.network = n
 	k.mu.Unlock()
-	go func() { <-k.done; n.teardown() }()
+	go func() { <-k.done; n.router.teardown() }()
 	return nil
 }
 
@@ -111,32 +104,28 @@ func newIsolatedNetwork(m, overlapped *Cluster) (n *isolatedNetwork, err error) 
 	if err := prepareNodeNetwork(); err != nil {
 		return nil, err
 	}
-	holder := exec.Command("sleep", "infinity")
-	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	if err := holder.Start(); err != nil {
-		return nil, fmt.Errorf("start the router's network namespace holder: %w", err)
+	router, err := holdNetns()
+	if err != nil {
+		return nil, err
 	}
-	n = &isolatedNetwork{index: m.Index, podPrefix: fmt.Sprintf("10.244.%d.", overlapped.Index), holder: holder, exited: make(chan struct{}),
-		router: fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid), uplink: fmt.Sprintf("fmnet%d", m.Index)}
-	go func() { _ = holder.Wait(); close(n.exited) }()
+	n = &isolatedNetwork{index: m.Index, podPrefix: fmt.Sprintf("10.244.%d.", overlapped.Index), router: router}
 	defer func() {
 		if err != nil {
-			n.teardown()
+			router.teardown()
 		}
 	}()
 	// Forwarding on; no reverse-path filter: a packet from the sandbox may come from an address
 	// that is also one of the router's pods'. Set before the interfaces exist, which take the
 	// defaults.
 	sysctls := "echo 1 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter && echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter"
-	if out, err := exec.Command("nsenter", "--net="+n.router, "--", "sh", "-c", sysctls).CombinedOutput(); err != nil {
+	if out, err := exec.Command("nsenter", "--net="+router.netns, "--", "sh", "-c", sysctls).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("router sysctls: %v: %s", err, out)
 	}
-	_ = ipBatch("", "link del "+n.uplink)
-	if err := ipBatch("", fmt.Sprintf("link add %s type veth peer name %s netns %s", n.uplink, uplinkName, n.router)); err != nil {
+	if err := router.join("", fmt.Sprintf("fmnet%d", m.Index), uplinkName); err != nil {
 		return nil, err
 	}
 	node := m.NodeIP()
-	if err := ipBatch(n.router,
+	if err := ipBatch(router.netns,
 		"link set lo up",
 		"link set "+uplinkName+" up",
 		fmt.Sprintf("route add local %s dev lo table local", n.routerRange()),
@@ -148,33 +137,25 @@ func newIsolatedNetwork(m, overlapped *Cluster) (n *isolatedNetwork, err error) 
 		return nil, err
 	}
 	if err := ipBatch("",
-		fmt.Sprintf("link set %s up", n.uplink),
-		fmt.Sprintf("route add %s dev %s table local scope link src %s", n.routerRange(), n.uplink, node),
+		fmt.Sprintf("link set %s up", router.veth),
+		fmt.Sprintf("route add %s dev %s table local scope link src %s", n.routerRange(), router.veth, node),
 	); err != nil {
 		return nil, err
 	}
-	if err := n.writeRules(); err != nil {
+	if err := n.writeRules(""); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
 
-func (n *isolatedNetwork) teardown() {
-	n.cleanup.Do(func() {
-		_ = ipBatch("", "link del "+n.uplink)
-		_ = n.holder.Process.Kill()
-		<-n.exited
-	})
-}
-
 // host is where the veths of the network's pods end.
 func (n *isolatedNetwork) host() podHost {
-	return podHost{netns: n.router, table: "main", gateway: n.routerAddress()}
+	return podHost{netns: n.router.netns, table: "main", gateway: n.routerAddress()}
 }
 
 // conn is a netlink connection to the router's namespace.
 func (n *isolatedNetwork) conn() (*nftables.Conn, func(), error) {
-	ns, err := os.Open(n.router)
+	ns, err := os.Open(n.router.netns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -188,10 +169,10 @@ func (n *isolatedNetwork) conn() (*nftables.Conn, func(), error) {
 
 func ifname(name string) []byte { return append([]byte(name), 0) }
 
-// writeRules (re)writes the router's table: reply marking, the load balancer's forward (when a
-// pod is exposed), the NAT of what the pods open towards the sandbox, and the drop of anything
-// else they open outside.
-func (n *isolatedNetwork) writeRules() error {
+// writeRules (re)writes the router's table: reply marking, the load balancer's forward to the
+// pod address exposed (none when ""), the NAT of what the pods open towards the sandbox, and the
+// drop of anything else they open outside.
+func (n *isolatedNetwork) writeRules(exposed string) error {
 	conn, done, err := n.conn()
 	if err != nil {
 		return err
@@ -235,9 +216,6 @@ func (n *isolatedNetwork) writeRules() error {
 
 	dnat := conn.AddChain(&nftables.Chain{Name: "loadbalancer", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
-	n.mu.Lock()
-	exposed := n.exposedAddr
-	n.mu.Unlock()
 	if exposed != "" {
 		conn.AddRule(&nftables.Rule{Table: t, Chain: dnat, Exprs: []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
@@ -298,20 +276,15 @@ func (n *isolatedNetwork) dropped() (uint64, error) {
 // and returns the load balancer's address, which the sandbox (and so every other member)
 // reaches. The pod keeps its address across HoldPod/ReleasePod.
 func (k *Kubelet) ExposeOnNetwork(namespace, pod string) (string, error) {
-	k.mu.Lock()
-	n := k.network
-	k.mu.Unlock()
-	if n == nil {
-		return "", fmt.Errorf("kubelet %s: the member is not on a network of its own", k.cluster.Name)
+	n, err := k.ownNetwork()
+	if err != nil {
+		return "", err
 	}
 	w, err := k.lookupWorkload(namespace, pod)
 	if err != nil {
 		return "", err
 	}
-	n.mu.Lock()
-	n.exposedAddr = w.ip
-	n.mu.Unlock()
-	if err := n.writeRules(); err != nil {
+	if err := n.writeRules(w.ip); err != nil {
 		return "", err
 	}
 	return n.loadBalancerAddress(), nil
@@ -320,13 +293,21 @@ func (k *Kubelet) ExposeOnNetwork(namespace, pod string) (string, error) {
 // DroppedLeavingNetwork is how many packets of connections the pods of the kubelet's network
 // opened outside it (other than to their member's node range) were dropped.
 func (k *Kubelet) DroppedLeavingNetwork() (uint64, error) {
-	k.mu.Lock()
-	n := k.network
-	k.mu.Unlock()
-	if n == nil {
-		return 0, fmt.Errorf("kubelet %s: the member is not on a network of its own", k.cluster.Name)
+	n, err := k.ownNetwork()
+	if err != nil {
+		return 0, err
 	}
 	return n.dropped()
+}
+
+// ownNetwork is the kubelet's network of its own (IsolateNetwork).
+func (k *Kubelet) ownNetwork() (*isolatedNetwork, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.network == nil {
+		return nil, fmt.Errorf("kubelet %s: the member is not on a network of its own", k.cluster.Name)
+	}
+	return k.network, nil
 }
 
 // onOwnNetwork reports whether pod runs behind the kubelet's network's router: every workload

@@ -78,7 +78,7 @@ func TestIsolatedNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(n.teardown)
+	t.Cleanup(n.router.teardown)
 	sandboxHost := podHost{table: "local", gateway: a.NodeIP()}
 	aPod, err := setupPodNetwork("10.244.61.130", sandboxHost)
 	if err != nil {
@@ -101,10 +101,7 @@ func TestIsolatedNetwork(t *testing.T) {
 	serveIn(t, "", c.NodeIP()+":9090", "c-node")
 	serveIn(t, "", "10.244.62.1:9090", "other-node")
 
-	n.mu.Lock()
-	n.exposedAddr = "10.244.61.131"
-	n.mu.Unlock()
-	if err := n.writeRules(); err != nil {
+	if err := n.writeRules("10.244.61.131"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -57,15 +57,55 @@ import (
 // router in place of the sandbox: the host end of its veth is in the router's namespace, the
 // route to it in the router's main table, and its gateway the router's address.
 type podNetwork struct {
-	ip      string
-	gateway string
-	veth    string
-	// host is the network namespace of the veth's host end: "" for the sandbox's own.
-	host    string
-	holder  *exec.Cmd
-	exited  chan struct{}
-	netns   string
-	cleanup sync.Once
+	ip string
+	*heldNetns
+}
+
+// heldNetns is a network namespace held by a `sleep infinity` process started in it (so it
+// dies with the sandbox, whose PID namespace kills every process when it ends), joined to its
+// host namespace by a veth pair once join is called: a pod's, or a network's router.
+type heldNetns struct {
+	netns  string // /proc/<pid>/ns/net of the holder
+	holder *exec.Cmd
+	exited chan struct{}
+	// host is the network namespace of the veth's host end ("" for the sandbox's own), veth
+	// that end's name ("" before join).
+	host, veth string
+	cleanup    sync.Once
+}
+
+// holdNetns starts a holder cloned straight into a new network namespace: it exists as soon as
+// this returns.
+func holdNetns() (*heldNetns, error) {
+	holder := exec.Command("sleep", "infinity")
+	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	if err := holder.Start(); err != nil {
+		return nil, fmt.Errorf("start the network namespace holder: %w", err)
+	}
+	h := &heldNetns{netns: fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid), holder: holder, exited: make(chan struct{})}
+	go func() { _ = holder.Wait(); close(h.exited) }()
+	return h, nil
+}
+
+// join makes the veth pair: veth in the network namespace host, peer in the held one.
+func (h *heldNetns) join(host, veth, peer string) error {
+	h.host, h.veth = host, veth
+	// A veth left by a teardown that did not finish would make the add fail.
+	_ = ipBatch(host, "link del "+veth)
+	return ipBatch(host, fmt.Sprintf("link add %s type veth peer name %s netns %s", veth, peer, h.netns))
+}
+
+// teardown removes the veth pair (with it its routes) and ends the holder. The kernel destroys
+// a network namespace asynchronously once nothing holds it, so the veth is deleted here rather
+// than left to that.
+func (h *heldNetns) teardown() {
+	h.cleanup.Do(func() {
+		if h.veth != "" {
+			_ = ipBatch(h.host, "link del "+h.veth)
+		}
+		_ = h.holder.Process.Kill()
+		<-h.exited
+	})
 }
 
 var (
@@ -105,23 +145,17 @@ func setupPodNetwork(ip string, host podHost) (pn *podNetwork, err error) {
 	if err := prepareNodeNetwork(); err != nil {
 		return nil, err
 	}
-	holder := exec.Command("sleep", "infinity")
-	// Cloned straight into a new network namespace: it exists as soon as Start returns.
-	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	if err := holder.Start(); err != nil {
-		return nil, fmt.Errorf("start the network namespace holder: %w", err)
+	held, err := holdNetns()
+	if err != nil {
+		return nil, err
 	}
-	pn = &podNetwork{ip: ip, gateway: host.gateway, veth: vethName(ip), host: host.netns, holder: holder, exited: make(chan struct{}),
-		netns: fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid)}
-	go func() { _ = holder.Wait(); close(pn.exited) }()
+	pn = &podNetwork{ip: ip, heldNetns: held}
 	defer func() {
 		if err != nil {
 			pn.teardown()
 		}
 	}()
-	// A veth left by a pod whose teardown did not finish would make the add fail.
-	_ = ipBatch(pn.host, "link del "+pn.veth)
-	if err := ipBatch(pn.host, fmt.Sprintf("link add %s type veth peer name eth0 netns %s", pn.veth, pn.netns)); err != nil {
+	if err := pn.join(host.netns, vethName(ip), "eth0"); err != nil {
 		return nil, err
 	}
 	if err := ipBatch(pn.netns,
@@ -140,17 +174,6 @@ func setupPodNetwork(ip string, host podHost) (pn *podNetwork, err error) {
 		return nil, err
 	}
 	return pn, nil
-}
-
-// teardown removes the veth pair (with it the route) and ends the namespace's holder. The
-// kernel destroys a network namespace asynchronously once nothing holds it, so the veth is
-// deleted here rather than left to that.
-func (pn *podNetwork) teardown() {
-	pn.cleanup.Do(func() {
-		_ = ipBatch(pn.host, "link del "+pn.veth)
-		_ = pn.holder.Process.Kill()
-		<-pn.exited
-	})
 }
 
 // ipBatch runs ip commands, in the network namespace netns if not empty, in one ip process.

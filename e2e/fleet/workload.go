@@ -228,9 +228,11 @@ func (k *Kubelet) startWorkload(ctx context.Context, pod *corev1.Pod) (err error
 	}
 	host := podHost{table: "local", gateway: k.cluster.NodeIP()}
 	if ownNetwork {
-		k.mu.Lock()
-		host = k.network.host()
-		k.mu.Unlock()
+		var n *isolatedNetwork
+		if n, err = k.ownNetwork(); err != nil {
+			return err
+		}
+		host = n.host()
 	}
 	if w.net, err = setupPodNetwork(ip, host); err != nil {
 		return err
