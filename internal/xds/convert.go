@@ -129,13 +129,8 @@ func FailoverFromSpec(s meshv1alpha1.FailoverSpec) Failover {
 	if s.Retries != nil {
 		f.Retries = *s.Retries
 	}
-	// A duration stored invalid (meshv1alpha1.Duration.Invalid) keeps the default.
-	if s.Interval != nil && s.Interval.Invalid() == "" {
-		f.Interval = s.Interval.Duration
-	}
-	if s.BaseEjectionTime != nil && s.BaseEjectionTime.Invalid() == "" {
-		f.BaseEjectionTime = s.BaseEjectionTime.Duration
-	}
+	f.Interval = s.Interval.Or(f.Interval)
+	f.BaseEjectionTime = s.BaseEjectionTime.Or(f.BaseEjectionTime)
 	return f
 }
 

@@ -28,21 +28,13 @@ const (
 	DefaultBaseEjectionTime    = 15 * time.Second
 )
 
-// durationOr is d, or def when d is unset or stored invalid (Duration.Invalid).
-func durationOr(d *Duration, def time.Duration) time.Duration {
-	if d == nil || d.Invalid() != "" {
-		return def
-	}
-	return d.Duration
-}
-
 // SVIDTTLOrDefault is spec.trust.svidTTL.
-func (t *TrustSpec) SVIDTTLOrDefault() time.Duration { return durationOr(t.SVIDTTL, DefaultSVIDTTL) }
+func (t *TrustSpec) SVIDTTLOrDefault() time.Duration { return t.SVIDTTL.Or(DefaultSVIDTTL) }
 
 // CATTLOrDefault is spec.trust.caTTL.
-func (t *TrustSpec) CATTLOrDefault() time.Duration { return durationOr(t.CATTL, DefaultCATTL) }
+func (t *TrustSpec) CATTLOrDefault() time.Duration { return t.CATTL.Or(DefaultCATTL) }
 
 // EndpointGracePeriodOrDefault is spec.serviceFederation.endpointGracePeriod.
 func (s *ServiceFederationSpec) EndpointGracePeriodOrDefault() time.Duration {
-	return durationOr(s.EndpointGracePeriod, DefaultEndpointGracePeriod)
+	return s.EndpointGracePeriod.Or(DefaultEndpointGracePeriod)
 }

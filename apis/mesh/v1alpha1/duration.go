@@ -44,6 +44,14 @@ func (d *Duration) Invalid() string {
 	return d.invalid
 }
 
+// Or is the duration, or def when it is unset (nil) or stored invalid (see Invalid).
+func (d *Duration) Or(def time.Duration) time.Duration {
+	if d == nil || d.invalid != "" {
+		return def
+	}
+	return d.Duration
+}
+
 // UnmarshalJSON decodes a duration string; a string that is not one is kept (see Invalid).
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
