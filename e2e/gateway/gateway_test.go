@@ -200,9 +200,12 @@ var _ = Describe("members on separate networks through east-west gateways", Orde
 		Expect(aRange.Contains(net.ParseIP(gw.Status.PodIP))).To(BeTrue(), "C's gateway pod %s overlaps A's pod range %s", gw.Status.PodIP, aRange)
 		GinkgoWriter.Printf("C's echo pod %s and gateway pod %s are in A's pod range %s\n", echo.Status.PodIP, gw.Status.PodIP, aRange)
 
-		// A dialing C's echo pod's address gets no answer from C: the address is A's own.
+		// A dialing C's echo pod's address gets no echo from C: the address is A's own. (A's
+		// sidecar takes the connection and finds nothing listening there in A's network; the
+		// client then sees a reset or a clean close, depending on timing, but never the echo.)
 		reply, err := kubelets[a.Name].ExecOutput(ctx, ns, "client", httpecho, "tcp", net.JoinHostPort(echo.Status.PodIP, fmt.Sprint(fleet.TCPEchoPort)), "hello")
-		Expect(err).To(HaveOccurred(), "A reached %s, C's echo pod's address, and got %q", echo.Status.PodIP, reply)
+		Expect(reply).NotTo(ContainSubstring("hello"), "A reached %s, C's echo pod's address, and C's echo server answered", echo.Status.PodIP)
+		GinkgoWriter.Printf("A -> %s (C's echo pod's address) directly: reply %q, error %v\n", echo.Status.PodIP, reply, err)
 
 		// C dialing A's client pod is dropped where C's network ends (the address is not one
 		// of C's own, which C would reach).
