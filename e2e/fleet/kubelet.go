@@ -324,7 +324,7 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) (err error) {
 	pctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(pctx, bin, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
+	cmd.WaitDelay = stopGrace(pod)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	for name, v := range env {

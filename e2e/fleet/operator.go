@@ -23,8 +23,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -142,4 +144,20 @@ func (f *Fleet) OperatorMetrics(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no running operator pod in %s", OperatorNamespace)
+}
+
+// PrintOperatorLogs writes the last lines of the log of every operator pod the management
+// cluster's kubelet has run (stopped ones too), for a failed spec to show what the operators did.
+func (f *Fleet) PrintOperatorLogs(w io.Writer, lines int) {
+	logs, _ := filepath.Glob(filepath.Join(f.opts.WorkDir, "kubelet-"+ManagementName, OperatorNamespace+"_*", "log"))
+	for _, p := range logs {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			_, _ = fmt.Fprintf(w, "%s: %v\n", p, err)
+			continue
+		}
+		all := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+		_, _ = fmt.Fprintf(w, "---- %s (last %d of %d lines)\n", filepath.Base(filepath.Dir(p)), min(lines, len(all)), len(all))
+		_, _ = fmt.Fprintln(w, strings.Join(all[max(0, len(all)-lines):], "\n"))
+	}
 }

@@ -138,8 +138,18 @@ type workloadContainer struct {
 // probeInterval is how often the kubelet runs a workload container's probes.
 const probeInterval = 200 * time.Millisecond
 
-// workloadGrace bounds how long a container may take to exit on SIGTERM.
-const workloadGrace = 10 * time.Second
+// maxStopGrace bounds how long a container may take to exit on SIGTERM.
+const maxStopGrace = 10 * time.Second
+
+// stopGrace is how long the kubelet waits after SIGTERM before SIGKILL: the pod's
+// terminationGracePeriodSeconds, at most maxStopGrace (the fleet's tests stop many pods).
+func stopGrace(pod *corev1.Pod) time.Duration {
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && time.Duration(*g)*time.Second < maxStopGrace {
+		// Not zero: a zero WaitDelay would never kill.
+		return max(time.Duration(*g)*time.Second, 100*time.Millisecond)
+	}
+	return maxStopGrace
+}
 
 func isWorkload(pod *corev1.Pod) bool { return pod.Labels[PartOfLabel] != PartOfValue }
 
@@ -176,13 +186,9 @@ func (k *Kubelet) startWorkload(ctx context.Context, pod *corev1.Pod) (err error
 	if err != nil {
 		return err
 	}
-	w := &workloadPod{k: k, pod: pod.DeepCopy(), ip: ip, written: -1, done: make(chan struct{}), grace: workloadGrace,
+	w := &workloadPod{k: k, pod: pod.DeepCopy(), ip: ip, written: -1, done: make(chan struct{}), grace: stopGrace(pod),
 		dir:    filepath.Join(root, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID)),
 		logDir: filepath.Join(k.dir, pod.Namespace+"_"+pod.Name)}
-	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && time.Duration(*g)*time.Second < w.grace {
-		// Not zero: a zero WaitDelay would never kill.
-		w.grace = max(time.Duration(*g)*time.Second, 100*time.Millisecond)
-	}
 	defer func() {
 		if err != nil { // the next sync tries again from the start
 			if w.net != nil {

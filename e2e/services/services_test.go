@@ -164,6 +164,11 @@ func exportCondition(m *fleet.Cluster, name, t string) func() string {
 }
 
 var _ = Describe("exports become imports everywhere", Ordered, func() {
+	AfterEach(func() {
+		if CurrentSpecReport().Failed() {
+			f.PrintOperatorLogs(GinkgoWriter, 80)
+		}
+	})
 	It("imports a ClusterIP service exported in B into A and C with its ports, clusterset IP and endpoints", func() {
 		echo(b, "echo", false, tcp("grpc", 8080))
 		exportService(b, "echo")

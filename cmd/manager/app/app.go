@@ -21,15 +21,16 @@ package app
 import (
 	"context"
 	"fmt"
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -61,6 +62,10 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
+// GracefulShutdownTimeout bounds how long a stopping operator waits for its controllers before it
+// releases its lease and exits; config/manager gives the pod twice as long.
+const GracefulShutdownTimeout = 5 * time.Second
+
 // Options are the operator's settings (its command-line flags).
 type Options struct {
 	// SkipNameValidation lets tests and benchmarks run several operators in one process.
@@ -90,8 +95,13 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		RetryPeriod:             &retryPeriod,
 		// A new leader starts at once when the old one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
-		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
-		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// The lease is released only once the runnables have stopped or this timeout has
+		// passed: it must end before the kubelet's SIGKILL (the pod's
+		// terminationGracePeriodSeconds), or a reconcile slow to stop costs the release and the
+		// new leader waits out the whole lease duration.
+		GracefulShutdownTimeout: ptr.To(GracefulShutdownTimeout),
+		Controller:              config.Controller{SkipNameValidation: &o.SkipNameValidation},
+		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		// No Secret is ever cached: Cluster API labels its CA, etcd and service-account key
 		// Secrets like the kubeconfig ones, so an informer would hold every member's keys. The
 		// cluster cache GETs only <cluster>-kubeconfig, when it connects (see setupControllers).
