@@ -140,6 +140,19 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		GinkgoWriter.Printf("A -> %s: the server sidecar forwarded %s=%q\n", r.Member, proxy.HeaderXFCC, r.XFCC())
 	})
 
+	It("calls one of B's pods by its own address (as a headless service's records give it) with mTLS to that pod", func() {
+		pods := &corev1.PodList{}
+		Expect(b.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "echo"})).To(Succeed())
+		Expect(pods.Items).NotTo(BeEmpty())
+		url := "http://" + net.JoinHostPort(pods.Items[0].Status.PodIP, fmt.Sprint(httpPort)) + "/"
+		var r fleet.HTTPEchoReply
+		Eventually(func() (err error) { r, err = get(a, "client", url); return err }).
+			WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+		Expect(r.Member).To(Equal(b.Name), "the pod dialled, never another")
+		Expect(r.XFCC()).To(ContainSubstring("URI=spiffe://" + tdOf(a).Name() + "/ns/demo/sa/client"))
+		GinkgoWriter.Printf("A -> %s's pod %s: the server sidecar forwarded %s=%q\n", b.Name, pods.Items[0].Status.PodIP, proxy.HeaderXFCC, r.XFCC())
+	})
+
 	It("carries raw TCP to the clusterset IP", func() {
 		si := &mcsv1beta1.ServiceImport{}
 		Expect(a.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "echo"}, si)).To(Succeed())

@@ -89,7 +89,7 @@ func ImportedService(si *mcsv1beta1.ServiceImport, eps []*discoveryv1.EndpointSl
 // endpoint takes the slice's wire.EndpointWeightAnnotation as its weight (an unreadable one
 // is 1).
 func EndpointSetFromSlice(es *discoveryv1.EndpointSlice, cluster, region string) EndpointSet {
-	set := EndpointSet{Cluster: cluster, Region: region}
+	set := EndpointSet{Cluster: cluster, Region: region, Gateway: es.Labels[wire.NetworkLabel] != ""}
 	var weight uint32
 	if w, err := strconv.ParseUint(es.Annotations[wire.EndpointWeightAnnotation], 10, 32); err == nil && w > 0 {
 		weight = uint32(w)

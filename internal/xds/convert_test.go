@@ -113,12 +113,13 @@ func TestImportedService(t *testing.T) {
 	eps[1].Labels[corev1.LabelTopologyZone] = "r2-z3"
 	// b is on another network: its slice is its gateway, standing for 4 endpoints.
 	eps[1].Annotations = map[string]string{wire.EndpointWeightAnnotation: "4"}
+	eps[1].Labels[wire.NetworkLabel] = "vpc-2"
 	got := ImportedService(si, eps, memberA)
 	if got.Scope != ClusterSet || !slices.Equal(got.IPs, []string{"241.0.0.7"}) || len(got.Endpoints) != 2 {
 		t.Fatalf("service %+v", got)
 	}
 	if a, b := got.Endpoints[0], got.Endpoints[1]; a.Cluster != "a" || a.Region != "r1" || b.Cluster != "b" || b.Region != "r2" || b.Endpoints[0].Zone != "r2-z3" ||
-		a.Endpoints[0].Weight != 0 || b.Endpoints[0].Weight != 4 {
+		a.Endpoints[0].Weight != 0 || b.Endpoints[0].Weight != 4 || a.Gateway || !b.Gateway {
 		t.Errorf("sets %+v", got.Endpoints)
 	}
 	si.Spec.Type = mcsv1beta1.Headless

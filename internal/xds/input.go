@@ -106,6 +106,9 @@ type EndpointSet struct {
 	// Ports are the endpoints' ports (target ports), matched to service ports by name.
 	Ports     []Port
 	Endpoints []Endpoint
+	// Gateway says the endpoints are east-west gateway addresses of a member on another network
+	// (its MCS slice carries wire.NetworkLabel), not pod addresses a workload could dial.
+	Gateway bool
 }
 
 // Endpoint is one backend address with its EndpointSlice conditions.

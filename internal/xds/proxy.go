@@ -30,6 +30,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -187,8 +188,52 @@ func (b *builder) proxyService(s *Service, chains map[string]*listenerv3.FilterC
 			}
 			chains[chain] = b.outboundChain(chain, ip, p.Port, name, proto)
 		}
+		b.podChains(s, host, p, proto, chains)
 	}
 	return nil
+}
+
+// podChains gives every pod address of a service port (its endpoints' own addresses and target
+// port, in this member or another on its network) an outbound chain of its own, so a workload
+// that dials a pod directly (a headless service's records, a StatefulSet pod's name, an address
+// it was given) gets mTLS to that pod's sidecar instead of the plaintext passthrough a meshed
+// pod refuses. Each pod is a one-endpoint Cluster: the connection goes to the pod it was meant
+// for (never balanced elsewhere, not ejected), whatever its readiness says. A gateway's address
+// stands for a network, not a pod, and gets none.
+func (b *builder) podChains(s *Service, host string, p Port, proto Protocol, chains map[string]*listenerv3.FilterChain) {
+	for _, addr := range podAddresses(s, p) {
+		chain := ProxyChainName(addr.Addr().String(), int32(addr.Port()))
+		if _, dup := chains[chain]; dup {
+			continue // the same pod behind another service, or its port under another name
+		}
+		name := ProxyPodClusterName(host, addr)
+		c := b.proxyCluster(name, s.Namespace, proto, "")
+		c.OutlierDetection = nil
+		b.add(&b.clusters, c)
+		b.add(&b.endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(candidate{addr: addr})},
+		}}})
+		chains[chain] = b.outboundChain(chain, addr.Addr(), int32(addr.Port()), name, proto)
+	}
+}
+
+// podAddresses are the pod addresses and target ports of a service port's endpoints, sorted,
+// each once, gateway addresses left out.
+func podAddresses(s *Service, p Port) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, set := range s.Endpoints {
+		pi := slices.IndexFunc(set.Ports, func(sp Port) bool { return sp.Name == p.Name && isTCP(sp.Protocol) })
+		if set.Gateway || pi < 0 || set.Ports[pi].Port < 1 || set.Ports[pi].Port > 65535 {
+			continue // the port's range was checked by loadAssignment already
+		}
+		for _, e := range set.Endpoints {
+			if ip, err := netip.ParseAddr(e.Address); err == nil {
+				out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(set.Ports[pi].Port)))
+			}
+		}
+	}
+	slices.SortFunc(out, netip.AddrPort.Compare)
+	return slices.Compact(out)
 }
 
 func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster string, proto Protocol) *listenerv3.FilterChain {

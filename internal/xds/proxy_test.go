@@ -23,6 +23,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,9 @@ func proxyInput(t testing.TB, svcs ...Service) Input {
 }
 
 func TestBuildProxy(t *testing.T) {
-	echo := imported("demo", "echo", set("a", 1), set("b", 2), set("c", 1))
+	gw := set("d", 1) // a member on another network: its gateway's address, never a pod chain
+	gw.Gateway, gw.Endpoints[0].Address, gw.Ports[0].Port = true, "10.244.103.2", 15443
+	echo := imported("demo", "echo", set("a", 1), set("b", 2), set("c", 1), gw)
 	echo.IPs = []string{"10.96.200.1"}
 	echo.Ports = []Port{{Name: "grpc", Port: 8080}, {Name: "tcp-echo", Port: 9000}, {Name: "dns", Port: 53, Protocol: "UDP"}}
 	local := Service{Namespace: "demo", Name: "web", Scope: Local, IPs: []string{"10.96.0.10"},
@@ -82,15 +85,41 @@ func TestBuildProxy(t *testing.T) {
 	for _, fc := range out.GetFilterChains() {
 		chains[fc.GetName()] = fc
 	}
-	if len(chains) != 3 {
-		t.Fatalf("outbound chains %v, want 3 (grpc and tcp-echo of echo's clusterset IP, web's ClusterIP; no UDP)", keys(chains))
+	// grpc and tcp-echo of echo's clusterset IP, web's ClusterIP (no UDP); echo's pods at their
+	// grpc target port in members a, b and c (not d's gateway), and web's pod.
+	want := []string{"10.244.0.1:9000", "10.244.0.9:8081", "10.244.1.1:9001", "10.244.1.2:9001", "10.244.2.1:9002", "10.96.0.10:80", "10.96.200.1:8080", "10.96.200.1:9000"}
+	if got := keys(chains); !slices.Equal(got, want) {
+		t.Fatalf("outbound chains %v, want %v", got, want)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	up := &tlsv3.UpstreamTlsContext{}
+	// A pod's chain goes to that pod alone, with the service's mTLS, never ejected.
+	pod := chains["10.244.1.2:9001"]
+	if err := pod.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatalf("echo's grpc pod port is HTTP: %v", err)
+	}
+	podCluster := "outbound|9001|10.244.1.2|echo.demo.svc.clusterset.local"
+	if got := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster(); got != podCluster {
+		t.Errorf("pod chain's route goes to %q, want %q", got, podCluster)
+	}
+	pc := byName[*clusterv3.Cluster](t, r.Clusters.Items, podCluster)
+	if err := pc.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil || up.GetSni() != "" ||
+		up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()[0].GetMatcher().GetSafeRegex().GetRegex() != "^spiffe://[^/]+/ns/demo/sa/[^/]+$" {
+		t.Errorf("pod cluster's TLS %v %v: want the service namespace's identities, no gateway SNI", up, err)
+	}
+	if pc.GetOutlierDetection() != nil {
+		t.Error("a pod's cluster ejects its only host")
+	}
+	pcla := byName[*endpointv3.ClusterLoadAssignment](t, r.Endpoints.Items, podCluster)
+	if eps := pcla.GetEndpoints(); len(eps) != 1 || len(eps[0].GetLbEndpoints()) != 1 ||
+		eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress() != "10.244.1.2" {
+		t.Errorf("pod cluster's endpoints %v, want 10.244.1.2 alone", eps)
 	}
 	grpcChain := chains["10.96.200.1:8080"]
 	if grpcChain == nil || grpcChain.GetFilterChainMatch().GetDestinationPort().GetValue() != 8080 ||
 		grpcChain.GetFilterChainMatch().GetPrefixRanges()[0].GetPrefixLen().GetValue() != 32 {
 		t.Fatalf("chain 10.96.200.1:8080 = %v", grpcChain)
 	}
-	hcm := &hcmv3.HttpConnectionManager{}
 	if err := grpcChain.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatalf("grpc port is HTTP: %v", err)
 	}
@@ -110,7 +139,6 @@ func TestBuildProxy(t *testing.T) {
 	}
 
 	c := byName[*clusterv3.Cluster](t, r.Clusters.Items, "outbound|8080||echo.demo.svc.clusterset.local")
-	up := &tlsv3.UpstreamTlsContext{}
 	if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
 		t.Fatal(err)
 	}
@@ -198,5 +226,6 @@ func keys[V any](m map[string]V) []string {
 	for k := range m {
 		out = append(out, k)
 	}
+	slices.Sort(out)
 	return out
 }

@@ -19,6 +19,7 @@ package xds
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -118,7 +119,14 @@ func ProxyClusterName(host string, port int32) string {
 	return fmt.Sprintf("outbound|%d||%s", port, host)
 }
 
-// ProxyChainName is the outbound filter chain for a virtual IP and port.
+// ProxyPodClusterName is the Cluster (and ClusterLoadAssignment) of one endpoint of host, for
+// connections a workload opens to that pod's own address and target port (Envoy's subset
+// <port>|<subset>|<host> form, the pod address as the subset).
+func ProxyPodClusterName(host string, addr netip.AddrPort) string {
+	return fmt.Sprintf("outbound|%d|%s|%s", addr.Port(), addr.Addr(), host)
+}
+
+// ProxyChainName is the outbound filter chain for a virtual IP, or a pod address, and port.
 func ProxyChainName(ip string, port int32) string {
 	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
 }
