@@ -317,6 +317,22 @@ func resolvePort(c corev1.Container, p intstr.IntOrString) int32 {
 	return 0
 }
 
+// CheckAnnotations refuses a pod whose capture annotations (wire.Exclude*Annotation) do not
+// parse, naming the annotation and what it takes: the webhook denies such a pod rather than
+// capture traffic its owner meant to leave out.
+func CheckAnnotations(pod *corev1.Pod) error {
+	var errs []error
+	for _, name := range []string{wire.ExcludeInboundPortsAnnotation, wire.ExcludeOutboundPortsAnnotation} {
+		if _, err := wire.ParsePortList(pod.Annotations[name]); err != nil {
+			errs = append(errs, fmt.Errorf("metadata.annotations[%s]: %w: want comma-separated ports", name, err))
+		}
+	}
+	if _, err := wire.ParsePrefixList(pod.Annotations[wire.ExcludeOutboundCIDRsAnnotation]); err != nil {
+		errs = append(errs, fmt.Errorf("metadata.annotations[%s]: %w: want comma-separated CIDRs or addresses", wire.ExcludeOutboundCIDRsAnnotation, err))
+	}
+	return errors.Join(errs...)
+}
+
 func initContainer(pod *corev1.Pod, cfg Config) corev1.Container {
 	args := []string{
 		"init",
@@ -325,12 +341,28 @@ func initContainer(pod *corev1.Pod, cfg Config) corev1.Container {
 		"--inbound-port=" + strconv.Itoa(InboundPort),
 		"--dns-port=" + strconv.Itoa(DNSPort),
 	}
-	if ports := ProbePorts(pod); len(ports) > 0 {
-		s := make([]string, len(ports))
-		for i, p := range ports {
+	inbound := ProbePorts(pod)
+	excluded, _ := wire.ParsePortList(pod.Annotations[wire.ExcludeInboundPortsAnnotation]) // checked by CheckAnnotations
+	for _, p := range excluded {
+		inbound = append(inbound, int32(p))
+	}
+	slices.Sort(inbound)
+	if inbound = slices.Compact(inbound); len(inbound) > 0 {
+		s := make([]string, len(inbound))
+		for i, p := range inbound {
 			s[i] = strconv.Itoa(int(p))
 		}
 		args = append(args, "--exclude-inbound-ports="+strings.Join(s, ","))
+	}
+	// The outbound lists go to proxy init as the user wrote them (CheckAnnotations parsed them
+	// as init will).
+	for _, a := range []struct{ annotation, flag string }{
+		{wire.ExcludeOutboundPortsAnnotation, "--exclude-outbound-ports="},
+		{wire.ExcludeOutboundCIDRsAnnotation, "--exclude-outbound-cidrs="},
+	} {
+		if v := strings.TrimSpace(pod.Annotations[a.annotation]); v != "" {
+			args = append(args, a.flag+strings.ReplaceAll(v, " ", ""))
+		}
 	}
 	return corev1.Container{
 		Name:  InitContainerName,

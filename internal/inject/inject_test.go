@@ -29,6 +29,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func testConfig() Config {
@@ -421,5 +423,40 @@ func TestInjectRewritesTCPAndGRPCProbes(t *testing.T) {
 		AppProbePrefix + "web/livez": {Port: 8080, TCP: true}, AppProbePrefix + "web/startupz": {Port: 8080, TCP: true}}
 	if !reflect.DeepEqual(probers, want) {
 		t.Errorf("%s = %v, want %v", AppProbersEnv, probers, want)
+	}
+}
+
+// The capture annotations become proxy init's flags, the inbound ports joined with the probe
+// ports; ones that do not parse are refused by name.
+func TestInjectCaptureAnnotations(t *testing.T) {
+	pod := appPod()
+	pod.Spec.InitContainers = []corev1.Container{{Name: "logs", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(9100)}}}}}
+	pod.Annotations[wire.ExcludeInboundPortsAnnotation] = "9100, 5432"
+	pod.Annotations[wire.ExcludeOutboundPortsAnnotation] = "5432"
+	pod.Annotations[wire.ExcludeOutboundCIDRsAnnotation] = "169.254.169.254, 10.0.0.0/8"
+	if err := CheckAnnotations(pod); err != nil {
+		t.Fatal(err)
+	}
+	got, skipped := Inject(pod, testConfig())
+	if skipped != "" {
+		t.Fatal(skipped)
+	}
+	args := got.Spec.InitContainers[0].Args
+	for _, want := range []string{"--exclude-inbound-ports=5432,9100", "--exclude-outbound-ports=5432", "--exclude-outbound-cidrs=169.254.169.254,10.0.0.0/8"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("init args %q lack %q", args, want)
+		}
+	}
+	for annotation, value := range map[string]string{
+		wire.ExcludeInboundPortsAnnotation:  "0",
+		wire.ExcludeOutboundPortsAnnotation: "5432,70000",
+		wire.ExcludeOutboundCIDRsAnnotation: "10.0.0.0/33",
+	} {
+		p := appPod()
+		p.Annotations[annotation] = value
+		if err := CheckAnnotations(p); err == nil || !strings.Contains(err.Error(), "metadata.annotations["+annotation+"]") {
+			t.Errorf("%s=%q: error %v, want one naming the annotation", annotation, value, err)
+		}
 	}
 }

@@ -64,6 +64,7 @@ const (
 	ResultSkipped  = "skipped"
 	ResultIgnored  = "ignored" // not a pod CREATE: nothing to do
 	ResultError    = "error"   // allowed uninjected, with a warning
+	ResultDenied   = "denied"  // refused: its capture annotations are invalid
 )
 
 // HandlerOptions configure a Handler.
@@ -91,7 +92,7 @@ func NewHandler(opts HandlerOptions) (*Handler, error) {
 	}
 	h := &Handler{opts: opts, reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fleetmesh_injector_reviews_total",
-		Help: "Admission reviews the sidecar injector answered, by result (injected, skipped, ignored, error: allowed uninjected).",
+		Help: "Admission reviews the sidecar injector answered, by result (injected, skipped, ignored, error: allowed uninjected, denied: invalid capture annotations).",
 	}, []string{"result"})}
 	for _, r := range []string{ResultInjected, ResultSkipped, ResultIgnored, ResultError} {
 		h.reviews.WithLabelValues(r)
@@ -136,7 +137,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(data)
 }
 
-// Review answers one admission request: always allowed, with the injecting patch when there is one.
+// Review answers one admission request: allowed, with the injecting patch when there is one,
+// unless the pod's capture annotations are invalid (CheckAnnotations): a pod that would be
+// injected is then refused, the message naming the annotation.
 func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
@@ -162,6 +165,16 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 		pod.Namespace = req.Namespace // pods created through a namespaced URL may leave it out
 	}
 	mutated, skipped := Inject(pod, cfg)
+	if skipped == "" {
+		if err := CheckAnnotations(pod); err != nil {
+			h.reviews.WithLabelValues(ResultDenied).Inc()
+			log.Info("pod refused", "error", err.Error())
+			resp.Allowed = false
+			resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid,
+				Message: "fleetmesh sidecar injection: " + err.Error()}
+			return resp
+		}
+	}
 	if skipped != "" {
 		h.reviews.WithLabelValues(ResultSkipped).Inc()
 		log.V(2).Info("not injected", "reason", skipped)

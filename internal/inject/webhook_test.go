@@ -40,6 +40,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/fleetmesh/fleetmesh/internal/trust"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 const webhookHost = "fleetmesh-agent.fleetmesh-system.svc"
@@ -109,8 +111,9 @@ func review(t *testing.T, c *http.Client, url string, req *admissionv1.Admission
 	if out.Response.UID != req.UID {
 		t.Errorf("response UID %s for request %s", out.Response.UID, req.UID)
 	}
-	if !out.Response.Allowed {
-		t.Error("the injector must never deny a pod")
+	// The one pod refused is one whose capture annotations are invalid (its UID says so).
+	if !out.Response.Allowed && !strings.HasPrefix(string(req.UID), "invalid-") {
+		t.Errorf("the injector denied pod %s: %+v (it denies only invalid capture annotations)", req.UID, out.Response.Result)
 	}
 	return out.Response
 }
@@ -192,12 +195,19 @@ func TestHandlerAdmissionReviewOverHTTPS(t *testing.T) {
 	if r := review(t, c, srv.URL, broken); len(r.Patch) != 0 || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "not injected") {
 		t.Errorf("undecodable pod: %+v", r)
 	}
+	// Capture annotations that do not parse: the pod is refused, the message naming the annotation.
+	bad := appPod()
+	bad.Annotations[wire.ExcludeOutboundPortsAnnotation] = "5432,postgres"
+	if r := review(t, c, srv.URL, podRequest(t, "invalid-7", bad)); r.Allowed || len(r.Patch) != 0 || r.Result == nil ||
+		!strings.Contains(r.Result.Message, `metadata.annotations[mesh.fleetmesh.io/exclude-outbound-ports]: "postgres" is not a port number (1-65535)`) {
+		t.Errorf("pod with a bad capture annotation: %+v", r)
+	}
 	cfg.ProxyImage = ""
 	if r := review(t, c, srv.URL, podRequest(t, "6", appPod())); len(r.Patch) != 0 || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "proxy image") {
 		t.Errorf("bad config: %+v", r)
 	}
 
-	for result, n := range map[string]float64{ResultInjected: 1, ResultSkipped: 2, ResultIgnored: 1, ResultError: 2} {
+	for result, n := range map[string]float64{ResultInjected: 1, ResultSkipped: 2, ResultIgnored: 1, ResultError: 2, ResultDenied: 1} {
 		if got := reviews(t, reg, result); got != n {
 			t.Errorf("reviews %s = %v, want %v", result, got, n)
 		}

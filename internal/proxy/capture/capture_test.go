@@ -106,7 +106,7 @@ func TestParseInitFlags(t *testing.T) {
 		{name: "unknown flag", args: []string{"--inbound=1"}, wantErr: "flag provided but not defined: -inbound"},
 		{name: "extra argument", args: []string{"now"}, wantErr: "unexpected arguments"},
 		{name: "invalid config", args: []string{"--proxy-uid=0"}, wantErr: "ProxyUID: must not be 0"},
-		{name: "port 0 in list", args: []string{"--exclude-outbound-ports=80,0"}, wantErr: "ExcludeOutboundPorts[1]"},
+		{name: "port 0 in list", args: []string{"--exclude-outbound-ports=80,0"}, wantErr: `exclude-outbound-ports: "0" is not a port number (1-65535)`},
 		{name: "host bits", args: []string{"--exclude-outbound-cidrs=10.0.0.1/8"}, wantErr: "did you mean 10.0.0.0/8?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

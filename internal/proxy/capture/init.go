@@ -24,6 +24,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 // RunInit is the `proxy init` subcommand (args exclude the subcommand's name): it parses its
@@ -112,18 +114,9 @@ func (l *portList) String() string {
 }
 
 func (l *portList) Set(s string) error {
-	*l = nil
-	for item := range strings.SplitSeq(s, ",") {
-		if strings.TrimSpace(item) == "" {
-			continue
-		}
-		p, err := parsePort(item)
-		if err != nil {
-			return err
-		}
-		*l = append(*l, p)
-	}
-	return nil
+	v, err := wire.ParsePortList(s)
+	*l = v
+	return err
 }
 
 // prefixList is a comma-separated list of CIDRs; a bare address is a one-address prefix.
@@ -138,21 +131,7 @@ func (l *prefixList) String() string {
 }
 
 func (l *prefixList) Set(s string) error {
-	*l = nil
-	for item := range strings.SplitSeq(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(item)
-		if err != nil {
-			a, aerr := netip.ParseAddr(item)
-			if aerr != nil {
-				return fmt.Errorf("%q is neither a CIDR nor an address", item)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		*l = append(*l, p)
-	}
-	return nil
+	v, err := wire.ParsePrefixList(s)
+	*l = v
+	return err
 }
