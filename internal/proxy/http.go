@@ -66,8 +66,8 @@ type routed struct {
 	net.Conn
 	route   *Route
 	cluster *Cluster
-	// series counts the connection's requests (resolved once per connection).
-	series *requestSeries
+	// series counts the connection's requests, by the upstream peer that answered each.
+	series *upstreamSeries
 }
 
 // httpOutbound serves the pod's HTTP/1.1 and cleartext HTTP/2 connections to HTTP services: each
@@ -101,7 +101,7 @@ func newHTTPOutbound(p *Proxy) *httpOutbound {
 
 func (h *httpOutbound) serve(c net.Conn, r *Route, cl *Cluster) {
 	h.once.Do(func() { go func() { _ = h.server.Serve(chanListener(h.conns)) }() })
-	h.conns <- &routed{Conn: c, route: r, cluster: cl, series: h.p.opts.Metrics.requestSeries("outbound", cl.Name, "")}
+	h.conns <- &routed{Conn: c, route: r, cluster: cl, series: h.p.opts.Metrics.upstreamSeries("outbound", serviceOf(cl.Name), h.p.localWorkload())}
 }
 
 func (h *httpOutbound) transport(cl *Cluster) *http2.Transport {
@@ -145,26 +145,27 @@ func (h *httpOutbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(HeaderTraceparent) == "" {
 		r.Header.Set(HeaderTraceparent, newTraceparent()) // started here: logged and sent upstream
 	}
-	code := h.forward(w, r, rc.route, cl)
-	h.p.record(rc.series, "", r, code, start)
+	code, upstream := h.forward(w, r, rc.route, cl)
+	h.p.record(rc.series.of(upstream), "", r, code, start)
 }
 
-// forward sends r upstream with retries and writes the answer; it returns the status sent.
-func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Route, cl *Cluster) int {
+// forward sends r upstream with retries and writes the answer; it returns the status sent and
+// the TLS state of the upstream connection that answered (nil: the proxy answered itself).
+func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Route, cl *Cluster) (int, *tls.ConnectionState) {
 	b := h.p.balancer(cl.EDSName)
 	if b == nil {
 		http.Error(w, "fleetmesh proxy: no endpoints for "+cl.Name, http.StatusServiceUnavailable)
-		return http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable, nil
 	}
 	if !b.requests.enter(h.p.opts.MaxRequests) {
 		http.Error(w, "fleetmesh proxy: too many requests in flight to "+cl.Name, http.StatusServiceUnavailable)
-		return http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable, nil
 	}
 	defer b.requests.leave()
 	body, replayable, err := bufferBody(r)
 	if err != nil {
 		http.Error(w, "fleetmesh proxy: reading the request body: "+err.Error(), http.StatusBadRequest)
-		return http.StatusBadRequest
+		return http.StatusBadRequest, nil
 	}
 	retries := route.Retries
 	if !replayable {
@@ -186,7 +187,7 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 		host, hostAddr, ok := b.pick(tried)
 		if !ok {
 			http.Error(w, "fleetmesh proxy: no healthy upstream for "+cl.Name, http.StatusServiceUnavailable)
-			return http.StatusServiceUnavailable
+			return http.StatusServiceUnavailable, nil
 		}
 		tried[host] = true
 		out := outboundRequest(r, header, "https", hostAddr)
@@ -200,9 +201,9 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 			// outlier failure), and nothing to try again.
 			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
 				http.Error(w, "fleetmesh proxy: upstream request timeout", http.StatusGatewayTimeout)
-				return http.StatusGatewayTimeout
+				return http.StatusGatewayTimeout, nil
 			}
-			return statusClientClosed
+			return statusClientClosed, nil
 		}
 		if err != nil {
 			overflow := errors.Is(err, errOverflow)
@@ -212,7 +213,7 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 			h.p.opts.Log.Info("upstream request failed", "cluster", cl.Name, "host", host.String(), "attempt", attempt, "error", err.Error())
 			if last || overflow || (!idempotent && !errors.As(err, new(connectError))) {
 				http.Error(w, "fleetmesh proxy: upstream failed: "+err.Error(), http.StatusServiceUnavailable)
-				return http.StatusServiceUnavailable
+				return http.StatusServiceUnavailable, nil
 			}
 			continue
 		}
@@ -226,7 +227,7 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 		}
 		b.Report(host, resp.StatusCode < 500, cl.Outlier)
 		writeResponse(w, resp)
-		return resp.StatusCode
+		return resp.StatusCode, resp.TLS
 	}
 }
 
@@ -413,7 +414,7 @@ func (p *Proxy) serveInboundHTTP(tc *tls.Conn, dst netip.AddrPort, peer spiffeid
 	// address and its metric series.
 	xfcc := []string{"By=" + own + ";URI=" + peer.String()}
 	appHost := dst.String()
-	series := p.opts.Metrics.requestSeries("inbound", portLabel(dst), peer.TrustDomain().Name())
+	series := p.opts.Metrics.requestSeries(seriesKey{direction: "inbound", service: portLabel(dst), source: workloadOf(peer), destination: p.localWorkload()})
 	app := p.appTransport(dst)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -515,8 +516,8 @@ type accessLogEntry struct {
 	Traceparent string  `json:"traceparent,omitempty"`
 }
 
-// record counts a request in the golden metrics (series: its direction, destination and caller
-// trust domain) and, when an access log is set, writes its line. peer is the caller's SPIFFE ID
+// record counts a request in the golden metrics (series: its direction, destination service
+// and workloads) and, when an access log is set, writes its line. peer is the caller's SPIFFE ID
 // (inbound) or "".
 func (p *Proxy) record(series *requestSeries, peer string, r *http.Request, code int, start time.Time) {
 	d := time.Since(start)
@@ -525,7 +526,7 @@ func (p *Proxy) record(series *requestSeries, peer string, r *http.Request, code
 		return
 	}
 	line, _ := json.Marshal(accessLogEntry{ // strings and numbers: always marshals
-		Time: start.UTC().Format(time.RFC3339Nano), Direction: series.key.direction, Destination: series.key.destination, Peer: peer,
+		Time: start.UTC().Format(time.RFC3339Nano), Direction: series.key.direction, Destination: series.key.service, Peer: peer,
 		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Status: code, DurationMS: float64(d.Microseconds()) / 1000,
 		Traceparent: r.Header.Get(HeaderTraceparent),
 	})

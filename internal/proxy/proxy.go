@@ -338,12 +338,13 @@ func (p *Proxy) passthrough(c *net.TCPConn, dst netip.AddrPort) {
 	if err != nil {
 		return
 	}
-	m := p.opts.Metrics.tcp("outbound", "passthrough")
+	// Outside the mesh: no peer identity.
+	m := p.opts.Metrics.tcpOf(seriesKey{direction: "outbound", service: "passthrough", source: p.localWorkload(), destination: unknownWorkload})
 	splice(c, up, m)
 }
 
-// portLabel is the destination label of inbound traffic: the application's port (its address
-// would make a series per pod IP).
+// portLabel is the destination_service label of inbound traffic: the application's port (its
+// address would make a series per pod IP).
 func portLabel(dst netip.AddrPort) string { return ":" + strconv.Itoa(int(dst.Port())) }
 
 func isSelf(c *net.TCPConn, dst netip.AddrPort) bool {
@@ -354,14 +355,16 @@ func isSelf(c *net.TCPConn, dst netip.AddrPort) bool {
 func (p *Proxy) outboundTCP(c *net.TCPConn, r *Route, cl *Cluster) {
 	defer func() { _ = c.Close() }()
 	up, h, err := p.pickAndDial(context.Background(), cl, r.Retries)
-	m := p.opts.Metrics.tcp("outbound", cl.Name)
+	k := seriesKey{direction: "outbound", service: serviceOf(cl.Name), source: p.localWorkload(), destination: unknownWorkload}
 	if err != nil {
-		m.failed.Inc()
+		p.opts.Metrics.failed.WithLabelValues(k.labels()...).Inc() // no server answered: its identity is unknown
 		p.opts.Log.Info("no upstream for a TCP connection", "cluster", cl.Name, "error", err.Error())
 		return
 	}
 	p.balancer(cl.EDSName).Report(h, true, cl.Outlier)
-	splice(c, up, m)
+	state := up.ConnectionState()
+	k.destination = peerWorkload(&state)
+	splice(c, up, p.opts.Metrics.tcpOf(k))
 }
 
 func (p *Proxy) handleInbound(c *net.TCPConn) {
@@ -415,7 +418,7 @@ func (p *Proxy) handleInbound(c *net.TCPConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.ConnectTimeout)
 	app, err := p.opts.Dial(ctx, "tcp", dst.String())
 	cancel()
-	m := p.opts.Metrics.tcp("inbound", portLabel(dst))
+	m := p.opts.Metrics.tcpOf(seriesKey{direction: "inbound", service: portLabel(dst), source: workloadOf(peer), destination: p.localWorkload()})
 	if err != nil {
 		m.failed.Inc()
 		return

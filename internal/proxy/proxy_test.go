@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
@@ -145,14 +147,38 @@ type fixture struct {
 	snapshots cachev3.SnapshotCache
 	xdsAddr   string
 	inbound   map[string]net.Listener // server sidecar inbound listeners by member
+	// registries hold each sidecar's metrics, by node.
+	registries map[string]*prometheus.Registry
 	// delta makes the sidecars' ADS clients incremental.
 	delta bool
+	// nacks are the error details of the rejections the xDS server received, as an agent logs them.
+	nacksMu sync.Mutex
+	nacks   []string
+}
+
+func (f *fixture) nacked(d interface{ GetMessage() string }) {
+	if d == nil {
+		return
+	}
+	f.nacksMu.Lock()
+	defer f.nacksMu.Unlock()
+	f.nacks = append(f.nacks, d.GetMessage())
+}
+
+// nackReasons are the messages of the rejections the xDS server has received so far.
+func (f *fixture) nackReasons() []string {
+	f.nacksMu.Lock()
+	defer f.nacksMu.Unlock()
+	return slices.Clone(f.nacks)
 }
 
 func newFixture(t testing.TB) *fixture {
-	f := &fixture{t: t, a: newMember(t, "a"), b: newMember(t, "b"), c: newMember(t, "c"), inbound: map[string]net.Listener{}}
+	f := &fixture{t: t, a: newMember(t, "a"), b: newMember(t, "b"), c: newMember(t, "c"), inbound: map[string]net.Listener{}, registries: map[string]*prometheus.Registry{}}
 	f.snapshots = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	srv := serverv3.NewServer(context.Background(), f.snapshots, nil)
+	srv := serverv3.NewServer(context.Background(), f.snapshots, serverv3.CallbackFuncs{
+		StreamRequestFunc:      func(_ int64, r *discoveryv3.DiscoveryRequest) error { f.nacked(r.GetErrorDetail()); return nil },
+		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error { f.nacked(r.GetErrorDetail()); return nil },
+	})
 	g := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	l := listen(t)
@@ -168,10 +194,13 @@ func (f *fixture) startSidecar(m *member, node, sa string, dst func(*net.TCPConn
 	return f.startSidecarWith(m, node, proxy.Options{SVID: staticSVID{m.svid(f.t, "demo", sa)}, OriginalDst: dst})
 }
 
-// startSidecarWith is startSidecar with the proxy's options given (metrics and log are set here).
+// startSidecarWith is startSidecar with the proxy's options given (metrics and log are set here;
+// the metrics are gathered by f.registries[node]).
 func (f *fixture) startSidecarWith(m *member, node string, opts proxy.Options) (*proxy.Proxy, net.Listener, net.Listener, *atomic.Int32) {
 	t := f.t
-	metrics := proxy.NewMetrics(nil)
+	reg := prometheus.NewRegistry()
+	f.registries[node] = reg
+	metrics := proxy.NewMetrics(reg)
 	nacks := &atomic.Int32{}
 	opts.Metrics, opts.Log = metrics, logr.Discard()
 	p := proxy.New(opts)
@@ -511,6 +540,15 @@ func nacksBadResponse(t *testing.T, delta bool) {
 			return fmt.Errorf("%d NACKs", got)
 		}
 		return nil
+	})
+	// The agent is told why: the rejection names the resource it could not take.
+	eventually(t, "the NACK's reason at the xDS server", func() error {
+		for _, reason := range f.nackReasons() {
+			if strings.Contains(reason, `"surprise"`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("reasons %q name no listener \"surprise\"", f.nackReasons())
 	})
 	if p.Config().Outbound[netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, httpPort))] == nil || p.Config() != good {
 		t.Error("the last good config was not kept")
