@@ -113,14 +113,21 @@ func (a *hitApp) count(key string) int {
 }
 
 // serverSidecar runs member m's server sidecar in front of the application at app, with an SVID
-// of namespace ns, and gives it its config.
+// of namespace ns, and gives it its config. It returns once the proxy has its config (before, it
+// refuses connections, and a client sidecar would fail over from it).
 func (f *fixture) serverSidecar(m *member, node, ns string, app netip.AddrPort) net.Listener {
-	_, _, in, _ := f.startSidecarWith(m, node, proxy.Options{SVID: staticSVID{m.svid(f.t, ns, "echo")},
+	p, _, in, _ := f.startSidecarWith(m, node, proxy.Options{SVID: staticSVID{m.svid(f.t, ns, "echo")},
 		OriginalDst: func(*net.TCPConn) (netip.AddrPort, error) { return app, nil }})
 	f.setSnapshot(node, xds.Input{
 		Member:                xds.Member{Cluster: m.name, TrustDomain: m.ca.TrustDomain().Name()},
 		FederatedTrustDomains: []string{"a.fleet", "b.fleet", "c.fleet"},
 		TrustBundles:          bundles(f.a, f.b, f.c),
+	})
+	eventually(f.t, node+"'s server sidecar configured", func() error {
+		if !p.Ready() {
+			return errors.New("not ready")
+		}
+		return nil
 	})
 	return in
 }
