@@ -82,6 +82,15 @@ func main() {
 	}
 }
 
+// policyOf reads the data-plane policy from the agent's ConfigMap as the operator renders it.
+func policyOf(data map[string]string) (xds.Policy, error) {
+	cfg := install.AgentConfig{}
+	if err := yaml.UnmarshalStrict([]byte(data[install.ConfigFileName]), &cfg); err != nil {
+		return xds.Policy{}, fmt.Errorf("%s: %w", install.ConfigFileName, err)
+	}
+	return xds.PolicyFromSpec(cfg.Failover, cfg.Authorization), nil
+}
+
 type trustAddrs struct{ identity, bundle, xds, dns string }
 
 type injectorFlags struct{ bind, proxyImage, agentAddress string }
@@ -112,6 +121,10 @@ func run(kubeconfig, namespace, probeAddr, configPath string, resync time.Durati
 			DNSAddr: addrs.dns,
 			Member:  xds.Member{Cluster: cfg.ClusterID, Region: cfg.Locality.Region, Zone: cfg.Locality.Zone, TrustDomain: cfg.TrustDomain},
 			Policy:  xds.PolicyFromSpec(cfg.Failover, cfg.Authorization),
+			// The operator leaves the policy out of the agent's config hash: an edit reaches
+			// the proxies through this watch, without rolling the agent.
+			PolicyConfigMap: install.ConfigMapName,
+			PolicyOf:        policyOf,
 		}
 		if inj.bind != "" {
 			if injectorOpts, err = injectorOptions(cfg, namespace, inj); err != nil {

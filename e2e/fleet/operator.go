@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,6 +111,37 @@ func (f *Fleet) RunFleetmesh(ctx context.Context, imagesDir string) (map[string]
 // Scrape returns what a process's /metrics serves at ip:port.
 func Scrape(ip string, port int) (string, error) {
 	return scrapeAddr(fmt.Sprintf("%s:%d", ip, port))
+}
+
+// SeriesSum adds up, in what Scrape returned, the samples of metric name whose labels include
+// every name="value" pair given (no pair: every series of the metric); 0 when there is none.
+func SeriesSum(exposition, name string, labels ...string) float64 {
+	var sum float64
+	for _, line := range strings.Split(exposition, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		series, rest := "", line[len(name):]
+		if strings.HasPrefix(rest, "{") {
+			i := strings.Index(rest, "} ")
+			if i < 0 {
+				continue
+			}
+			series, rest = rest[:i+1], rest[i+1:]
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		matches := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			matches = matches && strings.Contains(series, labels[i]+`="`+labels[i+1]+`"`)
+		}
+		if v, err := strconv.ParseFloat(fields[0], 64); err == nil && matches {
+			sum += v
+		}
+	}
+	return sum
 }
 
 func scrapeAddr(addr string) (string, error) {

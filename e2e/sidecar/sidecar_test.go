@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/proxy"
@@ -189,6 +190,52 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 			_ = conn.Close()
 		}
 		Expect(err).To(HaveOccurred(), "an SVID of an unfederated trust domain is refused")
+	})
+
+	It("refuses a federated caller whose trust domain, or namespace, the authorization policy leaves out, and serves it again once allowed", func() {
+		setAuthorization := func(authz meshv1alpha1.AuthorizationSpec) {
+			Eventually(func() error {
+				mi := &meshv1alpha1.MeshInstallation{}
+				if err := f.Management.Client.Get(ctx, client.ObjectKey{Name: fleet.MeshName}, mi); err != nil {
+					return err
+				}
+				mi.Spec.Authorization = authz
+				return f.Management.Client.Update(ctx, mi)
+			}).Should(Succeed())
+		}
+		call := func() error { _, err := get(a, "client", echoURL); return err }
+		// What the exporters' server sidecars counted as refused by the policy, from A.
+		deniedFromA := func() (float64, error) {
+			var total float64
+			for _, m := range []*fleet.Cluster{b, c} {
+				pods := &corev1.PodList{}
+				if err := m.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "echo"}); err != nil {
+					return 0, err
+				}
+				for _, p := range pods.Items {
+					out, err := fleet.Scrape(p.Status.PodIP, inject.MetricsPort)
+					if err != nil {
+						return 0, err
+					}
+					total += fleet.SeriesSum(out, "fleetmesh_proxy_inbound_denied_total", "source_trust_domain", tdOf(a).Name())
+				}
+			}
+			return total, nil
+		}
+		before, err := deniedFromA()
+		Expect(err).NotTo(HaveOccurred())
+		setAuthorization(meshv1alpha1.AuthorizationSpec{AllowedTrustDomains: []string{tdOf(b).Name(), tdOf(c).Name()}})
+		Eventually(call).WithTimeout(time.Minute).WithPolling(time.Second).Should(HaveOccurred(), "A's trust domain is left out")
+		Eventually(deniedFromA).Should(BeNumerically(">", before), "refused by the servers' policy")
+		setAuthorization(meshv1alpha1.AuthorizationSpec{})
+		Eventually(call).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed(), "allowed again")
+		before, err = deniedFromA()
+		Expect(err).NotTo(HaveOccurred())
+		setAuthorization(meshv1alpha1.AuthorizationSpec{AllowedNamespaces: []string{"shop"}})
+		Eventually(call).WithTimeout(time.Minute).WithPolling(time.Second).Should(HaveOccurred(), "A's namespace demo is left out")
+		Eventually(deniedFromA).Should(BeNumerically(">", before), "refused by the servers' policy")
+		setAuthorization(meshv1alpha1.AuthorizationSpec{})
+		Eventually(call).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed(), "allowed again")
 	})
 
 	It("fails over to the other exporter with no failed request when the serving one stops, and comes back", func() {

@@ -21,6 +21,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -58,7 +60,13 @@ type XDSOptions struct {
 	DNSAddr string
 	// Member is the member's cluster ID, locality and trust domain.
 	Member xds.Member
+	// Policy is the data plane's failover and authorization policy the agent starts with.
 	Policy xds.Policy
+	// PolicyConfigMap, when set, names the ConfigMap in the agent's namespace that holds its
+	// configuration: the agent watches it and applies a changed policy (PolicyOf reads it) to
+	// every proxy without a restart, as a mesh applies an authorization policy edit.
+	PolicyConfigMap string
+	PolicyOf        func(data map[string]string) (xds.Policy, error)
 }
 
 // xdsGroup serves every client of a kind the same snapshot: each asks only for the names it
@@ -134,10 +142,21 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(mcsv1beta1.Install(scheme))
-	objects, err := crcache.New(a.opts.Config, crcache.Options{Scheme: scheme, DefaultTransform: crcache.TransformStripManagedFields()})
+	cacheOpts := crcache.Options{Scheme: scheme, DefaultTransform: crcache.TransformStripManagedFields()}
+	watched := []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &mcsv1beta1.ServiceImport{}}
+	if o.PolicyConfigMap != "" {
+		// Only the agent's own configuration, never another ConfigMap.
+		cacheOpts.ByObject = map[client.Object]crcache.ByObject{&corev1.ConfigMap{}: {
+			Namespaces: map[string]crcache.Config{a.opts.Namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", o.PolicyConfigMap),
+		}}
+		watched = append(watched, &corev1.ConfigMap{})
+	}
+	objects, err := crcache.New(a.opts.Config, cacheOpts)
 	if err != nil {
 		return fmt.Errorf("xds: build cache: %w", err)
 	}
+	policy := o.Policy
 	changed := make(chan struct{}, 1)
 	// changedAt is when the first change not yet in a snapshot was seen (unix nanoseconds), 0 if none.
 	var changedAt atomic.Int64
@@ -149,7 +168,7 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 		}
 	}
 	handler := toolscache.ResourceEventHandlerFuncs{AddFunc: func(any) { kick() }, UpdateFunc: func(any, any) { kick() }, DeleteFunc: func(any) { kick() }}
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &mcsv1beta1.ServiceImport{}} {
+	for _, obj := range watched {
 		inf, err := objects.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("xds: watch %T: %w", obj, err)
@@ -230,7 +249,10 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 		if zone != nil {
 			zone.update(st, since)
 		}
-		sets, err := a.buildXDS(st, tr)
+		if o.PolicyConfigMap != "" {
+			policy = a.currentPolicy(ctx, objects, policy)
+		}
+		sets, err := a.buildXDS(st, tr, policy)
 		for _, group := range []string{grpcGroup, proxyGroup, gatewayGroup} {
 			if err == nil {
 				err = snapshots.SetSnapshot(ctx, group, sets[group].Snapshot())
@@ -246,6 +268,26 @@ func (a *Agent) runXDS(ctx context.Context, svid x509svid.Source, tr xdsTrust, r
 			metrics.latency.Observe(time.Since(time.Unix(0, since)).Seconds())
 		}
 	}
+}
+
+// currentPolicy is the policy the agent's ConfigMap holds now; the previous one when the
+// ConfigMap cannot be read or does not parse (said in the log: the proxies keep what they have).
+func (a *Agent) currentPolicy(ctx context.Context, objects crcache.Cache, previous xds.Policy) xds.Policy {
+	o := a.opts.XDS
+	cm := &corev1.ConfigMap{}
+	if err := objects.Get(ctx, client.ObjectKey{Namespace: a.opts.Namespace, Name: o.PolicyConfigMap}, cm); err != nil {
+		a.log.Error(err, "read the agent's configuration; keeping the data-plane policy in force", "configMap", o.PolicyConfigMap)
+		return previous
+	}
+	p, err := o.PolicyOf(cm.Data)
+	if err != nil {
+		a.log.Error(err, "the agent's configuration does not parse; keeping the data-plane policy in force", "configMap", o.PolicyConfigMap)
+		return previous
+	}
+	if !reflect.DeepEqual(p, previous) {
+		a.log.Info("data-plane policy changed: serving it to every proxy", "configMap", o.PolicyConfigMap)
+	}
+	return p
 }
 
 // memberState is the member's service discovery state as the agent's cache holds it.
@@ -281,10 +323,10 @@ func readMember(ctx context.Context, objects crcache.Cache) (memberState, error)
 
 // buildXDS builds every resource set from the member's state, by group: proxyless gRPC's, the
 // sidecar proxies' and the east-west gateways'.
-func (a *Agent) buildXDS(st memberState, tr xdsTrust) (map[string]*xds.Resources, error) {
+func (a *Agent) buildXDS(st memberState, tr xdsTrust, policy xds.Policy) (map[string]*xds.Resources, error) {
 	o := a.opts.XDS
 	local, imported := st.local, st.imported
-	in := xds.Input{Member: o.Member, FederatedTrustDomains: tr.TrustDomains(), TrustBundles: tr.X509Authorities(), Policy: o.Policy}
+	in := xds.Input{Member: o.Member, FederatedTrustDomains: tr.TrustDomains(), TrustBundles: tr.X509Authorities(), Policy: policy}
 	for i := range st.services {
 		s := &st.services[i]
 		in.Services = append(in.Services, xds.LocalService(s, local[s.Namespace+"/"+s.Name], o.Member))

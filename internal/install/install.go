@@ -155,7 +155,15 @@ func Render(mi *meshv1alpha1.MeshInstallation, mc *meshv1alpha1.MeshCluster) ([]
 	if err != nil {
 		return nil, fmt.Errorf("render agent config: %w", err)
 	}
-	sum := sha256.Sum256(cfgYAML)
+	// The agent applies a changed data-plane policy (failover, authorization) live, from its
+	// watch of this ConfigMap: only the rest of its configuration rolls it.
+	rolling := cfg
+	rolling.Failover, rolling.Authorization = meshv1alpha1.FailoverSpec{}, meshv1alpha1.AuthorizationSpec{}
+	rollingYAML, err := yaml.Marshal(rolling)
+	if err != nil {
+		return nil, fmt.Errorf("render agent config: %w", err)
+	}
+	sum := sha256.Sum256(rollingYAML)
 
 	objs := make([]client.Object, 0, 16)
 	for _, c := range crds {

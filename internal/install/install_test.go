@@ -128,6 +128,17 @@ func TestRenderAgentFollowsTheSpec(t *testing.T) {
 	if find[*appsv1.Deployment](t, objs, AgentName).Spec.Template.Annotations[ConfigHashAnnotation] == hash {
 		t.Error("config hash did not change with the config")
 	}
+	// The data-plane policy reaches the agent through its ConfigMap, without a roll.
+	hash = find[*appsv1.Deployment](t, objs, AgentName).Spec.Template.Annotations[ConfigHashAnnotation]
+	mi.Spec.Authorization.AllowedNamespaces = []string{"shop"}
+	mi.Spec.Failover.Retries = ptr.To[int32](0)
+	objs, _ = Render(mi, mc)
+	if got := find[*appsv1.Deployment](t, objs, AgentName).Spec.Template.Annotations[ConfigHashAnnotation]; got != hash {
+		t.Error("a policy edit rolls the agent")
+	}
+	if cfg := find[*corev1.ConfigMap](t, objs, ConfigMapName).Data[ConfigFileName]; !strings.Contains(cfg, "- shop") || !strings.Contains(cfg, "retries: 0") {
+		t.Errorf("agent config lacks the new policy:\n%s", cfg)
+	}
 }
 
 func TestAgentRBACIsLeastPrivilege(t *testing.T) {
