@@ -42,6 +42,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/internal/inject"
 	"github.com/fleetmesh/fleetmesh/internal/proxy"
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func TestMain(m *testing.M) { fleet.Main(m) }
@@ -236,6 +237,33 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		Eventually(deniedFromA).Should(BeNumerically(">", before), "refused by the servers' policy")
 		setAuthorization(meshv1alpha1.AuthorizationSpec{})
 		Eventually(call).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed(), "allowed again")
+	})
+
+	It("bounds each request by the timeout the export's exportedAnnotations give the service, and lifts it when removed", func() {
+		setTimeout := func(v string) {
+			for _, m := range []*fleet.Cluster{b, c} {
+				Eventually(func() error {
+					se := &mcsv1beta1.ServiceExport{}
+					if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "echo"}, se); err != nil {
+						return err
+					}
+					se.Spec.ExportedAnnotations = map[string]string{}
+					if v != "" {
+						se.Spec.ExportedAnnotations[wire.RequestTimeoutAnnotation] = v
+					}
+					return m.Client.Update(ctx, se)
+				}).Should(Succeed())
+			}
+		}
+		slow := echoURL + "?delay=1500ms"
+		call := func(url string) func() error { return func() error { _, err := get(a, "client", url); return err } }
+		Expect(call(slow)()).To(Succeed(), "no timeout yet: a slow answer arrives")
+		setTimeout("500ms")
+		Eventually(call(slow)).WithTimeout(time.Minute).WithPolling(time.Second).Should(
+			MatchError(ContainSubstring("504")), "A's sidecar gives up after 500ms: 504")
+		Expect(call(echoURL + "?delay=50ms")()).To(Succeed(), "a request within the timeout")
+		setTimeout("")
+		Eventually(call(slow)).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed(), "no timeout again")
 	})
 
 	It("fails over to the other exporter with no failed request when the serving one stops, and comes back", func() {

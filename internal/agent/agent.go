@@ -75,6 +75,9 @@ type Agent struct {
 	kick  chan struct{}
 	// csrPublished is when the pending intermediate's CSR was last published (rotate's loop only).
 	csrPublished time.Time
+	// invalidTimeouts are the services whose request timeout does not parse, by name, with the
+	// error last logged (the xDS loop only).
+	invalidTimeouts map[string]string
 }
 
 // New validates options and builds an agent.

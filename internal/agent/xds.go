@@ -298,6 +298,23 @@ type memberState struct {
 	local, imported map[string][]*discoveryv1.EndpointSlice
 }
 
+// reportInvalidTimeouts logs, once per value, a service whose wire.RequestTimeoutAnnotation does
+// not parse (it is served without a timeout). Called from the xDS loop only.
+func (a *Agent) reportInvalidTimeouts(svcs []xds.Service) {
+	seen := map[string]string{}
+	for _, s := range svcs {
+		if s.InvalidTimeout == nil {
+			continue
+		}
+		key := fmt.Sprintf("%s %s/%s", s.Scope, s.Namespace, s.Name)
+		seen[key] = s.InvalidTimeout.Error()
+		if a.invalidTimeouts[key] != seen[key] {
+			a.log.Info("service served without a request timeout: its annotation does not parse", "service", key, "error", seen[key])
+		}
+	}
+	a.invalidTimeouts = seen
+}
+
 // readMember lists the member's Services, EndpointSlices and ServiceImports from the cache.
 func readMember(ctx context.Context, objects crcache.Cache) (memberState, error) {
 	services := &corev1.ServiceList{}
@@ -335,6 +352,7 @@ func (a *Agent) buildXDS(st memberState, tr xdsTrust, policy xds.Policy) (map[st
 		si := &st.imports[i]
 		in.Services = append(in.Services, xds.ImportedService(si, imported[si.Namespace+"/"+si.Name], o.Member))
 	}
+	a.reportInvalidTimeouts(in.Services)
 	sets := map[string]*xds.Resources{}
 	var err error
 	if sets[grpcGroup], err = xds.Build(in); err != nil {

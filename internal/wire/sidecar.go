@@ -16,6 +16,12 @@ limitations under the License.
 
 package wire
 
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
 // The contract between the agent and the sidecar proxy (cmd/proxy): the names of the proxy
 // resource set the agent's xDS server serves (internal/xds, proxynames.go, which re-exports
 // them) and the probe rewrite of the injector (internal/inject, which re-exports those). They
@@ -79,3 +85,22 @@ type AppProbe struct {
 
 // AppProbers maps a rewritten probe's path to the application's original probe.
 type AppProbers map[string]AppProbe
+
+// RequestTimeoutAnnotation bounds every HTTP request a sidecar sends to a service, retries
+// included (Envoy's route timeout; Istio's VirtualService timeout): on a Service for the calls
+// to it within its member, and in a ServiceExport's spec.exportedAnnotations for the clusterset
+// service (KEP-1645 puts exported annotations on every member's ServiceImport). A Go duration
+// between 1ms and MaxRequestTimeout; absent means no timeout.
+const RequestTimeoutAnnotation = "mesh.fleetmesh.io/request-timeout"
+
+// MaxRequestTimeout is the longest RequestTimeoutAnnotation takes.
+const MaxRequestTimeout = 24 * time.Hour
+
+// ParseRequestTimeout reads RequestTimeoutAnnotation's value.
+func ParseRequestTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Millisecond || d > MaxRequestTimeout {
+		return 0, fmt.Errorf("%s: %q is not a duration between 1ms and %s (e.g. 5s, 1m30s)", RequestTimeoutAnnotation, v, MaxRequestTimeout)
+	}
+	return d, nil
+}

@@ -19,6 +19,7 @@ package xds
 import (
 	"slices"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -37,6 +38,7 @@ import (
 // Service gets no ports (it has no endpoints to serve).
 func LocalService(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, m Member) Service {
 	s := Service{Namespace: svc.Namespace, Name: svc.Name, Scope: Local}
+	s.RequestTimeout, s.InvalidTimeout = requestTimeout(svc.Annotations)
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return s
 	}
@@ -62,6 +64,7 @@ func LocalService(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, m Membe
 // federation sets it), else the member's own for the member's own slices.
 func ImportedService(si *mcsv1beta1.ServiceImport, eps []*discoveryv1.EndpointSlice, m Member) Service {
 	s := Service{Namespace: si.Namespace, Name: si.Name, Scope: ClusterSet}
+	s.RequestTimeout, s.InvalidTimeout = requestTimeout(si.Annotations)
 	if si.Spec.Type == mcsv1beta1.ClusterSetIP {
 		s.IPs = slices.Clone(si.Spec.IPs)
 	}
@@ -80,6 +83,15 @@ func ImportedService(si *mcsv1beta1.ServiceImport, eps []*discoveryv1.EndpointSl
 		s.Endpoints = append(s.Endpoints, EndpointSetFromSlice(es, cluster, region))
 	}
 	return s
+}
+
+// requestTimeout reads wire.RequestTimeoutAnnotation (absent: none).
+func requestTimeout(annotations map[string]string) (time.Duration, error) {
+	v, ok := annotations[wire.RequestTimeoutAnnotation]
+	if !ok {
+		return 0, nil
+	}
+	return wire.ParseRequestTimeout(v)
 }
 
 // EndpointSetFromSlice converts one EndpointSlice of the given source cluster and region. FQDN

@@ -84,6 +84,11 @@ type Service struct {
 	Ports []Port
 	// Endpoints holds one set per EndpointSlice. Order does not matter.
 	Endpoints []EndpointSet
+	// RequestTimeout bounds each HTTP request to the service (wire.RequestTimeoutAnnotation);
+	// 0 is none. InvalidTimeout is the error of an annotation that does not parse (the
+	// service then has none).
+	RequestTimeout time.Duration
+	InvalidTimeout error
 }
 
 // Port is a named port, of a service or of an EndpointSlice.

@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -186,7 +187,7 @@ func (b *builder) proxyService(s *Service, chains map[string]*listenerv3.FilterC
 				// is not possible; this is a bad input): the first, in sorted order, keeps it.
 				continue
 			}
-			chains[chain] = b.outboundChain(chain, ip, p.Port, name, proto)
+			chains[chain] = b.outboundChain(chain, ip, p.Port, name, proto, s.RequestTimeout)
 		}
 		b.podChains(s, host, p, proto, chains)
 	}
@@ -213,7 +214,7 @@ func (b *builder) podChains(s *Service, host string, p Port, proto Protocol, cha
 		b.add(&b.endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(candidate{addr: addr})},
 		}}})
-		chains[chain] = b.outboundChain(chain, addr.Addr(), int32(addr.Port()), name, proto)
+		chains[chain] = b.outboundChain(chain, addr.Addr(), int32(addr.Port()), name, proto, s.RequestTimeout)
 	}
 }
 
@@ -236,7 +237,9 @@ func podAddresses(s *Service, p Port) []netip.AddrPort {
 	return slices.Compact(out)
 }
 
-func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster string, proto Protocol) *listenerv3.FilterChain {
+// outboundChain sends what a workload opens to ip:port to cluster; HTTP requests are bounded
+// by timeout, retries included (0: none).
+func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster string, proto Protocol, timeout time.Duration) *listenerv3.FilterChain {
 	fc := &listenerv3.FilterChain{
 		Name: chain,
 		FilterChainMatch: &listenerv3.FilterChainMatch{
@@ -254,9 +257,8 @@ func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 				RetryPolicy:      httpRetryPolicy(b.failover.Retries),
-				// No route timeout (the API has none yet): said explicitly, since an unset one
-				// is Envoy's 15 s.
-				Timeout: durationpb.New(0),
+				// Said explicitly when there is none (0), since an unset one is Envoy's 15 s.
+				Timeout: durationpb.New(timeout),
 			}},
 		})},
 		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},

@@ -34,6 +34,13 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/fleetmesh/fleetmesh/internal/wire"
 )
 
 func testRoot(t testing.TB, cn string) *x509.Certificate {
@@ -228,4 +235,53 @@ func keys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// wire.RequestTimeoutAnnotation on a Service (its member's calls) or on a ServiceImport (from
+// the export's exportedAnnotations) becomes the route timeout of the service's chains, its pods'
+// included; a value that does not parse gives none and says why.
+func TestRequestTimeoutAnnotation(t *testing.T) {
+	routeTimeout := func(r *Resources, chain string) time.Duration {
+		t.Helper()
+		out := byName[*listenerv3.Listener](t, r.Listeners.Items, OutboundListenerName)
+		for _, fc := range out.GetFilterChains() {
+			if fc.GetName() != chain {
+				continue
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				t.Fatalf("chain %s is not HTTP: %v", chain, err)
+			}
+			return hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetTimeout().AsDuration()
+		}
+		t.Fatalf("no chain %s", chain)
+		return 0
+	}
+	eps := []*discoveryv1.EndpointSlice{slice("web", map[string]string{discoveryv1.LabelServiceName: "web"}, discoveryv1.Endpoint{Addresses: []string{"10.244.0.9"}})}
+	eps[0].Ports = []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8081)}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", Annotations: map[string]string{wire.RequestTimeoutAnnotation: "2500ms"}},
+		Spec: corev1.ServiceSpec{ClusterIPs: []string{"10.96.0.10"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	local := LocalService(svc, eps, memberA)
+	si := &mcsv1beta1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "echo", Annotations: map[string]string{wire.RequestTimeoutAnnotation: "1m"}},
+		Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ClusterSetIP, IPs: []string{"241.0.0.7"}, Ports: []mcsv1beta1.ServicePort{{Name: "http", Port: 8080}}}}
+	imported := ImportedService(si, nil, memberA)
+	r, err := BuildProxy(proxyInput(t, local, imported))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chain, want := range map[string]time.Duration{"10.96.0.10:80": 2500 * time.Millisecond, "10.244.0.9:8081": 2500 * time.Millisecond, "241.0.0.7:8080": time.Minute} {
+		if got := routeTimeout(r, chain); got != want {
+			t.Errorf("chain %s: route timeout %s, want %s", chain, got, want)
+		}
+	}
+	for _, bad := range []string{"soon", "0s", "-1s", "25h"} {
+		svc.Annotations[wire.RequestTimeoutAnnotation] = bad
+		s := LocalService(svc, eps, memberA)
+		if s.RequestTimeout != 0 || s.InvalidTimeout == nil || !strings.Contains(s.InvalidTimeout.Error(), wire.RequestTimeoutAnnotation) {
+			t.Errorf("%q: timeout %s, error %v; want none, and an error naming the annotation", bad, s.RequestTimeout, s.InvalidTimeout)
+		}
+		if r, err := BuildProxy(proxyInput(t, s)); err != nil || routeTimeout(r, "10.96.0.10:80") != 0 {
+			t.Errorf("%q: the service should build without a timeout: %v", bad, err)
+		}
+	}
 }

@@ -21,7 +21,8 @@ limitations under the License.
 //	httpecho [--listen :8080] [--tcp-listen :9000] [--member NAME] [--startup-delay D]
 //
 // answers every HTTP request with a JSON object {"member", "pod" ($POD_NAME), "host", "path",
-// "remote", "headers"} and the response header X-Fleetmesh-Member; GET /healthz answers 200
+// "remote", "headers"} and the response header X-Fleetmesh-Member, after the query's delay
+// (?delay=2s: a slow server) if any; GET /healthz answers 200
 // (503 during --startup-delay). --tcp-listen also echoes raw TCP bytes back. The member comes
 // from --member, else from $MEMBER.
 //
@@ -115,6 +116,14 @@ func serve(args []string) error {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// ?delay=D answers after D (a slow server, for timeouts); the client going away ends it.
+		if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		headers := make(map[string]string, len(r.Header))
 		for name, vs := range r.Header {
 			headers[name] = strings.Join(vs, ", ")
