@@ -22,10 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +145,31 @@ func SeriesSum(exposition, name string, labels ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// seriesLabel is one name="value" pair of a series in the Prometheus text format.
+var seriesLabel = regexp.MustCompile(`([a-z_]+)="([^"]*)"`)
+
+// VerifiedServers are the server identities a client sidecar's /metrics (what Scrape returned)
+// shows it verified in the mTLS handshakes of its outbound requests to a destination service
+// whose name contains service: the destination_trust_domain, _namespace and _workload labels
+// put back together as spiffe://<td>/ns/<namespace>/sa/<workload>, sorted, each once.
+func VerifiedServers(exposition, service string) []string {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(exposition, "\n") {
+		if !strings.HasPrefix(line, "fleetmesh_proxy_requests_total{") {
+			continue
+		}
+		l := map[string]string{}
+		for _, m := range seriesLabel.FindAllStringSubmatch(line, -1) {
+			l[m[1]] = m[2]
+		}
+		if l["direction"] != "outbound" || !strings.Contains(l["destination_service"], service) || l["destination_trust_domain"] == "unknown" {
+			continue
+		}
+		seen["spiffe://"+l["destination_trust_domain"]+"/ns/"+l["destination_namespace"]+"/sa/"+l["destination_workload"]] = true
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func scrapeAddr(addr string) (string, error) {

@@ -140,6 +140,14 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		Expect(r.XFCC()).To(ContainSubstring(want))
 		Expect(r.XFCC()).To(ContainSubstring("By=spiffe://" + map[string]string{b.Name: tdOf(b).Name(), c.Name: tdOf(c).Name()}[r.Member] + "/ns/demo/sa/echo"))
 		GinkgoWriter.Printf("A -> %s: the server sidecar forwarded %s=%q\n", r.Member, proxy.HeaderXFCC, r.XFCC())
+		// And the client side: A's sidecar counts the request under the server identity it
+		// verified (its golden metrics' destination labels).
+		server := "spiffe://" + map[string]string{b.Name: tdOf(b).Name(), c.Name: tdOf(c).Name()}[r.Member] + "/ns/demo/sa/echo"
+		Eventually(func() ([]string, error) {
+			out, err := fleet.Scrape(clientPod.Status.PodIP, inject.MetricsPort)
+			return fleet.VerifiedServers(out, "echo.demo.svc.clusterset.local"), err
+		}).Should(ContainElement(server))
+		GinkgoWriter.Printf("A's sidecar verified the server as %s\n", server)
 	})
 
 	It("calls one of B's pods by its own address (as a headless service's records give it) with mTLS to that pod", func() {

@@ -35,6 +35,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 	"github.com/fleetmesh/fleetmesh/e2e/sandbox"
@@ -175,8 +176,24 @@ func crossMemberCall(ctx context.Context, f *fleet.Fleet, kubelets map[string]*f
 	}
 	step("%s/client in %s ran: httpecho get %s", ns, client.Name, url)
 	fmt.Printf("  answered by the echo pod in %s\n", r.Member)
-	if v := r.XFCC(); v != "" {
-		fmt.Printf("  the server's sidecar verified the caller over mTLS and told the app: %s: %s\n", proxy.HeaderXFCC, v)
+	v := r.XFCC()
+	if v == "" {
+		return fmt.Errorf("the echo app got no %s header: the call did not cross the mesh's mTLS", proxy.HeaderXFCC)
 	}
+	fmt.Printf("  server side: the echo pod's sidecar verified the caller over mTLS and told the app %s: %s\n", proxy.HeaderXFCC, v)
+	pod := &corev1.Pod{}
+	if err := client.Client.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "client"}, pod); err != nil {
+		return err
+	}
+	var servers []string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		out, err := fleet.Scrape(pod.Status.PodIP, inject.MetricsPort)
+		servers = fleet.VerifiedServers(out, "echo.demo.svc.clusterset.local")
+		return err == nil && len(servers) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the client's sidecar shows no server identity it verified: %w", err)
+	}
+	fmt.Printf("  client side: the client pod's sidecar verified the server as %s (its fleetmesh_proxy_requests_total destination labels)\n", strings.Join(servers, ", "))
 	return nil
 }
