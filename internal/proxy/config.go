@@ -93,6 +93,9 @@ type Outlier struct {
 type Priority struct {
 	Priority uint32
 	Hosts    []netip.AddrPort
+	// Weights are the hosts' load-balancing weights, by index (nil or 0: 1). An east-west
+	// gateway's endpoint weighs as many endpoints as it stands for.
+	Weights []uint32
 }
 
 // Policy is a set of SPIFFE ID matchers: the inbound authorization (a caller is allowed when its
@@ -494,6 +497,7 @@ func Endpoints(clas []*endpointv3.ClusterLoadAssignment) (map[string][]Priority,
 					return nil, fmt.Errorf("endpoints %q: address %s:%d is not an IP and port", cla.GetClusterName(), sa.GetAddress(), sa.GetPortValue())
 				}
 				lv.Hosts = append(lv.Hosts, netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue())))
+				lv.Weights = append(lv.Weights, max(e.GetLoadBalancingWeight().GetValue(), 1))
 			}
 		}
 		var ps []Priority

@@ -23,9 +23,10 @@ import (
 	"time"
 )
 
-// Balancer picks a cluster's hosts: round robin within the lowest priority level that has a host
-// not ejected by outlier detection, as Envoy's priority load balancing does when a level is
-// fully healthy or fully gone. Its outlier state survives endpoint updates (by address).
+// Balancer picks a cluster's hosts: weighted round robin within the lowest priority level that
+// has a host not ejected by outlier detection, as Envoy's priority load balancing does when a
+// level is fully healthy or fully gone (a host of weight w is picked w times as often as one of
+// weight 1). Its outlier state survives endpoint updates (by address).
 type Balancer struct {
 	mu     sync.Mutex
 	now    func() time.Time
@@ -54,6 +55,8 @@ func (g *gate) leave() { g.n.Add(-1) }
 type hostState struct {
 	fails        int
 	ejectedUntil time.Time
+	// weight is the host's load-balancing weight (at least 1).
+	weight uint64
 	// addr is the host's address as a string (a request's URL host), made once.
 	addr string
 }
@@ -74,12 +77,16 @@ func (b *Balancer) Update(ps []Priority) {
 	b.levels = b.levels[:0]
 	for _, p := range ps {
 		b.levels = append(b.levels, p.Hosts)
-		for _, h := range p.Hosts {
-			if st := b.hosts[h]; st != nil {
-				hosts[h] = st
-			} else {
-				hosts[h] = &hostState{addr: h.String()}
+		for i, h := range p.Hosts {
+			st := b.hosts[h]
+			if st == nil {
+				st = &hostState{addr: h.String()}
 			}
+			st.weight = 1
+			if i < len(p.Weights) && p.Weights[i] > 1 {
+				st.weight = uint64(p.Weights[i])
+			}
+			hosts[h] = st
 		}
 	}
 	b.hosts = hosts
@@ -93,8 +100,8 @@ func (b *Balancer) Pick(exclude map[netip.AddrPort]bool) (netip.AddrPort, bool) 
 	return h, ok
 }
 
-// pick is Pick, with the host's address as a string too. The candidates of a level are counted,
-// then the chosen one found by a second pass: no slice per pick.
+// pick is Pick, with the host's address as a string too. The candidates' weights of a level are
+// summed, then the chosen one found by a second pass: no slice per pick.
 func (b *Balancer) pick(exclude map[netip.AddrPort]bool) (netip.AddrPort, string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -104,25 +111,26 @@ func (b *Balancer) pick(exclude map[netip.AddrPort]bool) (netip.AddrPort, string
 			available := func(h netip.AddrPort) bool {
 				return !exclude[h] && (!strict || !now.Before(b.hosts[h].ejectedUntil))
 			}
-			n := 0
+			var n uint64 // the available hosts' weights
 			for _, h := range level {
 				if available(h) {
-					n++
+					n += b.hosts[h].weight
 				}
 			}
 			if n == 0 {
 				continue
 			}
 			b.next++
-			k := int(b.next % uint64(n))
+			k := b.next % n
 			for _, h := range level {
 				if !available(h) {
 					continue
 				}
-				if k == 0 {
-					return h, b.hosts[h].addr, true
+				st := b.hosts[h]
+				if k < st.weight {
+					return h, st.addr, true
 				}
-				k--
+				k -= st.weight
 			}
 		}
 	}
