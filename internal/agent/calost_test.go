@@ -36,7 +36,8 @@ import (
 
 // TestALostCASecret, on a real API server: a running agent writes a deleted CA Secret again from
 // memory (same CA); one lost while no agent ran gives a new CA whose bundle keeps the previous
-// roots for the overlap, so that an SVID the lost CA signed keeps verifying, and drops them after.
+// roots for the overlap, so that an SVID the lost CA signed keeps verifying, and drops them after;
+// a replica that kept the lost CA in memory adopts the new one (one CA per member).
 func TestALostCASecret(t *testing.T) {
 	cfg, _ := fleet.TestAPIServer(t, runtime.NewScheme(), false)
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -88,6 +89,11 @@ func TestALostCASecret(t *testing.T) {
 		t.Fatal("the restored Secret does not hold the same CA")
 	}
 
+	// A replica that still signs with the CA it holds adopts what another wrote into the Secret.
+	if a.checkCASecret(ctx, klog.Background(), restored, now) != nil {
+		t.Fatal("the Secret this replica wrote last was adopted again")
+	}
+
 	// Lost while no agent ran: a new CA, the previous roots published beside it for the overlap.
 	if err := cs.CoreV1().Secrets(ns).Delete(ctx, CASecret, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -109,6 +115,12 @@ func TestALostCASecret(t *testing.T) {
 	}
 	if _, _, err := x509svid.Verify(old.Certificates, b); err != nil {
 		t.Errorf("an SVID of the lost CA no longer verifies against the new bundle: %v", err)
+	}
+	// The other replica, which kept the lost CA in memory, signs with the new one at its next
+	// check: one CA for the member, not two.
+	adopted := a.checkCASecret(ctx, klog.Background(), restored, later)
+	if adopted == nil || !adopted.signing().Certificate().Equal(replaced.signing().Certificate()) {
+		t.Fatalf("the replica holding the lost CA did not adopt the Secret's: %+v", adopted)
 	}
 	st := replaced.rotationStatus()
 	if st[wire.StatusKeyCALostSince] == "" || st[wire.StatusKeyCALostUntil] != later.Add(overlap).UTC().Format(time.RFC3339) {

@@ -353,9 +353,14 @@ func (a *Agent) runTrust(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 			publish()
-			if restored := a.restoreCASecret(ctx, log, store); restored != nil {
-				store = restored
+			if next := a.checkCASecret(ctx, log, store, time.Now()); next != nil {
+				if err := ts.issuer.SetCA(next.signing()); err != nil {
+					log.Error(err, "sign with the CA Secret's CA")
+					continue
+				}
+				store = next
 				ts.setOwn(store)
+				publish()
 				a.publishSoon()
 			}
 		case <-rotationCheck.C:
@@ -423,6 +428,35 @@ func (a *Agent) rotate(ctx context.Context, log logr.Logger, store *caStore, ts 
 			"held", in.held, "sequence", r.Sequence)
 	}
 	log.Info("CA rotation", "phase", r.Phase, "signing", r.Signing, "published", r.Published(), "sequence", r.Sequence)
+	return next
+}
+
+// checkCASecret keeps the agent on its CA Secret, the one truth every replica (and a restarted
+// agent) shares, once per resync: a deleted Secret is written again from memory
+// (restoreCASecret); one written by someone else since the agent read it (another replica that
+// made a new CA after the Secret was lost, or took a rotation step) is adopted, so that two
+// replicas never sign with two CAs or publish two bundles for longer than a resync. It returns
+// the store to sign with from now on, or nil when nothing changes.
+func (a *Agent) checkCASecret(ctx context.Context, log logr.Logger, store *caStore, now time.Time) *caStore {
+	s, err := a.client.CoreV1().Secrets(a.opts.Namespace).Get(ctx, CASecret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return a.restoreCASecret(ctx, log, store)
+	case err != nil:
+		log.Error(err, "read the CA Secret")
+		return nil
+	case s.ResourceVersion == store.resourceVersion:
+		return nil
+	}
+	next, err := parseCAStore(store.td, s, now)
+	if err != nil {
+		log.Error(err, "the CA Secret was changed by someone else and does not parse: signing with the CA in memory", "secret", a.opts.Namespace+"/"+CASecret)
+		return nil
+	}
+	if !next.signing().Certificate().Equal(store.signing().Certificate()) {
+		log.Info("the CA Secret holds another CA (written by another replica): signing with it", "secret", a.opts.Namespace+"/"+CASecret,
+			"bundle", trust.Fingerprint(next.bundle()))
+	}
 	return next
 }
 
