@@ -80,6 +80,9 @@ type Cluster struct {
 	// Plain is a cluster without a transport socket: a gateway's, whose hosts take the
 	// client's mTLS bytes unchanged. A sidecar never sends a connection to one.
 	Plain bool
+	// OriginalDst is an ORIGINAL_DST cluster with mTLS (a service's pods, dialled by their own
+	// addresses): its one host is each connection's original destination, no balancing.
+	OriginalDst bool
 }
 
 // Outlier is the outlier detection of a cluster: ConsecutiveErrors failures in a row eject a
@@ -416,7 +419,8 @@ func serverIDs(tc *tlsv3.CommonTlsContext, memo regexpMemo) (*Policy, error) {
 	return p, nil
 }
 
-// Clusters translates Clusters: EDS clusters with SDS mTLS, and the ORIGINAL_DST passthroughs.
+// Clusters translates Clusters: EDS clusters with SDS mTLS, ORIGINAL_DST clusters with it (a
+// service's pods) and the ORIGINAL_DST passthroughs (no transport socket: left out).
 func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 	out := map[string]*Cluster{}
 	memo := regexpMemo{}
@@ -424,9 +428,13 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		if err := c.ValidateAll(); err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 		}
+		originalDst := false
 		switch c.GetType() {
 		case clusterv3.Cluster_ORIGINAL_DST:
-			continue // the passthroughs: dialled at the original destination
+			if c.GetTransportSocket() == nil {
+				continue // the passthroughs: dialled at the original destination, unchanged
+			}
+			originalDst = true // a service's pods, with its mTLS
 		case clusterv3.Cluster_EDS:
 		default:
 			return nil, fmt.Errorf("cluster %q: type %s is not supported", c.GetName(), c.GetType())
@@ -452,7 +460,7 @@ func Clusters(cs []*clusterv3.Cluster) (map[string]*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 		}
-		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: outlier, ServerIDs: ids, SNI: up.GetSni()}
+		out[c.GetName()] = &Cluster{Name: c.GetName(), EDSName: eds, ALPN: alpn, Outlier: outlier, ServerIDs: ids, SNI: up.GetSni(), OriginalDst: originalDst}
 	}
 	return out, nil
 }

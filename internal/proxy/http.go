@@ -68,6 +68,9 @@ type routed struct {
 	cluster *Cluster
 	// series counts the connection's requests, by the upstream peer that answered each.
 	series *upstreamSeries
+	// fixed, when valid, is the one host of the route's ORIGINAL_DST cluster (the pod the
+	// workload dialled): no balancing.
+	fixed netip.AddrPort
 }
 
 // httpOutbound serves the pod's HTTP/1.1 and cleartext HTTP/2 connections to HTTP services: each
@@ -99,9 +102,9 @@ func newHTTPOutbound(p *Proxy) *httpOutbound {
 	return h
 }
 
-func (h *httpOutbound) serve(c net.Conn, r *Route, cl *Cluster) {
+func (h *httpOutbound) serve(c net.Conn, r *Route, cl *Cluster, fixed netip.AddrPort) {
 	h.once.Do(func() { go func() { _ = h.server.Serve(chanListener(h.conns)) }() })
-	h.conns <- &routed{Conn: c, route: r, cluster: cl, series: h.p.opts.Metrics.upstreamSeries("outbound", serviceOf(cl.Name), h.p.localWorkload())}
+	h.conns <- &routed{Conn: c, route: r, cluster: cl, fixed: fixed, series: h.p.opts.Metrics.upstreamSeries("outbound", serviceOf(cl.Name), h.p.localWorkload())}
 }
 
 func (h *httpOutbound) transport(cl *Cluster) *http2.Transport {
@@ -145,13 +148,13 @@ func (h *httpOutbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(HeaderTraceparent) == "" {
 		r.Header.Set(HeaderTraceparent, newTraceparent()) // started here: logged and sent upstream
 	}
-	code, upstream := h.forward(w, r, rc.route, cl)
+	code, upstream := h.forward(w, r, rc.route, cl, rc.fixed)
 	h.p.record(rc.series.of(upstream), "", r, code, start)
 }
 
 // forward sends r upstream with retries and writes the answer; it returns the status sent and
 // the TLS state of the upstream connection that answered (nil: the proxy answered itself).
-func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Route, cl *Cluster) (int, *tls.ConnectionState) {
+func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Route, cl *Cluster, fixed netip.AddrPort) (int, *tls.ConnectionState) {
 	b := h.p.balancer(cl.EDSName)
 	if b == nil {
 		http.Error(w, "fleetmesh proxy: no endpoints for "+cl.Name, http.StatusServiceUnavailable)
@@ -184,7 +187,14 @@ func (h *httpOutbound) forward(w http.ResponseWriter, r *http.Request, route *Ro
 	tried := map[netip.AddrPort]bool{}
 	t := h.transport(cl)
 	for attempt := 0; ; attempt++ {
-		host, hostAddr, ok := b.pick(tried)
+		var host netip.AddrPort
+		var hostAddr string
+		var ok bool
+		if fixed.IsValid() {
+			host, hostAddr, ok = fixed, fixed.String(), !tried[fixed]
+		} else {
+			host, hostAddr, ok = b.pick(tried)
+		}
 		if !ok {
 			http.Error(w, "fleetmesh proxy: no healthy upstream for "+cl.Name, http.StatusServiceUnavailable)
 			return http.StatusServiceUnavailable, nil

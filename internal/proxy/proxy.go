@@ -122,6 +122,13 @@ func (p *Proxy) SetConfig(c *Config) {
 		b.Update(ps)
 		seen[name] = true
 	}
+	// An ORIGINAL_DST cluster has no endpoints, but its circuit breakers count all the same.
+	for _, cl := range c.Clusters {
+		if cl.OriginalDst && p.balancers[cl.EDSName] == nil {
+			p.balancers[cl.EDSName] = NewBalancer(nil)
+		}
+		seen[cl.EDSName] = seen[cl.EDSName] || cl.OriginalDst
+	}
 	for name := range p.balancers {
 		if !seen[name] {
 			delete(p.balancers, name)
@@ -319,11 +326,15 @@ func (p *Proxy) handleOutbound(c *net.TCPConn) {
 		_ = c.Close()
 		return
 	}
+	var fixed netip.AddrPort // the one host of an ORIGINAL_DST cluster: the pod dialled
+	if cl.OriginalDst {
+		fixed = dst
+	}
 	if r.HTTP {
-		p.outboundHTTP.serve(c, r, cl)
+		p.outboundHTTP.serve(c, r, cl, fixed)
 		return
 	}
-	p.outboundTCP(c, r, cl)
+	p.outboundTCP(c, r, cl, fixed)
 }
 
 // passthrough carries traffic to addresses outside the mesh unchanged.
@@ -352,9 +363,17 @@ func isSelf(c *net.TCPConn, dst netip.AddrPort) bool {
 	return ok && local.AddrPort() == dst
 }
 
-func (p *Proxy) outboundTCP(c *net.TCPConn, r *Route, cl *Cluster) {
+func (p *Proxy) outboundTCP(c *net.TCPConn, r *Route, cl *Cluster, fixed netip.AddrPort) {
 	defer func() { _ = c.Close() }()
-	up, h, err := p.pickAndDial(context.Background(), cl, r.Retries)
+	var up *tls.Conn
+	var h netip.AddrPort
+	var err error
+	if fixed.IsValid() {
+		h = fixed
+		up, err = p.dialMesh(context.Background(), fixed, cl)
+	} else {
+		up, h, err = p.pickAndDial(context.Background(), cl, r.Retries)
+	}
 	k := seriesKey{direction: "outbound", service: serviceOf(cl.Name), source: p.localWorkload(), destination: unknownWorkload}
 	if err != nil {
 		p.opts.Metrics.failed.WithLabelValues(k.labels()...).Inc() // no server answered: its identity is unknown

@@ -147,6 +147,8 @@ type builder struct {
 	listeners, routes, clusters, endpoints map[string]types.Resource
 	// servers are the member's own endpoint addresses: one server Listener each.
 	servers map[netip.AddrPort]bool
+	// podsClaimed are the pod addresses that have an outbound pod chain already (proxy set).
+	podsClaimed map[netip.AddrPort]bool
 	err     error
 }
 

@@ -31,7 +31,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -187,34 +186,39 @@ func (b *builder) proxyService(s *Service, chains map[string]*listenerv3.FilterC
 				// is not possible; this is a bad input): the first, in sorted order, keeps it.
 				continue
 			}
-			chains[chain] = b.outboundChain(chain, ip, p.Port, name, proto, s.RequestTimeout)
+			chains[chain] = b.outboundChain(chain, []netip.Addr{ip}, p.Port, name, proto, s.RequestTimeout)
 		}
 		b.podChains(s, host, p, proto, chains)
 	}
 	return nil
 }
 
-// podChains gives every pod address of a service port (its endpoints' own addresses and target
-// port, in this member or another on its network) an outbound chain of its own, so a workload
-// that dials a pod directly (a headless service's records, a StatefulSet pod's name, an address
-// it was given) gets mTLS to that pod's sidecar instead of the plaintext passthrough a meshed
-// pod refuses. Each pod is a one-endpoint Cluster: the connection goes to the pod it was meant
-// for (never balanced elsewhere, not ejected), whatever its readiness says. A gateway's address
-// stands for a network, not a pod, and gets none.
+// podChains sends what a workload opens to a pod address of a service port (its endpoints' own
+// addresses and target port, in this member or another on its network) to that pod, with the
+// service's mTLS, instead of the plaintext passthrough a meshed pod refuses: a headless
+// service's records, a StatefulSet pod's name, an address it was given. One chain per target
+// port lists the pods' addresses; its ORIGINAL_DST Cluster dials the connection's original
+// destination (never balanced elsewhere, not ejected), whatever the pod's readiness says. A pod
+// behind two services goes with the first (sorted); a gateway's address stands for a network,
+// not a pod, and gets none.
 func (b *builder) podChains(s *Service, host string, p Port, proto Protocol, chains map[string]*listenerv3.FilterChain) {
+	if b.podsClaimed == nil {
+		b.podsClaimed = map[netip.AddrPort]bool{}
+	}
+	byPort := map[uint16][]netip.Addr{}
 	for _, addr := range podAddresses(s, p) {
-		chain := ProxyChainName(addr.Addr().String(), int32(addr.Port()))
-		if _, dup := chains[chain]; dup {
-			continue // the same pod behind another service, or its port under another name
+		if !b.podsClaimed[addr] {
+			b.podsClaimed[addr] = true
+			byPort[addr.Port()] = append(byPort[addr.Port()], addr.Addr())
 		}
-		name := ProxyPodClusterName(host, addr)
+	}
+	for _, port := range slices.Sorted(maps.Keys(byPort)) {
+		name := ProxyPodsClusterName(host, port)
 		c := b.proxyCluster(name, s.Namespace, proto, "")
-		c.OutlierDetection = nil
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+		c.EdsClusterConfig, c.LbPolicy, c.OutlierDetection = nil, clusterv3.Cluster_CLUSTER_PROVIDED, nil
 		b.add(&b.clusters, c)
-		b.add(&b.endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(candidate{addr: addr})},
-		}}})
-		chains[chain] = b.outboundChain(chain, addr.Addr(), int32(addr.Port()), name, proto, s.RequestTimeout)
+		chains[name] = b.outboundChain(name, byPort[port], int32(port), name, proto, s.RequestTimeout)
 	}
 }
 
@@ -237,15 +241,15 @@ func podAddresses(s *Service, p Port) []netip.AddrPort {
 	return slices.Compact(out)
 }
 
-// outboundChain sends what a workload opens to ip:port to cluster; HTTP requests are bounded
+// outboundChain sends what a workload opens to port of one of ips to cluster; HTTP requests are bounded
 // by timeout, retries included (0: none).
-func (b *builder) outboundChain(chain string, ip netip.Addr, port int32, cluster string, proto Protocol, timeout time.Duration) *listenerv3.FilterChain {
+func (b *builder) outboundChain(chain string, ips []netip.Addr, port int32, cluster string, proto Protocol, timeout time.Duration) *listenerv3.FilterChain {
 	fc := &listenerv3.FilterChain{
-		Name: chain,
-		FilterChainMatch: &listenerv3.FilterChainMatch{
-			DestinationPort: wrapperspb.UInt32(uint32(port)),
-			PrefixRanges:    []*corev3.CidrRange{{AddressPrefix: ip.String(), PrefixLen: wrapperspb.UInt32(uint32(ip.BitLen()))}},
-		},
+		Name:             chain,
+		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(port))},
+	}
+	for _, ip := range ips {
+		fc.FilterChainMatch.PrefixRanges = append(fc.FilterChainMatch.PrefixRanges, &corev3.CidrRange{AddressPrefix: ip.String(), PrefixLen: wrapperspb.UInt32(uint32(ip.BitLen()))})
 	}
 	if proto != ProtocolHTTP {
 		fc.Filters = []*listenerv3.Filter{tcpProxy("outbound|"+chain, cluster)}

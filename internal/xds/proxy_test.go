@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"slices"
 	"strings"
@@ -92,20 +93,28 @@ func TestBuildProxy(t *testing.T) {
 	for _, fc := range out.GetFilterChains() {
 		chains[fc.GetName()] = fc
 	}
-	// grpc and tcp-echo of echo's clusterset IP, web's ClusterIP (no UDP); echo's pods at their
+	// grpc and tcp-echo of echo's clusterset IP, web's ClusterIP (no UDP); echo's pods by their
 	// grpc target port in members a, b and c (not d's gateway), and web's pod.
-	want := []string{"10.244.0.1:9000", "10.244.0.9:8081", "10.244.1.1:9001", "10.244.1.2:9001", "10.244.2.1:9002", "10.96.0.10:80", "10.96.200.1:8080", "10.96.200.1:9000"}
+	echoPods, webPods := "outbound|%d|pods|echo.demo.svc.clusterset.local", "outbound|8081|pods|web.demo.svc.cluster.local"
+	want := []string{"10.96.0.10:80", "10.96.200.1:8080", "10.96.200.1:9000", webPods, fmt.Sprintf(echoPods, 9000), fmt.Sprintf(echoPods, 9001), fmt.Sprintf(echoPods, 9002)}
 	if got := keys(chains); !slices.Equal(got, want) {
 		t.Fatalf("outbound chains %v, want %v", got, want)
 	}
+	// A pod's chain goes to that pod alone (ORIGINAL_DST), with the service's mTLS, never ejected.
 	hcm := &hcmv3.HttpConnectionManager{}
 	up := &tlsv3.UpstreamTlsContext{}
-	// A pod's chain goes to that pod alone, with the service's mTLS, never ejected.
-	pod := chains["10.244.1.2:9001"]
-	if err := pod.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+	podCluster := fmt.Sprintf(echoPods, 9001)
+	pods := chains[podCluster]
+	var addrs []string
+	for _, pr := range pods.GetFilterChainMatch().GetPrefixRanges() {
+		addrs = append(addrs, fmt.Sprintf("%s/%d", pr.GetAddressPrefix(), pr.GetPrefixLen().GetValue()))
+	}
+	if pods.GetFilterChainMatch().GetDestinationPort().GetValue() != 9001 || !slices.Equal(addrs, []string{"10.244.1.1/32", "10.244.1.2/32"}) {
+		t.Errorf("b's echo pods' chain matches port %d of %v, want 9001 of b's two pods", pods.GetFilterChainMatch().GetDestinationPort().GetValue(), addrs)
+	}
+	if err := pods.GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatalf("echo's grpc pod port is HTTP: %v", err)
 	}
-	podCluster := "outbound|9001|10.244.1.2|echo.demo.svc.clusterset.local"
 	if got := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster(); got != podCluster {
 		t.Errorf("pod chain's route goes to %q, want %q", got, podCluster)
 	}
@@ -114,13 +123,8 @@ func TestBuildProxy(t *testing.T) {
 		up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()[0].GetMatcher().GetSafeRegex().GetRegex() != "^spiffe://[^/]+/ns/demo/sa/[^/]+$" {
 		t.Errorf("pod cluster's TLS %v %v: want the service namespace's identities, no gateway SNI", up, err)
 	}
-	if pc.GetOutlierDetection() != nil {
-		t.Error("a pod's cluster ejects its only host")
-	}
-	pcla := byName[*endpointv3.ClusterLoadAssignment](t, r.Endpoints.Items, podCluster)
-	if eps := pcla.GetEndpoints(); len(eps) != 1 || len(eps[0].GetLbEndpoints()) != 1 ||
-		eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress() != "10.244.1.2" {
-		t.Errorf("pod cluster's endpoints %v, want 10.244.1.2 alone", eps)
+	if pc.GetType() != clusterv3.Cluster_ORIGINAL_DST || pc.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED || pc.GetOutlierDetection() != nil || pc.GetEdsClusterConfig() != nil {
+		t.Errorf("pod cluster %v: want ORIGINAL_DST, no EDS, no outlier ejection", pc)
 	}
 	grpcChain := chains["10.96.200.1:8080"]
 	if grpcChain == nil || grpcChain.GetFilterChainMatch().GetDestinationPort().GetValue() != 8080 ||
@@ -269,7 +273,7 @@ func TestRequestTimeoutAnnotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for chain, want := range map[string]time.Duration{"10.96.0.10:80": 2500 * time.Millisecond, "10.244.0.9:8081": 2500 * time.Millisecond, "241.0.0.7:8080": time.Minute} {
+	for chain, want := range map[string]time.Duration{"10.96.0.10:80": 2500 * time.Millisecond, "outbound|8081|pods|web.demo.svc.cluster.local": 2500 * time.Millisecond, "241.0.0.7:8080": time.Minute} {
 		if got := routeTimeout(r, chain); got != want {
 			t.Errorf("chain %s: route timeout %s, want %s", chain, got, want)
 		}

@@ -19,7 +19,6 @@ package xds
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -119,11 +118,11 @@ func ProxyClusterName(host string, port int32) string {
 	return fmt.Sprintf("outbound|%d||%s", port, host)
 }
 
-// ProxyPodClusterName is the Cluster (and ClusterLoadAssignment) of one endpoint of host, for
-// connections a workload opens to that pod's own address and target port (Envoy's subset
-// <port>|<subset>|<host> form, the pod address as the subset).
-func ProxyPodClusterName(host string, addr netip.AddrPort) string {
-	return fmt.Sprintf("outbound|%d|%s|%s", addr.Port(), addr.Addr(), host)
+// ProxyPodsClusterName is the ORIGINAL_DST Cluster, and the outbound filter chain, of the pods of
+// host that take port (their target port): connections a workload opens to a pod's own address
+// (Envoy's <port>|<subset>|<host> form, the subset "pods").
+func ProxyPodsClusterName(host string, port uint16) string {
+	return fmt.Sprintf("outbound|%d|pods|%s", port, host)
 }
 
 // ProxyChainName is the outbound filter chain for a virtual IP, or a pod address, and port.
