@@ -296,6 +296,21 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 		}
 		// The operator restarts while B is away: the new one has no memory of B's export and
 		// rebuilds it from what A and C import, so B's endpoints stay for the rest of the grace.
+		// And no import's clusterset IP changes: the new operator seeds its allocator with every
+		// IP the imports show before it allocates one.
+		clusterSetIPs := func() map[string][]string {
+			out := map[string][]string{}
+			for _, m := range []*fleet.Cluster{a, c} {
+				list := &mcsv1beta1.ServiceImportList{}
+				Expect(m.Client.List(ctx, list)).To(Succeed())
+				for _, si := range list.Items {
+					out[m.Name+" "+si.Namespace+"/"+si.Name] = si.Spec.IPs
+				}
+			}
+			return out
+		}
+		ipsBefore := clusterSetIPs()
+		Expect(ipsBefore).NotTo(BeEmpty())
 		lease := &coordinationv1.Lease{}
 		leaseKey := client.ObjectKey{Namespace: fleet.OperatorNamespace, Name: "fleetmesh-manager.mesh.fleetmesh.io"}
 		Expect(f.Management.Client.Get(ctx, leaseKey, lease)).To(Succeed())
@@ -311,6 +326,7 @@ var _ = Describe("exports become imports everywhere", Ordered, func() {
 		for _, m := range []*fleet.Cluster{a, c} {
 			Consistently(staleIn(m)).WithTimeout(4*time.Second).Should(Equal(clusterID(b)+"=true"), "kept across the restart in %s", m.Name)
 		}
+		Expect(clusterSetIPs()).To(Equal(ipsBefore), "every import keeps its clusterset IP across the restart")
 		for _, m := range []*fleet.Cluster{a, c} {
 			Eventually(staleIn(m)).WithTimeout(60*time.Second).Should(Equal("none"), "withdrawn after the grace period from %s", m.Name)
 		}

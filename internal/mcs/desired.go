@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -127,6 +128,11 @@ func sliceFor(k Key, src Export, labels map[string]string) *discoveryv1.Endpoint
 	if src.Stale {
 		s.Labels[StaleLabel] = "true"
 	}
+	if src.ExportTo != nil {
+		// Where the export reaches, for an operator that must rebuild it from this slice
+		// (Reconstruct) while its member is unreachable: no import records it otherwise.
+		s.Annotations = map[string]string{ExportToAnnotation: strings.Join(src.ExportTo, ",")}
+	}
 	ports := map[string]discoveryv1.EndpointPort{}
 	seen := map[string]bool{}
 	for _, es := range src.Slices {
@@ -189,7 +195,10 @@ func gatewaySlice(s *discoveryv1.EndpointSlice, src Export, typ mcsv1beta1.Servi
 	if src.Gateway == "" || ready == 0 || typ == mcsv1beta1.Headless {
 		return
 	}
-	s.Annotations = map[string]string{wire.EndpointWeightAnnotation: strconv.Itoa(ready)}
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[wire.EndpointWeightAnnotation] = strconv.Itoa(ready)
 	ep := discoveryv1.Endpoint{
 		Addresses:  []string{src.Gateway},
 		Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
@@ -319,5 +328,8 @@ func Reconstruct(cluster string, si *mcsv1beta1.ServiceImport, slice *discoveryv
 		Cluster: cluster, Key: Key{Namespace: si.Namespace, Name: si.Name}, Created: slice.CreationTimestamp.Time,
 		Service: svc, ExportedLabels: without(si.Labels, dropLabels), ExportedAnnotations: without(si.Annotations, dropAnnotations),
 		Slices: []discoveryv1.EndpointSlice{*slice}, Region: slice.Labels[RegionLabel], Zone: slice.Labels[ZoneLabel], Stale: true,
+		// The export's reach, as its slices carry it (sliceFor): an export limited to some
+		// members never leaks to another while it is rebuilt.
+		ExportTo: ParseExportTo(slice.Annotations),
 	}
 }

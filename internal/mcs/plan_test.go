@@ -239,6 +239,34 @@ func TestReconstructedExportKeepsTheImportForTheRestOfTheGrace(t *testing.T) {
 	}
 }
 
+// An export limited to some members (the export-to annotation) and rebuilt after an operator
+// restart from a member's slice reaches the same members, never another.
+func TestReconstructedExportKeepsItsReach(t *testing.T) {
+	b := export("b", time.Hour, svc("10.0.0.1", port("http", 8080, "TCP")), "10.244.2.5")
+	b.ExportTo = []string{"a"}
+	imp, _ := Resolve([]Export{b})
+	d := ForMember(imp, "a", "", "240.245.0.7", nil)
+	if d.Slices[0].Annotations[ExportToAnnotation] != "a" {
+		t.Fatalf("the slice does not carry the export's reach: %v", d.Slices[0].Annotations)
+	}
+	rebuilt := Reconstruct("b", d.Import, d.Slices[0], nil, nil)
+	again, _ := Resolve([]Export{rebuilt})
+	if got := ForMember(again, "c", "", "240.245.0.7", nil); got.Import != nil {
+		t.Errorf("the rebuilt export reaches c, which it was never exported to: %+v", got.Import)
+	}
+	if got := ForMember(again, "a", "", "240.245.0.7", nil); got.Import == nil || got.Slices[0].Annotations[ExportToAnnotation] != "a" {
+		t.Errorf("the rebuilt export no longer reaches a as it did: %+v", got)
+	}
+	// An export to every member says nothing: its rebuilt self reaches every member.
+	b.ExportTo = nil
+	imp, _ = Resolve([]Export{b})
+	d = ForMember(imp, "a", "", "240.245.0.7", nil)
+	again, _ = Resolve([]Export{Reconstruct("b", d.Import, d.Slices[0], nil, nil)})
+	if _, has := d.Slices[0].Annotations[ExportToAnnotation]; has || ForMember(again, "c", "", "240.245.0.7", nil).Import == nil {
+		t.Error("an export to every member is rebuilt as one to fewer")
+	}
+}
+
 // Members on one network get each other's pod endpoints; a member on another network gets the
 // exporter's east-west gateway, on the gateway port, weighted by the endpoints behind it — or no
 // endpoint when the exporter has no gateway address or the import is Headless.
