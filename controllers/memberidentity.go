@@ -27,11 +27,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/membership"
 )
 
-// IdentityNamespace is the member namespace whose UID identifies the member: it is created
-// with the cluster and never deleted, so a new UID means another cluster.
-const IdentityNamespace = "kube-system"
+// IdentityNamespace is the member namespace whose UID identifies the member.
+const IdentityNamespace = membership.IdentityNamespace
 
 // ErrIdentityChanged: the member's kubeconfig now reaches another cluster than the one recorded
 // at join (MeshCluster status.kubeSystemUID).
@@ -54,9 +54,7 @@ func CheckIdentity(ctx context.Context, c client.Reader, mc *meshv1alpha1.MeshCl
 		return "", err
 	}
 	if want := mc.Status.KubeSystemUID; want != "" && want != uid {
-		return uid, fmt.Errorf("%w: the kubeconfig Secret %s/%s-kubeconfig reaches a cluster whose %s namespace has UID %s, but %s/%s joined as UID %s; "+
-			"fleetmesh writes nothing there. Restore the Secret, or, if the cluster was rebuilt on purpose, clear status.kubeSystemUID of MeshCluster %s/%s",
-			ErrIdentityChanged, mc.Namespace, mc.Spec.ClusterRef.Name, IdentityNamespace, uid, mc.Namespace, mc.Spec.ClusterRef.Name, want, mc.Namespace, mc.Name)
+		return uid, fmt.Errorf("%w: %s", ErrIdentityChanged, membership.IdentityMismatch(mc, uid))
 	}
 	return uid, nil
 }

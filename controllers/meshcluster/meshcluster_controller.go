@@ -81,8 +81,12 @@ type Reconciler struct {
 	ClusterCache clustercache.ClusterCache
 	Recorder     events.EventRecorder
 	// SecretReader reads a member's kubeconfig Secret, uncached, to say what is wrong with it
-	// when the member cannot be connected.
+	// when the member cannot be connected, and to compare it with what the connection was built
+	// from.
 	SecretReader client.Reader
+	// Connections tells what the cluster cache's connections were built from and rebuilds one
+	// whose kubeconfig Secret changed (see controllers.MemberConnections).
+	Connections *controllers.MemberConnections
 	// UninstallTimeout: see DefaultUninstallTimeout.
 	UninstallTimeout time.Duration
 	// Clock is the time source (the real clock when nil).
@@ -93,8 +97,8 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller and its sources.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
-	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil || r.SecretReader == nil {
-		return errors.New("meshcluster: Client, ClusterCache, Recorder and SecretReader are required")
+	if r.Client == nil || r.ClusterCache == nil || r.Recorder == nil || r.SecretReader == nil || r.Connections == nil {
+		return errors.New("meshcluster: Client, ClusterCache, Recorder, SecretReader and Connections are required")
 	}
 	if r.UninstallTimeout == 0 {
 		r.UninstallTimeout = DefaultUninstallTimeout
@@ -179,16 +183,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 	}
 
-	c, connected, probing := r.connect(ctx, mc, clusterKey, cluster, clusterErr)
+	c, connected, recheck := r.connect(ctx, mc, clusterKey, cluster, clusterErr)
 	if !connected {
-		if probing {
-			// Still connected but failing probes: if the API server comes back before the cache
-			// disconnects, no connect event will follow, so look again after the next probe.
-			return ctrl.Result{RequeueAfter: probeInterval}, nil
-		}
-		// Disconnected: the cluster source wakes this reconciler on connect (clustercache's
-		// advice: no requeue).
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: recheck}, nil
 	}
 	if err := r.watchMember(ctx, clusterKey, req.NamespacedName); err != nil {
 		return ctrl.Result{}, err
@@ -239,7 +236,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	now := metav1.NewTime(r.Clock.Now())
 	mc.Status.LastSyncTime = &now
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: kubeconfigRecheck}, nil
 }
 
 // crdServedRecheck is how soon an install waiting for a CRD it just applied looks again: an API
@@ -253,43 +250,66 @@ const specRecheck = time.Second
 // probeInterval is clustercache's fixed health-probe interval.
 const probeInterval = 10 * time.Second
 
-// connect returns the member's client, or reports why there is none in the Connected condition;
-// probing tells that the cache is still connected while its health probes fail. cluster is the
-// member's Cluster as read (clusterErr the read's error).
-func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey, cluster *clusterv1.Cluster, clusterErr error) (_ memberClient, connected, probing bool) {
+// kubeconfigRecheck is how often a connected member's kubeconfig Secret is compared with what the
+// connection was built from (Secrets are not watched: the operator caches none), and how often a
+// member that reaches another cluster looks whether its Secret was put right.
+const kubeconfigRecheck = 30 * time.Second
+
+// reconnectRecheck is how soon a member whose connection is being rebuilt from a changed
+// kubeconfig Secret looks again (the rebuild takes about a second; its connect event wakes the
+// reconciler too).
+const reconnectRecheck = 2 * time.Second
+
+// connect returns the member's client, or reports why there is none in the Connected condition
+// and when to look again (0: on the cluster source's next event). cluster is the member's Cluster
+// as read (clusterErr the read's error).
+func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, key client.ObjectKey, cluster *clusterv1.Cluster, clusterErr error) (_ memberClient, connected bool, recheck time.Duration) {
 	if err := clusterErr; err != nil {
 		reason, msg := meshv1alpha1.ReasonClusterNotFound, fmt.Sprintf("Cluster %s not found: %v", key, err)
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, reason, msg)
-		return memberClient{}, false, false
+		return memberClient{}, false, 0
 	}
 	if cluster.Status.Initialization.InfrastructureProvisioned == nil || !*cluster.Status.Initialization.InfrastructureProvisioned {
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonNotProvisioned,
 			fmt.Sprintf("Cluster %s is not provisioned yet (status.initialization.infrastructureProvisioned)", key))
-		return memberClient{}, false, false
+		return memberClient{}, false, 0
 	}
 	health := r.ClusterCache.GetHealthCheckingState(ctx, key)
 	c, err := r.ClusterCache.GetClient(ctx, key)
 	if err != nil {
+		// Disconnected: the cluster source wakes this reconciler on connect (clustercache's
+		// advice: no requeue), unless the disconnect is a reconnect on its way.
+		if r.Connections.Nudge(key) {
+			recheck = reconnectRecheck
+		}
 		if problem := kubeconfigProblem(ctx, r.SecretReader, key); problem != "" {
-			r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonKubeconfigBad,
-				problem+": fix it (Cluster API writes it when the cluster is provisioned); other members are unaffected")
-			return memberClient{}, false, false
+			r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonKubeconfigBad, membership.KubeconfigInvalidMessage(problem))
+			return memberClient{}, false, recheck
 		}
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
-		return memberClient{}, false, false
+		return memberClient{}, false, recheck
 	}
 	if health.ConsecutiveFailures > 0 {
+		// Still connected but failing probes: if the API server comes back before the cache
+		// disconnects, no connect event will follow, so look again after the next probe.
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, nil))
-		return memberClient{}, false, true
+		return memberClient{}, false, probeInterval
+	}
+	if d, changed := r.checkKubeconfig(ctx, mc, key); changed && d.Refuse {
+		// The connection still reaches the member, but its Secret now names another cluster, or
+		// nothing usable: left alone until the connection is rebuilt from the Secret.
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, d.Reason, d.Message)
+		return memberClient{}, false, reconnectRecheck
 	}
 	uid, err := controllers.CheckIdentity(ctx, c, mc)
 	switch {
 	case errors.Is(err, controllers.ErrIdentityChanged):
-		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonIdentityChanged, err.Error())
-		return memberClient{}, false, false
+		// Said as when the Secret's change was noticed (checkKubeconfig), before the reconnect.
+		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonIdentityChanged, membership.IdentityMismatch(mc, uid))
+		return memberClient{}, false, kubeconfigRecheck
 	case err != nil:
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
-		return memberClient{}, false, false
+		return memberClient{}, false, 0
 	}
 	mc.Status.KubeSystemUID = uid // recorded at join; unchanged afterwards
 	r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionTrue, meshv1alpha1.ReasonConnected,
@@ -297,9 +317,9 @@ func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, 
 	mcl, err := r.memberClient(ctx, key, c)
 	if err != nil {
 		r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonUnreachable, unreachableMessage(key, health, err))
-		return memberClient{}, false, false
+		return memberClient{}, false, 0
 	}
-	return mcl, true, false
+	return mcl, true, 0
 }
 
 func unreachableMessage(key client.ObjectKey, h clustercache.HealthCheckingState, err error) string {
@@ -483,6 +503,10 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mc *meshv1alpha1.MeshC
 		return done()
 	}
 	c, err := r.ClusterCache.GetClient(ctx, clusterKey)
+	if err == nil {
+		// A changed Secret being connected with: wait for the connection it makes, and its identity.
+		err = r.Connections.Refusal(clusterKey)
+	}
 	var mcl memberClient
 	if err == nil {
 		mcl, err = r.memberClient(ctx, clusterKey, c)

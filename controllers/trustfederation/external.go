@@ -18,70 +18,41 @@ package trustfederation
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/internal/admission"
 	"github.com/fleetmesh/fleetmesh/internal/metrics"
 	"github.com/fleetmesh/fleetmesh/internal/status"
 	"github.com/fleetmesh/fleetmesh/internal/trust"
 )
 
 // Endpoints reads spec.trust.federatesWith. An entry that does not parse is returned as a status
-// carrying the error (the schema refuses most bad input; a bundle document it cannot check).
-//
-// A member's trust domain is refused: its bundle comes from its own agent only, never from an
-// endpoint someone names in the spec.
+// carrying the error: the rules are the operator's admission webhook's (admission.
+// FederatedTrustDomain, so status says what the webhook would have), checked again here since the
+// webhook may not have been called and a Cluster may have joined since with a trust domain an
+// entry names.
 func Endpoints(mi *meshv1alpha1.MeshInstallation, memberTDs map[string]bool) ([]trust.Endpoint, []meshv1alpha1.FederatedTrustDomainStatus) {
 	var (
 		out     []trust.Endpoint
 		invalid []meshv1alpha1.FederatedTrustDomainStatus
 	)
-	for _, f := range mi.Spec.Trust.FederatesWith {
-		ep, err := endpoint(f)
-		if err == nil && memberTDs[ep.TrustDomain.Name()] {
-			err = fmt.Errorf("trustDomain %s is a member's: its bundle comes from the member's agent only", ep.TrustDomain)
-		}
-		if err != nil {
-			invalid = append(invalid, meshv1alpha1.FederatedTrustDomainStatus{TrustDomain: f.TrustDomain, Error: "spec.trust.federatesWith: " + err.Error()})
+	for i, f := range mi.Spec.Trust.FederatesWith {
+		ep, errs := admission.FederatedTrustDomain(admission.FederatesWithPath.Index(i), f, memberTDs)
+		if len(errs) > 0 {
+			invalid = append(invalid, meshv1alpha1.FederatedTrustDomainStatus{TrustDomain: f.TrustDomain, Error: errs.ToAggregate().Error()})
 			continue
 		}
 		out = append(out, ep)
 	}
 	return out, invalid
-}
-
-func endpoint(f meshv1alpha1.FederatedTrustDomain) (trust.Endpoint, error) {
-	td, err := spiffeid.TrustDomainFromString(f.TrustDomain)
-	if err != nil {
-		return trust.Endpoint{}, fmt.Errorf("trustDomain %q: %w", f.TrustDomain, err)
-	}
-	ep := trust.Endpoint{TrustDomain: td, URL: f.BundleEndpointURL, SPIFFEAuth: f.Profile != meshv1alpha1.BundleEndpointProfileHTTPSWeb}
-	if f.Bundle != "" {
-		if ep.Bootstrap, err = trust.ParseBundle(td, []byte(f.Bundle)); err != nil {
-			return trust.Endpoint{}, fmt.Errorf("bundle of %s: %w", td, err)
-		}
-	}
-	if ep.SPIFFEAuth {
-		if ep.EndpointID, err = spiffeid.FromString(f.EndpointSPIFFEID); err != nil {
-			return trust.Endpoint{}, fmt.Errorf("endpointSPIFFEID %q: %w", f.EndpointSPIFFEID, err)
-		}
-		if ep.EndpointID.TrustDomain() != td {
-			return trust.Endpoint{}, fmt.Errorf("endpointSPIFFEID %s must be in trust domain %s: it is authenticated with that trust domain's bundle", ep.EndpointID, td)
-		}
-		if ep.Bootstrap == nil {
-			return trust.Endpoint{}, fmt.Errorf("the https_spiffe profile needs the bundle of %s to authenticate its endpoint the first time", td)
-		}
-	}
-	return ep, nil
 }
 
 // refreshExternal reports the outside bundles as last fetched in the installation's status and

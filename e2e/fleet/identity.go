@@ -208,11 +208,7 @@ func LoadSVID(dir string) (*x509svid.SVID, *trust.BundleSet, error) {
 // and that CA's bundle: the impostor of the refusal tests.
 func UnfederatedSVID(ns, sa string) (*x509svid.SVID, *spiffebundle.Bundle, error) {
 	td := spiffeid.RequireTrustDomainFromString("rogue.example.org")
-	key, err := trust.NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	ca, err := trust.SelfSign(td, key, time.Now(), time.Hour, nil)
+	ca, err := newCA(td)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,4 +218,28 @@ func UnfederatedSVID(ns, sa string) (*x509svid.SVID, *spiffebundle.Bundle, error
 	}
 	svid, err := iss.NewSVID(trust.Workload{Namespace: ns, ServiceAccount: sa})
 	return svid, trust.NewBundle(td, ca.Roots(), 1, 0), err
+}
+
+// newCA is a new self-signed CA of td, valid for an hour.
+func newCA(td spiffeid.TrustDomain) (*trust.CA, error) {
+	key, err := trust.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	return trust.SelfSign(td, key, time.Now(), time.Hour, nil)
+}
+
+// BundleDocument is the SPIFFE bundle document of a new CA of td: what an outside trust domain
+// hands out for spec.trust.federatesWith.
+func BundleDocument(td string) (string, error) {
+	t, err := spiffeid.TrustDomainFromString(td)
+	if err != nil {
+		return "", err
+	}
+	ca, err := newCA(t)
+	if err != nil {
+		return "", err
+	}
+	doc, err := trust.MarshalBundle(trust.NewBundle(t, ca.Roots(), 1, 0))
+	return string(doc), err
 }

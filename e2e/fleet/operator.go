@@ -48,19 +48,28 @@ const OperatorNamespace = "fleetmesh-system"
 // server-side apply, as a user installing fleetmesh would: the operator then runs (through the
 // management cluster's kubelet) with exactly the RBAC and arguments that ship.
 func (f *Fleet) DeployOperator(ctx context.Context) error {
-	root, err := RepoRoot()
+	out, err := ConfigDefault()
 	if err != nil {
 		return err
+	}
+	return ApplyYAML(ctx, f.Management.Client, out)
+}
+
+// ConfigDefault is `kustomize build config/default`: what a kustomize install applies.
+func ConfigDefault() ([]byte, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
 	}
 	out, err := exec.Command(filepath.Join(root, "bin", "kustomize"), "build", filepath.Join(root, "config", "default")).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return fmt.Errorf("kustomize build config/default (make tools installs kustomize): %v: %s", err, ee.Stderr)
+			return nil, fmt.Errorf("kustomize build config/default (make tools installs kustomize): %v: %s", err, ee.Stderr)
 		}
-		return fmt.Errorf("kustomize build config/default (make tools installs kustomize): %w", err)
+		return nil, fmt.Errorf("kustomize build config/default (make tools installs kustomize): %w", err)
 	}
-	return ApplyYAML(ctx, f.Management.Client, out)
+	return out, nil
 }
 
 // ApplyYAML server-side applies every object of a multi-document YAML stream, in order.

@@ -22,6 +22,7 @@ package hardening_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,9 @@ var (
 // The template leaves the namespace out, so a Cluster of another namespace can collide with a
 // member's trust domain.
 const template = "{cluster}.{mesh}"
+
+// webhookCertSecret is where the operator keeps its webhook's CA (config/default).
+const webhookCertSecret = "fleetmesh-webhook-server-cert"
 
 var _ = BeforeSuite(func() {
 	f, _ = fleet.StartSuite(ctx)
@@ -119,13 +123,34 @@ func clusterID(m *fleet.Cluster) func() string {
 	}
 }
 
+// operatorPods names the operator's pods that are not being deleted, with their UIDs and
+// container restarts: a restarted (or crashed) operator changes it.
+func operatorPods() ([]string, error) {
+	pods := &corev1.PodList{}
+	if err := f.Management.Client.List(ctx, pods, client.InNamespace(fleet.OperatorNamespace)); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		restarts := int32(0)
+		for _, cs := range p.Status.ContainerStatuses {
+			restarts += cs.RestartCount
+		}
+		out = append(out, fmt.Sprintf("%s (uid %s, %d restarts)", p.Name, p.UID, restarts))
+	}
+	return out, nil
+}
+
 func allReady() {
 	Eventually(installation).WithTimeout(3 * time.Minute).Should(
 		HaveField("Status.ReadyClusters", BeEquivalentTo(len(f.Members))))
 }
 
 var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
-	It("reads no Secret but the members' kubeconfig Secrets, each by a GET of its name", func() {
+	It("reads no Secret but the members' kubeconfig Secrets, each by a GET of its name, and its webhook's CA Secret", func() {
 		allReady()
 		var accesses []fleet.SecretAccess
 		Eventually(func() ([]fleet.SecretAccess, error) {
@@ -134,10 +159,44 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 			return accesses, err
 		}).ShouldNot(BeEmpty(), "the audit log shows the operator reading the kubeconfig Secrets")
 		for _, a := range accesses {
+			if a.Namespace == fleet.OperatorNamespace && a.Name == webhookCertSecret {
+				// The CA of its webhook's serving certificate (config/webhook-cert): read and,
+				// when it holds none, written, by name.
+				Expect(a.Verb).To(BeElementOf("get", "update"), a.String())
+				continue
+			}
 			Expect(a.Verb).To(Equal("get"), "%s: no list or watch of Secrets (nothing is cached)", a)
 			Expect(a.Namespace).To(Equal(fleet.ClusterNamespace), a.String())
 			Expect(a.Name).To(HaveSuffix("-kubeconfig"), "%s: only kubeconfig Secrets, never Cluster API's CA Secrets", a)
 		}
+	})
+
+	It("refuses at admission, through the operator's webhook, what CEL cannot check in federatesWith", func() {
+		entry := meshv1alpha1.FederatedTrustDomain{
+			TrustDomain: "spire.example.org", BundleEndpointURL: "https://spire.example.org/bundle",
+			EndpointSPIFFEID: "spiffe://spire.example.org/spire/server", Bundle: `{"keys": oops}`,
+		}
+		federating := func(entry meshv1alpha1.FederatedTrustDomain) func() error {
+			return func() error {
+				mi, err := installation()
+				if err != nil {
+					return err
+				}
+				mi.Spec.Trust.FederatesWith = []meshv1alpha1.FederatedTrustDomain{entry}
+				return f.Management.Client.Update(ctx, mi, client.DryRunAll)
+			}
+		}
+		// Shaped like a bundle document, so CEL lets it through; the webhook parses it.
+		Eventually(federating(entry)).Should(And(Satisfy(apierrors.IsInvalid),
+			MatchError(ContainSubstring("spec.trust.federatesWith[0].bundle: Invalid value: not a SPIFFE bundle document")),
+			MatchError(ContainSubstring("invalid character 'o' looking for beginning of value"))))
+		// A member's trust domain, from the Clusters the installation selects.
+		member := f.Members[0].Name + "." + fleet.MeshName
+		doc, err := fleet.BundleDocument(member)
+		Expect(err).NotTo(HaveOccurred())
+		entry.TrustDomain, entry.EndpointSPIFFEID, entry.Bundle = member, "spiffe://"+member+"/spire/server", doc
+		Expect(federating(entry)()).To(And(Satisfy(apierrors.IsInvalid),
+			MatchError(ContainSubstring(`spec.trust.federatesWith[0].trustDomain: Invalid value: "`+member+`": a member's trust domain`))))
 	})
 
 	It("refuses at admission a MeshCluster made by hand and a hand edit of a MeshCluster's spec", func() {
@@ -278,13 +337,19 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 
 	It("writes nothing into another cluster that a member's kubeconfig Secret reaches, and names a broken Secret", func() {
 		swapped, other, broken := f.Members[0], f.Members[1], f.Members[2]
+		// No restart: the running operator notices the Secrets change while its connections,
+		// built from the old Secrets, still work, and heals once they are put right.
+		running, err := operatorPods()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(running).NotTo(BeEmpty())
 		// Member 1's Secret now holds member 2's credentials; member 3's holds garbage.
 		Expect(f.WriteKubeconfigSecret(ctx, swapped, other.Kubeconfig)).To(Succeed())
 		Expect(f.WriteKubeconfigSecret(ctx, broken, []byte("this is not a kubeconfig"))).To(Succeed())
-		Expect(f.RestartOperator(ctx)).To(Succeed())
+		swappedAt := time.Now()
 
 		Eventually(meshCluster(swapped.Name)).WithTimeout(2 * time.Minute).Should(
 			WithTransform(condition(meshv1alpha1.ConnectedCondition), Equal("False/ClusterIdentityChanged")))
+		GinkgoWriter.Printf("swapped Secret of %s: ClusterIdentityChanged %s after the swap, operator not restarted\n", swapped.Name, time.Since(swappedAt).Round(time.Second))
 		mc, err := meshCluster(swapped.Name)()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(conditionMessage(meshv1alpha1.ConnectedCondition)(mc)).To(ContainSubstring("kube-system namespace has UID"))
@@ -293,6 +358,7 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 			WithTransform(conditionMessage(meshv1alpha1.ConnectedCondition), ContainSubstring("Secret "+fleet.ClusterNamespace+"/"+broken.Name+"-kubeconfig")),
 			WithTransform(conditionMessage(meshv1alpha1.ConnectedCondition), Not(ContainSubstring("this is not"))),
 		))
+		GinkgoWriter.Printf("broken Secret of %s: KubeconfigInvalid %s after the swap, operator not restarted\n", broken.Name, time.Since(swappedAt).Round(time.Second))
 		// Member 2 is still only itself: its cluster id and agent, never member 1's.
 		Consistently(clusterID(other)).WithTimeout(5 * time.Second).Should(Equal(fleet.ClusterID(other)))
 		cm := &corev1.ConfigMap{}
@@ -316,13 +382,19 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 				ContainSubstring(swapped.Name), ContainSubstring(broken.Name), ContainSubstring("switches anyway at"))),
 		))
 
-		// Put both Secrets right; the operator reconnects (here on its restart) and both heal.
+		// Put both Secrets right; the running operator reconnects with them and both heal.
 		Expect(f.WriteKubeconfigSecret(ctx, swapped, swapped.Kubeconfig)).To(Succeed())
 		Expect(f.WriteKubeconfigSecret(ctx, broken, broken.Kubeconfig)).To(Succeed())
-		Expect(f.RestartOperator(ctx)).To(Succeed())
+		fixedAt := time.Now()
 		allReady()
+		GinkgoWriter.Printf("both Secrets put right: all %d members Ready %s later\n", len(f.Members), time.Since(fixedAt).Round(time.Second))
+		for _, m := range []*fleet.Cluster{swapped, broken} {
+			Expect(meshCluster(m.Name)()).To(WithTransform(condition(meshv1alpha1.ConnectedCondition), Equal("True/Connected")))
+		}
 		// Every member holds member 2's new bundle again: its rotation goes on.
 		Eventually(meshCluster(other.Name)).WithTimeout(2 * time.Minute).Should(
 			WithTransform(condition(meshv1alpha1.CARotationCondition), HavePrefix("True/")))
+		Expect(operatorPods()).To(Equal(running), "healed by the operator that was running, not a restarted one")
+		GinkgoWriter.Printf("operator pods unchanged throughout: %v\n", running)
 	})
 })

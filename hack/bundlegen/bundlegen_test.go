@@ -98,25 +98,7 @@ func TestDescriptorsFromAPITypes(t *testing.T) {
 // committed bundle is what the current sources generate (what make bundle-check asserts through
 // git, here without git).
 func TestGenerateIsDeterministic(t *testing.T) {
-	kustomize := filepath.Join(root, "bin", "kustomize")
-	if _, err := os.Stat(kustomize); err != nil {
-		t.Skip("bin/kustomize missing (make tools)")
-	}
-	out, err := exec.Command(kustomize, "build", filepath.Join(root, "config", "manifests")).Output()
-	if err != nil {
-		t.Fatalf("kustomize build config/manifests: %v", err)
-	}
-	manifests := filepath.Join(t.TempDir(), "manifests.yaml")
-	if err := os.WriteFile(manifests, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o := generateOptions{
-		Manifests: manifests, APIs: filepath.Join(root, "apis", "mesh", "v1alpha1"),
-		Samples: filepath.Join(root, "config", "samples"), Icon: filepath.Join(root, "config", "manifests", "icon.svg"),
-		Version: "v0.1.0", ManagerImage: "ghcr.io/fleetmesh/manager:v0.1.0", AgentImage: "ghcr.io/fleetmesh/agent:v0.1.0",
-		ProxyImage: "ghcr.io/fleetmesh/proxy:v0.1.0",
-		Package:    "fleetmesh", Channels: "candidate", DefaultChannel: "candidate",
-	}
+	o := configOptions(t)
 	a, dfA, err := generate(o)
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +118,75 @@ func TestGenerateIsDeterministic(t *testing.T) {
 		}
 		if !bytes.Equal(committed, content) {
 			t.Errorf("bundle/%s is stale (run make bundle)", rel)
+		}
+	}
+}
+
+// configOptions are make bundle's options, over `kustomize build config/manifests` (in a file).
+func configOptions(t *testing.T) generateOptions {
+	t.Helper()
+	kustomize := filepath.Join(root, "bin", "kustomize")
+	if _, err := os.Stat(kustomize); err != nil {
+		t.Skip("bin/kustomize missing (make tools)")
+	}
+	out, err := exec.Command(kustomize, "build", filepath.Join(root, "config", "manifests")).Output()
+	if err != nil {
+		t.Fatalf("kustomize build config/manifests: %v", err)
+	}
+	manifests := filepath.Join(t.TempDir(), "manifests.yaml")
+	if err := os.WriteFile(manifests, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return generateOptions{
+		Manifests: manifests, APIs: filepath.Join(root, "apis", "mesh", "v1alpha1"),
+		Samples: filepath.Join(root, "config", "samples"), Icon: filepath.Join(root, "config", "manifests", "icon.svg"),
+		Version: "v0.1.0", ManagerImage: "ghcr.io/fleetmesh/manager:v0.1.0", AgentImage: "ghcr.io/fleetmesh/agent:v0.1.0",
+		ProxyImage: "ghcr.io/fleetmesh/proxy:v0.1.0",
+		Package:    "fleetmesh", Channels: "candidate", DefaultChannel: "candidate",
+	}
+}
+
+// TestWebhookUnderOLM: config/default's webhook becomes the CSV's webhookdefinitions, served by
+// the manager's Deployment on its webhook port, and the kustomize install's own certificate
+// (its Secret, RBAC and flags) and the webhook Service stay out: OLM provides all of them.
+func TestWebhookUnderOLM(t *testing.T) {
+	o := configOptions(t)
+	in, err := os.ReadFile(o.Manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kind: ValidatingWebhookConfiguration", "fleetmesh-webhook-server-cert", "--webhook-cert-secret=", "app.kubernetes.io/component: webhook-cert"} {
+		if !bytes.Contains(in, []byte(want)) {
+			t.Fatalf("config/manifests has no %q: the test no longer sees what it checks", want)
+		}
+	}
+	files, _, err := generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, content := range files {
+		for _, banned := range []string{"webhook-cert", "--webhook-configuration", "fleetmesh-webhook-service", "kind: ValidatingWebhookConfiguration"} {
+			if bytes.Contains(content, []byte(banned)) {
+				t.Errorf("bundle/%s contains %q", rel, banned)
+			}
+		}
+	}
+	csv := map[string]any{}
+	if err := yaml.Unmarshal(files[filepath.Join(manifestsDir, "fleetmesh.clusterserviceversion.yaml")], &csv); err != nil {
+		t.Fatal(err)
+	}
+	defs, _, _ := unstructured.NestedSlice(csv, "spec", "webhookdefinitions")
+	if len(defs) != 1 {
+		t.Fatalf("webhookdefinitions: %v, want one", defs)
+	}
+	want := map[string]any{
+		"type": "ValidatingAdmissionWebhook", "generateName": "meshinstallations.mesh.fleetmesh.io",
+		"deploymentName": "fleetmesh-controller-manager", "containerPort": float64(443), "targetPort": float64(9443),
+		"webhookPath": "/validate-mesh-fleetmesh-io-v1alpha1-meshinstallation", "failurePolicy": "Ignore", "sideEffects": "None",
+	}
+	for k, v := range want {
+		if got := defs[0].(map[string]any)[k]; !reflect.DeepEqual(got, v) {
+			t.Errorf("webhookdefinitions[0].%s = %#v, want %#v", k, got, v)
 		}
 	}
 }

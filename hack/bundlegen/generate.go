@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -112,12 +113,18 @@ type sorted struct {
 	roles        map[string]*unstructured.Unstructured // "Role/name" and "ClusterRole/name"
 	bindings     []*unstructured.Unstructured
 	scorecard    *unstructured.Unstructured
+	webhooks     []*unstructured.Unstructured // ValidatingWebhookConfigurations
+	services     map[string]*unstructured.Unstructured
 	extra        []*unstructured.Unstructured
 }
 
 func sortObjects(objs []*unstructured.Unstructured) (*sorted, error) {
-	s := &sorted{serviceAccts: map[string]*unstructured.Unstructured{}, roles: map[string]*unstructured.Unstructured{}}
+	s := &sorted{serviceAccts: map[string]*unstructured.Unstructured{}, roles: map[string]*unstructured.Unstructured{},
+		services: map[string]*unstructured.Unstructured{}}
 	for _, u := range objs {
+		if isSelfCert(u) {
+			continue // OLM's certificate replaces it (webhooks.go)
+		}
 		switch u.GetKind() {
 		case v1alpha1.ClusterServiceVersionKind:
 			if s.csvBase != nil {
@@ -144,6 +151,11 @@ func sortObjects(objs []*unstructured.Unstructured) (*sorted, error) {
 			// config/admission by hand (docs/install-olm.md).
 		case "Configuration":
 			s.scorecard = u
+		case "ValidatingWebhookConfiguration":
+			s.webhooks = append(s.webhooks, u)
+		case "Service":
+			s.services[u.GetName()] = u
+			s.extra = append(s.extra, u)
 		default:
 			s.extra = append(s.extra, u)
 		}
@@ -185,6 +197,15 @@ func buildBundle(objs []*unstructured.Unstructured, descs map[string]*kindDescri
 	if err := setManagerImage(dep, o.ManagerImage); err != nil {
 		return nil, err
 	}
+	dropSelfCertFlags(dep)
+	webhooks, webhookServices, err := webhookDefinitions(s.webhooks, s.services, dep)
+	if err != nil {
+		return nil, err
+	}
+	csv.Spec.WebhookDefinitions = webhooks
+	s.extra = slices.DeleteFunc(s.extra, func(u *unstructured.Unstructured) bool {
+		return u.GetKind() == "Service" && webhookServices[u.GetName()]
+	})
 	perms, clusterPerms, err := permissions(s, dep)
 	if err != nil {
 		return nil, err

@@ -28,10 +28,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/e2e/fleet"
 )
 
 // meshInstallation returns a valid MeshInstallation as unstructured, so specs can break any
@@ -54,6 +56,24 @@ func set(u *unstructured.Unstructured, value any, path ...string) *unstructured.
 }
 
 var counter int
+
+// outsideBundle and otherBundle are valid SPIFFE bundle documents of spire.example.org and
+// other.example.org.
+var outsideBundle, otherBundle = mustBundle("spire.example.org"), mustBundle("other.example.org")
+
+func mustBundle(td string) string {
+	doc, err := fleet.BundleDocument(td)
+	if err != nil {
+		panic(err)
+	}
+	return doc
+}
+
+// outside is a spec.trust.federatesWith entry for td (https_spiffe) with bundle.
+func outside(td, bundle string) map[string]any {
+	return map[string]any{"trustDomain": td, "bundleEndpointURL": "https://" + td + "/bundle",
+		"endpointSPIFFEID": "spiffe://" + td + "/spire/server", "bundle": bundle}
+}
 
 func uniqueName() string {
 	counter++
@@ -316,6 +336,24 @@ var _ = Describe("MeshInstallation admission", func() {
 					"endpointSPIFFEID": "spiffe://evil.example.com/spire/server", "bundle": `{"keys":[]}`}}, "spec", "trust", "federatesWith")
 			},
 			"spec.trust.federatesWith[0].endpointSPIFFEID", "must be a SPIFFE ID in trustDomain"),
+		// What CEL cannot check, the operator's webhook refuses (internal/admission).
+		Entry("federated bundle shaped like a bundle document but not JSON (webhook)",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{outside("spire.example.org", `{"keys": oops}`)}, "spec", "trust", "federatesWith")
+			},
+			"spec.trust.federatesWith[0].bundle: Invalid value: not a SPIFFE bundle document", "invalid character 'o' looking for beginning of value"),
+		Entry("federated bundle without X.509 authorities (webhook)",
+			func(u *unstructured.Unstructured) {
+				set(u, []any{outside("spire.example.org", `{"keys": []}`)}, "spec", "trust", "federatesWith")
+			},
+			"spec.trust.federatesWith[0].bundle", "no X.509 authorities"),
+		Entry("endpoint SPIFFE ID in the trust domain that does not parse (webhook)",
+			func(u *unstructured.Unstructured) {
+				f := outside("spire.example.org", outsideBundle)
+				f["endpointSPIFFEID"] = "spiffe://spire.example.org/spire//server"
+				set(u, []any{outside("other.example.org", otherBundle), f}, "spec", "trust", "federatesWith")
+			},
+			`spec.trust.federatesWith[1].endpointSPIFFEID: Invalid value: "spiffe://spire.example.org/spire//server"`, "path cannot contain empty segments"),
 		Entry("unknown log level",
 			func(u *unstructured.Unstructured) { set(u, "verbose", "spec", "controlPlane", "logLevel") },
 			"spec.controlPlane.logLevel", "Unsupported value"),
@@ -348,11 +386,48 @@ var _ = Describe("MeshInstallation admission", func() {
 			set(u, map[string]any{"requests": map[string]any{"memory": "128Mi", "cpu": "100m"}, "limits": map[string]any{"memory": "134217728", "cpu": "0.1"}}, "spec", "controlPlane", "resources")
 		}),
 		Entry("an outside trust domain next to the members'", func(u *unstructured.Unstructured) {
-			set(u, []any{map[string]any{"trustDomain": "spire.example.org", "bundleEndpointURL": "https://spire.example.org/bundle",
-				"endpointSPIFFEID": "spiffe://spire.example.org/spire/server", "bundle": ` {"keys": []}
-`}}, "spec", "trust", "federatesWith")
+			set(u, []any{outside("spire.example.org", " "+outsideBundle+"\n")}, "spec", "trust", "federatesWith")
 		}),
 	)
+
+	It("refuses a member's trust domain as an outside one, in a new entry only (webhook)", func() {
+		name := uniqueName()
+		cluster := func(suffix string) *clusterv1.Cluster {
+			return &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name + "-" + suffix,
+				Labels: map[string]string{"webhook-mesh": name}},
+				Spec: clusterv1.ClusterSpec{ControlPlaneEndpoint: clusterv1.APIEndpoint{Host: "10.244.9.1", Port: 6443}}}
+		}
+		memberTD := func(suffix string) string { return name + "-" + suffix + ".default." + name }
+		meshOf := func(entries ...any) *unstructured.Unstructured {
+			u := set(meshInstallation(name), map[string]any{"matchLabels": map[string]any{"webhook-mesh": name}}, "spec", "clusterSelector")
+			return set(u, entries, "spec", "trust", "federatesWith")
+		}
+		east := cluster("east")
+		Expect(k8sClient.Create(ctx, east)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, east)).To(Succeed()) })
+
+		err := k8sClient.Create(ctx, meshOf(outside(memberTD("east"), mustBundle(memberTD("east")))))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.trust.federatesWith[0].trustDomain: Invalid value: "` + memberTD("east") + `": a member's trust domain`))
+
+		// A Cluster that joins after admission makes an admitted entry a member's: the
+		// installation still takes other edits (trust federation reports the entry in status),
+		// and a new entry naming a member is refused.
+		u := meshOf(outside(memberTD("later"), mustBundle(memberTD("later"))))
+		Expect(k8sClient.Create(ctx, u)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, u)).To(Succeed()) })
+		later := cluster("later")
+		Expect(k8sClient.Create(ctx, later)).To(Succeed())
+		DeferCleanup(func() { Expect(k8sClient.Delete(ctx, later)).To(Succeed()) })
+		u.SetLabels(map[string]string{"edited": "yes"})
+		Expect(k8sClient.Update(ctx, u)).To(Succeed())
+		entries, _, _ := unstructured.NestedSlice(u.Object, "spec", "trust", "federatesWith")
+		set(u, append(entries, outside(memberTD("east"), mustBundle(memberTD("east")))), "spec", "trust", "federatesWith")
+		err = k8sClient.Update(ctx, u)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
+		Expect(err.Error()).To(ContainSubstring(`spec.trust.federatesWith[1].trustDomain: Invalid value: "` + memberTD("east") + `"`))
+		Expect(err.Error()).NotTo(ContainSubstring("federatesWith[0]"))
+	})
 
 	It("accepts every sample in config/samples as it is", func() {
 		files, err := filepath.Glob(filepath.Join("..", "..", "..", "config", "samples", "mesh_*.yaml"))

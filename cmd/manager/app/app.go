@@ -43,6 +43,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	meshv1alpha1 "github.com/fleetmesh/fleetmesh/apis/mesh/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/controllers"
 	"github.com/fleetmesh/fleetmesh/controllers/caissuer"
 	"github.com/fleetmesh/fleetmesh/controllers/meshcluster"
 	"github.com/fleetmesh/fleetmesh/controllers/meshinstallation"
@@ -74,6 +75,8 @@ type Options struct {
 	ProbeAddr          string
 	LeaderElect        bool
 	LeaderElectionNS   string
+	// Webhook is the admission webhook server (none when Webhook.Addr is empty).
+	Webhook WebhookOptions
 }
 
 // NewManager builds the operator: the manager, the cluster cache of members and the controllers.
@@ -83,8 +86,14 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	// a fleet joining at once) must not cost the lease. A clean stop still hands over at once
 	// (LeaderElectionReleaseOnCancel), within one retry period.
 	leaseDuration, renewDeadline, retryPeriod := 60*time.Second, 40*time.Second, 5*time.Second
+	scheme := NewScheme()
+	webhookServer, webhookCert, err := newWebhookServer(cfg, scheme, o.Webhook)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  NewScheme(),
+		Scheme:                  scheme,
+		WebhookServer:           webhookServer,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
@@ -116,6 +125,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add readyz check: %w", err)
 	}
+	if webhookServer != nil {
+		if err := setupWebhookServer(mgr, webhookCert); err != nil {
+			return nil, err
+		}
+	}
 	if err := setupControllers(ctx, mgr); err != nil {
 		return nil, err
 	}
@@ -139,7 +153,13 @@ func memberCacheOptions() clustercache.CacheOptions {
 }
 
 func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
-	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
+	// The cluster cache, with what rebuilds a member's connection when its kubeconfig Secret
+	// changes (the cache alone would not while the old credentials work). The MeshCluster
+	// reconciler decides it and reaches members through the cache itself; every other reconciler
+	// through its guard, which refuses a member meanwhile when the new Secret must not be
+	// written through.
+	conns := controllers.NewMemberConnections()
+	memberCache, err := conns.SetupClusterCache(ctx, mgr, clustercache.Options{
 		// Uncached: a GET of the one kubeconfig Secret per connect (RBAC: get only).
 		SecretClient: mgr.GetAPIReader(),
 		Cache:        memberCacheOptions(),
@@ -153,6 +173,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 	if err != nil {
 		return fmt.Errorf("set up the cluster cache: %w", err)
 	}
+	cc := conns.Guard(memberCache)
 	if err := (&meshinstallation.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("meshinstallation-controller"),
@@ -161,9 +182,10 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := (&meshcluster.Reconciler{
 		Client:       mgr.GetClient(),
-		ClusterCache: cc,
+		ClusterCache: memberCache,
 		Recorder:     mgr.GetEventRecorder("meshcluster-controller"),
 		SecretReader: mgr.GetAPIReader(),
+		Connections:  conns,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 10}); err != nil {
 		return fmt.Errorf("set up MeshCluster controller: %w", err)
 	}
