@@ -211,6 +211,20 @@ func (m *MemberConnections) Pending(key client.ObjectKey, digest string) (member
 	return membership.KubeconfigDecision{}, false
 }
 
+// Refusing is the decision of the reconnect on its way, when it refuses the member's clients:
+// what the member's status keeps saying while the cache is disconnected for it.
+func (m *MemberConnections) Refusing(key client.ObjectKey) (membership.KubeconfigDecision, bool) {
+	if m == nil {
+		return membership.KubeconfigDecision{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.members[key]; c != nil && c.pending && c.decision.Refuse {
+		return c.decision, true
+	}
+	return membership.KubeconfigDecision{}, false
+}
+
 // Reconnect has the member's connection rebuilt from its Secret, which now has the given digest;
 // the decision says whether its clients are refused meanwhile.
 func (m *MemberConnections) Reconnect(key client.ObjectKey, digest string, d membership.KubeconfigDecision) {

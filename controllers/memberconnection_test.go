@@ -119,6 +119,9 @@ func TestMemberConnectionsReconnectOnce(t *testing.T) {
 	if !m.Nudge(key) || woken() != 1 {
 		t.Fatal("no nudge while the reconnect is on its way")
 	}
+	if d, ok := m.Refusing(key); !ok || d != refused {
+		t.Fatalf("Refusing while disconnected for the reconnect = %+v, %v; want the decision (the status keeps it)", d, ok)
+	}
 	m.Settle(key) // too late: already disconnected
 	if _, ok := m.Pending(key, newDigest); !ok {
 		t.Fatal("settled after the disconnect: nothing would connect the member again")
@@ -130,6 +133,9 @@ func TestMemberConnectionsReconnectOnce(t *testing.T) {
 	read() // the cache connects again
 	if err := m.Refusal(key); err != nil {
 		t.Fatalf("refused after the reconnect: %v", err)
+	}
+	if _, ok := m.Refusing(key); ok {
+		t.Fatal("Refusing after the reconnect")
 	}
 	if _, ok := m.Pending(key, newDigest); ok || m.Nudge(key) {
 		t.Fatal("a reconnect still pending after it")

@@ -282,6 +282,12 @@ func (r *Reconciler) connect(ctx context.Context, mc *meshv1alpha1.MeshCluster, 
 		if r.Connections.Nudge(key) {
 			recheck = reconnectRecheck
 		}
+		if d, ok := r.Connections.Refusing(key); ok {
+			// Disconnected for a reconnect with a Secret that must not be written through:
+			// still what was decided when its change was noticed, not "does not answer".
+			r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, d.Reason, d.Message)
+			return memberClient{}, false, recheck
+		}
 		if problem := kubeconfigProblem(ctx, r.SecretReader, key); problem != "" {
 			r.setCondition(mc, meshv1alpha1.ConnectedCondition, metav1.ConditionFalse, meshv1alpha1.ReasonKubeconfigBad, membership.KubeconfigInvalidMessage(problem))
 			return memberClient{}, false, recheck

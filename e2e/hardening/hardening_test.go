@@ -222,6 +222,16 @@ var _ = Describe("a mesh under mistaken and hostile hands", Ordered, func() {
 		})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("spec of MeshCluster " + m.Name + " is decided by the fleetmesh operator"))
+		// Every operator-owned field, the gateway address (from the Cluster's annotation) too.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			mc, err := meshCluster(m.Name)()
+			if err != nil {
+				return err
+			}
+			mc.Spec.GatewayAddress = "192.0.2.7"
+			return f.Management.Client.Update(ctx, mc, client.DryRunAll)
+		})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a hand-set gatewayAddress: got %v", err)
 		// Labels and annotations stay the users'.
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			mc, err := meshCluster(m.Name)()
