@@ -125,39 +125,63 @@ func Scrape(ip string, port int) (string, error) {
 	return scrapeAddr(fmt.Sprintf("%s:%d", ip, port))
 }
 
-// SeriesSum adds up, in what Scrape returned, the samples of metric name whose labels include
-// every name="value" pair given (no pair: every series of the metric); 0 when there is none.
-func SeriesSum(exposition, name string, labels ...string) float64 {
-	var sum float64
+// sample is one line of the Prometheus text format: its labels and value.
+type sample struct {
+	labels map[string]string
+	value  float64
+}
+
+// seriesLabel is one name="value" pair of a series in the Prometheus text format.
+var seriesLabel = regexp.MustCompile(`([a-z_]+)="([^"]*)"`)
+
+// samples are the samples of metric name in what Scrape returned.
+func samples(exposition, name string) []sample {
+	var out []sample
 	for _, line := range strings.Split(exposition, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (!strings.HasPrefix(rest, "{") && !strings.HasPrefix(rest, " ")) {
 			continue
 		}
-		series, rest := "", line[len(name):]
+		s := sample{labels: map[string]string{}}
 		if strings.HasPrefix(rest, "{") {
 			i := strings.Index(rest, "} ")
 			if i < 0 {
 				continue
 			}
-			series, rest = rest[:i+1], rest[i+1:]
+			for _, m := range seriesLabel.FindAllStringSubmatch(rest[:i+1], -1) {
+				s.labels[m[1]] = m[2]
+			}
+			rest = rest[i+1:]
 		}
 		fields := strings.Fields(rest)
 		if len(fields) == 0 {
 			continue
 		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			continue
+		}
+		s.value = v
+		out = append(out, s)
+	}
+	return out
+}
+
+// SeriesSum adds up, in what Scrape returned, the samples of metric name whose labels include
+// every name="value" pair given (no pair: every series of the metric); 0 when there is none.
+func SeriesSum(exposition, name string, labels ...string) float64 {
+	var sum float64
+	for _, s := range samples(exposition, name) {
 		matches := true
 		for i := 0; i+1 < len(labels); i += 2 {
-			matches = matches && strings.Contains(series, labels[i]+`="`+labels[i+1]+`"`)
+			matches = matches && s.labels[labels[i]] == labels[i+1]
 		}
-		if v, err := strconv.ParseFloat(fields[0], 64); err == nil && matches {
-			sum += v
+		if matches {
+			sum += s.value
 		}
 	}
 	return sum
 }
-
-// seriesLabel is one name="value" pair of a series in the Prometheus text format.
-var seriesLabel = regexp.MustCompile(`([a-z_]+)="([^"]*)"`)
 
 // VerifiedServers are the server identities a client sidecar's /metrics (what Scrape returned)
 // shows it verified in the mTLS handshakes of its outbound requests to a destination service
@@ -165,14 +189,8 @@ var seriesLabel = regexp.MustCompile(`([a-z_]+)="([^"]*)"`)
 // put back together as spiffe://<td>/ns/<namespace>/sa/<workload>, sorted, each once.
 func VerifiedServers(exposition, service string) []string {
 	seen := map[string]bool{}
-	for _, line := range strings.Split(exposition, "\n") {
-		if !strings.HasPrefix(line, "fleetmesh_proxy_requests_total{") {
-			continue
-		}
-		l := map[string]string{}
-		for _, m := range seriesLabel.FindAllStringSubmatch(line, -1) {
-			l[m[1]] = m[2]
-		}
+	for _, s := range samples(exposition, "fleetmesh_proxy_requests_total") {
+		l := s.labels
 		if l["direction"] != "outbound" || !strings.Contains(l["destination_service"], service) || l["destination_trust_domain"] == "unknown" {
 			continue
 		}

@@ -269,7 +269,7 @@ var _ = Describe("plain HTTP and TCP workloads across members through injected s
 		setTimeout("500ms")
 		Eventually(call(slow)).WithTimeout(time.Minute).WithPolling(time.Second).Should(
 			MatchError(ContainSubstring("504")), "A's sidecar gives up after 500ms: 504")
-		Expect(call(echoURL + "?delay=50ms")()).To(Succeed(), "a request within the timeout")
+		Expect(call(echoURL+"?delay=50ms")()).To(Succeed(), "a request within the timeout")
 		setTimeout("")
 		Eventually(call(slow)).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed(), "no timeout again")
 	})

@@ -149,7 +149,7 @@ type builder struct {
 	servers map[netip.AddrPort]bool
 	// podsClaimed are the pod addresses that have an outbound pod chain already (proxy set).
 	podsClaimed map[netip.AddrPort]bool
-	err     error
+	err         error
 }
 
 func (b *builder) add(m *map[string]types.Resource, r types.Resource) {
